@@ -1,0 +1,30 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let package = Package(
+    name: "dae-dist",
+    products: [
+        .executable(name: "dae-dist", targets: ["dae-dist"]),
+        .library(name: "DAE", targets: ["DAE"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // System libraries, found by pkg-config (Debian: libopenblas-dev, zlib1g-dev).
+        .systemLibrary(name: "CBLAS", pkgConfig: "openblas",
+                       providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib",
+                       providers: [.apt(["zlib1g-dev"])]),
+        // The library: data, model, kernels, optimizer, checkpoints, training loop.
+        .target(name: "DAE", dependencies: ["CBLAS", "CZlib"],
+                swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]),
+        // The command-line tool.
+        .executableTarget(name: "dae-dist", dependencies: [
+            "DAE",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .testTarget(name: "DAETests", dependencies: ["DAE"],
+                    resources: [.copy("Fixtures")]),
+    ]
+)

@@ -1,0 +1,2 @@
+// OpenBLAS's C interface (cblas_sgemm) and its thread control.
+#include <cblas.h>

@@ -1,0 +1,180 @@
+// The safetensors format (huggingface/safetensors), written and read by hand: it is a dozen lines
+// of layout and PyTorch, numpy and JAX all load it (safetensors.torch.load_file).
+//
+//   [8 bytes: N, little-endian UInt64] [N bytes: JSON header, padded with spaces to a multiple of 8]
+//   [data: each tensor's little-endian values, contiguous, at the header's data_offsets]
+//
+// The header maps each tensor name to {"dtype": "F32", "shape": [...], "data_offsets": [begin, end]}
+// (offsets relative to the start of the data), plus an optional "__metadata__" object whose values
+// are all strings.
+
+import Foundation
+
+public struct SafeTensor: Sendable, Equatable {
+    public var name: String
+    public var shape: [Int]
+    public var values: [Float]
+    public init(name: String, shape: [Int], values: [Float]) {
+        precondition(shape.reduce(1, *) == values.count, "\(name): shape \(shape) does not match \(values.count) values")
+        self.name = name; self.shape = shape; self.values = values
+    }
+}
+
+public enum SafeTensors {
+    /// Encodes tensors (in the given order) and string metadata.
+    public static func encode(_ tensors: [SafeTensor], metadata: [String: String] = [:]) -> [UInt8] {
+        var header = "{"
+        var entries: [String] = []
+        if !metadata.isEmpty {
+            let items = metadata.keys.sorted().map { "\(jsonString($0)):\(jsonString(metadata[$0]!))" }
+            entries.append("\"__metadata__\":{\(items.joined(separator: ","))}")
+        }
+        var offset = 0
+        for t in tensors {
+            let size = t.values.count * 4
+            entries.append("\(jsonString(t.name)):{\"dtype\":\"F32\",\"shape\":[\(t.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(offset + size)]}")
+            offset += size
+        }
+        header += entries.joined(separator: ",") + "}"
+        var headerBytes = Array(header.utf8)
+        while headerBytes.count % 8 != 0 { headerBytes.append(0x20) }
+        var out: [UInt8] = []
+        out.reserveCapacity(8 + headerBytes.count + offset)
+        var n = UInt64(headerBytes.count).littleEndian
+        withUnsafeBytes(of: &n) { out.append(contentsOf: $0) }
+        out.append(contentsOf: headerBytes)
+        for t in tensors {
+            for value in t.values {
+                var bits = value.bitPattern.littleEndian
+                withUnsafeBytes(of: &bits) { out.append(contentsOf: $0) }
+            }
+        }
+        return out
+    }
+
+    /// Decodes a safetensors file's bytes: its F32 tensors (in file order) and metadata.
+    /// `path` names the file in errors.
+    public static func decode(_ bytes: [UInt8], path: String) throws(DAEError) -> (tensors: [SafeTensor], metadata: [String: String]) {
+        func fail(_ problem: String) -> DAEError { .checkpoint(path: path, problem: problem) }
+        guard bytes.count >= 8 else { throw fail("not a safetensors file (\(bytes.count) bytes, too short for a header)") }
+        var headerLength: UInt64 = 0
+        for i in 0..<8 { headerLength |= UInt64(bytes[i]) << (8 * UInt64(i)) }
+        guard headerLength >= 2, headerLength <= UInt64(bytes.count - 8), headerLength < 100_000_000 else {
+            throw fail("not a safetensors file or truncated (header length \(headerLength), file \(bytes.count) bytes)")
+        }
+        let headerEnd = 8 + Int(headerLength)
+        let json: Any
+        do {
+            json = try JSONSerialization.jsonObject(with: Data(bytes[8..<headerEnd]))
+        } catch {
+            throw fail("corrupt safetensors header (not valid JSON)")
+        }
+        guard let object = json as? [String: Any] else { throw fail("corrupt safetensors header (not a JSON object)") }
+        var metadata: [String: String] = [:]
+        if let meta = object["__metadata__"] {
+            guard let dict = meta as? [String: Any] else { throw fail("__metadata__ is not an object") }
+            for (k, v) in dict {
+                guard let s = v as? String else { throw fail("__metadata__ value for '\(k)' is not a string") }
+                metadata[k] = s
+            }
+        }
+        let dataCount = bytes.count - headerEnd
+        var entries: [(name: String, shape: [Int], begin: Int, end: Int)] = []
+        for (name, value) in object where name != "__metadata__" {
+            guard let info = value as? [String: Any],
+                  let dtype = info["dtype"] as? String,
+                  let shape = (info["shape"] as? [Any])?.compactMap({ ($0 as? NSNumber)?.intValue }),
+                  let offsets = (info["data_offsets"] as? [Any])?.compactMap({ ($0 as? NSNumber)?.intValue }),
+                  offsets.count == 2 else {
+                throw fail("tensor '\(name)' has a malformed header entry")
+            }
+            guard dtype == "F32" else { throw fail("tensor '\(name)' has dtype \(dtype); only F32 is supported") }
+            let count = shape.reduce(1, *)
+            guard shape.allSatisfy({ $0 >= 0 }), offsets[0] >= 0, offsets[1] >= offsets[0], offsets[1] <= dataCount,
+                  offsets[1] - offsets[0] == count * 4 else {
+                throw fail("tensor '\(name)' has offsets \(offsets) that do not fit its shape \(shape) or the file (truncated?)")
+            }
+            entries.append((name, shape, offsets[0], offsets[1]))
+        }
+        entries.sort { $0.begin < $1.begin }
+        var tensors: [SafeTensor] = []
+        for e in entries {
+            var values = [Float](repeating: 0, count: (e.end - e.begin) / 4)
+            bytes.withUnsafeBufferPointer { raw in
+                let base = raw.baseAddress! + headerEnd + e.begin
+                for i in 0..<values.count {
+                    let b = base + 4 * i
+                    let bits = UInt32(b[0]) | UInt32(b[1]) << 8 | UInt32(b[2]) << 16 | UInt32(b[3]) << 24
+                    values[i] = Float(bitPattern: bits)
+                }
+            }
+            tensors.append(SafeTensor(name: e.name, shape: e.shape, values: values))
+        }
+        return (tensors, metadata)
+    }
+
+    public static func read(path: String) throws(DAEError) -> (tensors: [SafeTensor], metadata: [String: String]) {
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw DAEError.checkpoint(path: path, problem: "no such file")
+        }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw DAEError.checkpoint(path: path, problem: "cannot be read (permissions?)")
+        }
+        return try decode([UInt8](data), path: path)
+    }
+
+    static func jsonString(_ s: String) -> String {
+        var out = "\""
+        for scalar in s.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            default:
+                if scalar.value < 0x20 { out += String(format: "\\u%04x", scalar.value) } else { out.unicodeScalars.append(scalar) }
+            }
+        }
+        return out + "\""
+    }
+}
+
+/// Writes bytes to `path` atomically: a temporary file in the same directory, fsync, rename,
+/// fsync of the directory. A crash at any moment leaves either the old file or the new one.
+public func writeFileAtomically(_ bytes: [UInt8], to path: String) throws(DAEError) {
+    let directory = (path as NSString).deletingLastPathComponent
+    let dir = directory.isEmpty ? "." : directory
+    do {
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    } catch {
+        throw DAEError.write(path: path, problem: "cannot create directory \(dir)")
+    }
+    let temporary = (dir as NSString).appendingPathComponent(".\((path as NSString).lastPathComponent).tmp-\(getpid())")
+    let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+    guard fd >= 0 else { throw DAEError.write(path: path, problem: String(cString: strerror(errno))) }
+    var written = 0
+    let failure: String? = bytes.withUnsafeBytes { raw -> String? in
+        while written < raw.count {
+            let n = write(fd, raw.baseAddress! + written, raw.count - written)
+            if n < 0 {
+                if errno == EINTR { continue }
+                return String(cString: strerror(errno))
+            }
+            written += n
+        }
+        return fsync(fd) == 0 ? nil : String(cString: strerror(errno))
+    }
+    close(fd)
+    if let failure {
+        unlink(temporary)
+        throw DAEError.write(path: path, problem: failure)
+    }
+    guard rename(temporary, path) == 0 else {
+        let message = String(cString: strerror(errno))
+        unlink(temporary)
+        throw DAEError.write(path: path, problem: message)
+    }
+    let dirFD = open(dir, O_RDONLY)
+    if dirFD >= 0 { fsync(dirFD); close(dirFD) }
+}

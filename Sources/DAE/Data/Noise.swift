@@ -1,0 +1,85 @@
+// Corruption of the input: the "denoising" in denoising autoencoder. The training target is
+// always the clean image; only the network's input is corrupted.
+
+/// The kinds of corruption, parsed from the `--noise` flag.
+public enum NoiseKind: Equatable, CustomStringConvertible, Sendable {
+    /// clamp(x + factor * N(0,1), 0, 1): the reference recipe with factor 0.5.
+    case gaussian(factor: Float)
+    /// Each pixel set to 0 with probability p (Vincent et al.'s masking noise).
+    case mask(p: Float)
+    /// Each pixel, with probability p, set to 0 or 1 with equal chance.
+    case saltPepper(p: Float)
+    /// No corruption: a plain autoencoder (useful for evaluation).
+    case none
+
+    /// Parses `gaussian:0.5`, `mask:0.25`, `saltpepper:0.1` or `none`; a missing factor takes
+    /// the default (0.5 for gaussian, 0.25 for mask, 0.1 for salt-and-pepper).
+    public init(parsing text: String) throws(DAEError) {
+        let parts = text.split(separator: ":", maxSplits: 1).map(String.init)
+        let name = parts.first?.lowercased() ?? ""
+        var value: Float? = nil
+        if parts.count == 2 {
+            guard let v = Float(parts[1]), v.isFinite else {
+                throw DAEError.badFlag("--noise", "'\(parts[1])' is not a number in '\(text)'")
+            }
+            value = v
+        }
+        switch name {
+        case "gaussian", "gauss":
+            let f = value ?? 0.5
+            guard f >= 0 else { throw DAEError.badFlag("--noise", "gaussian factor must be >= 0, got \(f)") }
+            self = .gaussian(factor: f)
+        case "mask", "masking":
+            let p = value ?? 0.25
+            guard (0...1).contains(p) else { throw DAEError.badFlag("--noise", "mask probability must be in [0,1], got \(p)") }
+            self = .mask(p: p)
+        case "saltpepper", "salt-pepper", "sp":
+            let p = value ?? 0.1
+            guard (0...1).contains(p) else { throw DAEError.badFlag("--noise", "salt-and-pepper probability must be in [0,1], got \(p)") }
+            self = .saltPepper(p: p)
+        case "none":
+            guard value == nil else { throw DAEError.badFlag("--noise", "'none' takes no factor") }
+            self = .none
+        default:
+            throw DAEError.badFlag("--noise", "unknown noise kind '\(text)'; use gaussian:F, mask:P, saltpepper:P or none")
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .gaussian(let f): return "gaussian:\(f)"
+        case .mask(let p): return "mask:\(p)"
+        case .saltPepper(let p): return "saltpepper:\(p)"
+        case .none: return "none"
+        }
+    }
+
+    /// Writes the corrupted copy of `clean` (count pixels) into `noisy`. The random numbers come
+    /// from the stream keyed by (seed, epoch, sample index) and nothing else.
+    public func corrupt(_ clean: UnsafePointer<Float>, into noisy: UnsafeMutablePointer<Float>, count: Int,
+                        seed: UInt64, epoch: Int, sampleIndex: Int, purpose: RandomPurpose = .noise) {
+        var rng = RandomStream(seed: seed, purpose: purpose, UInt64(epoch), UInt64(sampleIndex))
+        switch self {
+        case .none:
+            noisy.update(from: clean, count: count)
+        case .gaussian(let factor):
+            var i = 0
+            while i < count {
+                let (z0, z1) = rng.normalPair()
+                noisy[i] = min(max(clean[i] + factor * z0, 0), 1)
+                if i + 1 < count { noisy[i + 1] = min(max(clean[i + 1] + factor * z1, 0), 1) }
+                i += 2
+            }
+        case .mask(let p):
+            for i in 0..<count {
+                noisy[i] = rng.uniform() < p ? 0 : clean[i]
+            }
+        case .saltPepper(let p):
+            for i in 0..<count {
+                let hit = rng.uniform() < p
+                let salt = rng.nextUInt32() & 1 == 1
+                noisy[i] = hit ? (salt ? 1 : 0) : clean[i]
+            }
+        }
+    }
+}

@@ -1,0 +1,146 @@
+// The reference convolutional denoising autoencoder, layer for layer the PyTorch ConvDenoiser:
+//
+//   encoder = Sequential(Conv2d(1,32,3,padding=1), ReLU, MaxPool2d(2,2),      # encoder.0 .1 .2
+//                        Conv2d(32,64,3,padding=1), ReLU, MaxPool2d(2,2))     # encoder.3 .4 .5
+//   decoder = Sequential(ConvTranspose2d(64,32,2,stride=2), ReLU,             # decoder.0 .1
+//                        ConvTranspose2d(32,1,2,stride=2), Sigmoid)           # decoder.2 .3
+//
+// For an H x W image (28 x 28 for MNIST) and a batch of n, activations are [C, n, h, w]:
+//   x [1,n,H,W] -conv1-> a1 [32,n,H,W] -pool-> p1 [32,n,H/2,W/2] -conv2-> a2 [64,n,H/2,W/2]
+//   -pool-> code [64,n,H/4,W/4] -deconv1-> a3 [32,n,H/2,W/2] -deconv2-> y [1,n,H,W]
+//
+// Parameters and gradients are two flat buffers (see Parameters.swift); activations and
+// workspaces are one arena allocated for a maximum batch `capacity`, so forward and backward
+// allocate nothing. Any batch n <= capacity can run.
+
+public final class ConvDenoiser {
+    public static let hidden1 = 32, hidden2 = 64
+
+    public let height: Int, width: Int, capacity: Int
+    public let layout: ParameterLayout
+    public let params: FloatBuffer
+    public let grads: FloatBuffer
+
+    let conv1: Conv2d, conv2: Conv2d
+    let deconv1: ConvTranspose2d, deconv2: ConvTranspose2d
+    let pool = MaxPool2d()
+
+    // Activations (forward) and their gradients (backward), views into `arena`.
+    public let input: UnsafeMutablePointer<Float>     // x    [1, n, H, W]: the (noisy) batch
+    let col1: UnsafeMutablePointer<Float>             //      [9, n*H*W]
+    let a1: UnsafeMutablePointer<Float>               //      [32, n, H, W]  conv1 + ReLU
+    let p1: UnsafeMutablePointer<Float>               //      [32, n, H/2, W/2]
+    let col2: UnsafeMutablePointer<Float>             //      [32*9, n*H/2*W/2]
+    let a2: UnsafeMutablePointer<Float>               //      [64, n, H/2, W/2] conv2 + ReLU
+    public let code: UnsafeMutablePointer<Float>      //      [64, n, H/4, W/4] the encoder's output
+    let col3: UnsafeMutablePointer<Float>             //      [32*4, n*H/4*W/4]
+    let a3: UnsafeMutablePointer<Float>               //      [32, n, H/2, W/2] deconv1 + ReLU
+    let col4: UnsafeMutablePointer<Float>             //      [1*4, n*H/2*W/2]
+    public let output: UnsafeMutablePointer<Float>    // y    [1, n, H, W] deconv2 + Sigmoid
+    public let gradOutput: UnsafeMutablePointer<Float> // dL/dz before the sigmoid, [1, n, H, W]
+    let dA3: UnsafeMutablePointer<Float>, dCode: UnsafeMutablePointer<Float>
+    let dA2: UnsafeMutablePointer<Float>, dP1: UnsafeMutablePointer<Float>, dA1: UnsafeMutablePointer<Float>
+    let argmax1: UnsafeMutablePointer<Int32>, argmax2: UnsafeMutablePointer<Int32>
+    let arena: Arena<Float>, indexArena: Arena<Int32>
+
+    /// The reference model's parameter layout for images of height x width.
+    public static func makeLayout() -> ParameterLayout {
+        var layout = ParameterLayout()
+        _ = Conv2d.register(&layout, prefix: "encoder.0", inChannels: 1, outChannels: hidden1, kernel: 3)
+        _ = Conv2d.register(&layout, prefix: "encoder.3", inChannels: hidden1, outChannels: hidden2, kernel: 3)
+        _ = ConvTranspose2d.register(&layout, prefix: "decoder.0", inChannels: hidden2, outChannels: hidden1, stride: 2)
+        _ = ConvTranspose2d.register(&layout, prefix: "decoder.2", inChannels: hidden1, outChannels: 1, stride: 2)
+        return layout
+    }
+
+    /// A model for batches of up to `capacity` images of height x width (multiples of 4).
+    /// Parameters start at zero: call `initialize(seed:)` or load weights.
+    public init(height: Int = 28, width: Int = 28, capacity: Int) {
+        precondition(height % 4 == 0 && width % 4 == 0 && capacity > 0)
+        self.height = height; self.width = width; self.capacity = capacity
+        let layout = Self.makeLayout()
+        self.layout = layout
+        let params = FloatBuffer(count: layout.count), grads = FloatBuffer(count: layout.count)
+        self.params = params
+        self.grads = grads
+        func offsets(_ prefix: String) -> (weight: Int, bias: Int) {
+            (layout.slot(named: prefix + ".weight")!.offset, layout.slot(named: prefix + ".bias")!.offset)
+        }
+        let (h1, h2) = (Self.hidden1, Self.hidden2)
+        conv1 = Conv2d(inChannels: 1, outChannels: h1, kernel: 3, padding: 1, offsets: offsets("encoder.0"), params: params, grads: grads)
+        conv2 = Conv2d(inChannels: h1, outChannels: h2, kernel: 3, padding: 1, offsets: offsets("encoder.3"), params: params, grads: grads)
+        deconv1 = ConvTranspose2d(inChannels: h2, outChannels: h1, stride: 2, offsets: offsets("decoder.0"), params: params, grads: grads)
+        deconv2 = ConvTranspose2d(inChannels: h1, outChannels: 1, stride: 2, offsets: offsets("decoder.2"), params: params, grads: grads)
+
+        let full = capacity * height * width, half = full / 4, quarter = full / 16
+        // Sizes in the order of the takes below (the arena traps if they disagree).
+        let sizes = [full, 9 * full, h1 * full,                          // input, col1, a1
+                     h1 * half, h1 * 9 * half, h2 * half, h2 * quarter,  // p1, col2, a2, code
+                     h1 * 4 * quarter, h1 * half, 4 * half, full, full,  // col3, a3, col4, output, gradOutput
+                     h1 * half, h2 * quarter, h2 * half, h1 * half, h1 * full]  // dA3, dCode, dA2, dP1, dA1
+        arena = Arena(capacity: sizes.reduce(0, +), zero: 0)
+        input = arena.take(full); col1 = arena.take(9 * full); a1 = arena.take(h1 * full)
+        p1 = arena.take(h1 * half); col2 = arena.take(h1 * 9 * half); a2 = arena.take(h2 * half)
+        code = arena.take(h2 * quarter); col3 = arena.take(h1 * 4 * quarter); a3 = arena.take(h1 * half)
+        col4 = arena.take(4 * half); output = arena.take(full); gradOutput = arena.take(full)
+        dA3 = arena.take(h1 * half); dCode = arena.take(h2 * quarter); dA2 = arena.take(h2 * half)
+        dP1 = arena.take(h1 * half); dA1 = arena.take(h1 * full)
+        indexArena = Arena(capacity: h1 * full / 4 + h2 * half / 4, zero: 0)
+        argmax1 = indexArena.take(h1 * full / 4); argmax2 = indexArena.take(h2 * half / 4)
+    }
+
+    public var parameterCount: Int { layout.count }
+
+    public func initialize(seed: UInt64) {
+        initializeParameters(params, layout: layout, seed: seed)
+    }
+
+    /// Runs the network on input[0 ..< n*H*W], leaving the reconstruction in output.
+    public func forward(n: Int) {
+        precondition(n > 0 && n <= capacity)
+        let (H, W) = (height, width)
+        let (h1, h2) = (Self.hidden1, Self.hidden2)
+        // encoder
+        conv1.forward(x: input, y: a1, col: col1, n: n, h: H, w: W)
+        ReLU.forward(a1, count: h1 * n * H * W)
+        pool.forward(x: a1, y: p1, argmax: argmax1, planes: h1 * n, h: H, w: W)
+        conv2.forward(x: p1, y: a2, col: col2, n: n, h: H / 2, w: W / 2)
+        ReLU.forward(a2, count: h2 * n * H * W / 4)
+        pool.forward(x: a2, y: code, argmax: argmax2, planes: h2 * n, h: H / 2, w: W / 2)
+        // decoder
+        deconv1.forward(x: code, y: a3, col: col3, n: n, h: H / 4, w: W / 4)
+        ReLU.forward(a3, count: h1 * n * H * W / 4)
+        deconv2.forward(x: a3, y: output, col: col4, n: n, h: H / 2, w: W / 2)
+        Sigmoid.forward(output, count: n * H * W)
+    }
+
+    /// Runs only the encoder: code[0 ..< 64*n*H/4*W/4] in [C, n, h, w] layout.
+    public func encode(n: Int) {
+        let (H, W) = (height, width)
+        conv1.forward(x: input, y: a1, col: col1, n: n, h: H, w: W)
+        ReLU.forward(a1, count: Self.hidden1 * n * H * W)
+        pool.forward(x: a1, y: p1, argmax: argmax1, planes: Self.hidden1 * n, h: H, w: W)
+        conv2.forward(x: p1, y: a2, col: col2, n: n, h: H / 2, w: W / 2)
+        ReLU.forward(a2, count: Self.hidden2 * n * H * W / 4)
+        pool.forward(x: a2, y: code, argmax: argmax2, planes: Self.hidden2 * n, h: H / 2, w: W / 2)
+    }
+
+    /// Given gradOutput = dL/dz (pre-sigmoid) for the last forward of n images, writes the
+    /// gradient of every parameter into `grads` (overwriting).
+    public func backward(n: Int) {
+        let (H, W) = (height, width)
+        let (h1, h2) = (Self.hidden1, Self.hidden2)
+        // decoder, last layer first; col4 and col3 are reused as the gather workspaces
+        deconv2.backward(dy: gradOutput, x: a3, dx: dA3, dcol: col4, n: n, h: H / 2, w: W / 2)
+        ReLU.backward(y: a3, grad: dA3, count: h1 * n * H * W / 4)
+        deconv1.backward(dy: dA3, x: code, dx: dCode, dcol: col3, n: n, h: H / 4, w: W / 4)
+        // encoder
+        pool.backward(dy: dCode, argmax: argmax2, dx: dA2, planes: h2 * n, h: H / 2, w: W / 2)
+        ReLU.backward(y: a2, grad: dA2, count: h2 * n * H * W / 4)
+        // col2 is done with once dW is computed, so it doubles as conv2's dcol workspace
+        conv2.backward(dy: dA2, col: col2, dx: dP1, dcol: col2, n: n, h: H / 2, w: W / 2)
+        pool.backward(dy: dP1, argmax: argmax1, dx: dA1, planes: h1 * n, h: H, w: W)
+        ReLU.backward(y: a1, grad: dA1, count: h1 * n * H * W)
+        conv1.backward(dy: dA1, col: col1, dx: nil, dcol: nil, n: n, h: H, w: W)
+    }
+}

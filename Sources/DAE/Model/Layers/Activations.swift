@@ -1,0 +1,28 @@
+// Elementwise activations, applied in place on the layer output. Both backward passes need only
+// the activation's output, so no pre-activation copy is kept.
+//
+//   ReLU:    y = max(x, 0)        dx = dy * (y > 0)          (PyTorch's threshold_backward)
+//   Sigmoid: y = 1 / (1 + e^-x)   dx = dy * y * (1 - y)
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+public enum ReLU {
+    public static func forward(_ x: UnsafeMutablePointer<Float>, count: Int) {
+        for i in 0..<count where !(x[i] > 0) && !x[i].isNaN { x[i] = 0 }
+    }
+
+    /// dx = dy * (y > 0), in place on the gradient.
+    public static func backward(y: UnsafePointer<Float>, grad: UnsafeMutablePointer<Float>, count: Int) {
+        for i in 0..<count where !(y[i] > 0) { grad[i] = 0 }
+    }
+}
+
+public enum Sigmoid {
+    public static func forward(_ x: UnsafeMutablePointer<Float>, count: Int) {
+        for i in 0..<count { x[i] = 1 / (1 + expf(-x[i])) }
+    }
+}

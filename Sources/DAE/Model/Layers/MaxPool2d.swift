@@ -1,0 +1,47 @@
+// MaxPool2d(kernel 2, stride 2) with the argmax saved for the backward pass.
+// Ties go to the first maximum in scan order (row by row), as in PyTorch, which matters after a
+// ReLU where whole windows are 0.
+//
+//   forward:  y[p, i, j] = max over the 2x2 window of x[p, 2i.., 2j..], p over C*N planes
+//             argmax[p, i, j] = offset of that maximum within plane p of x
+//   backward: dx = 0; dx[p, argmax[p, i, j]] = dy[p, i, j]   (windows do not overlap)
+
+public struct MaxPool2d {
+    public init() {}
+
+    /// x [planes, h, w] -> y [planes, h/2, w/2]
+    public func forward(x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, argmax: UnsafeMutablePointer<Int32>,
+                        planes: Int, h: Int, w: Int) {
+        let oh = h / 2, ow = w / 2
+        for p in 0..<planes {
+            let src = x + p * h * w
+            let dst = y + p * oh * ow
+            let arg = argmax + p * oh * ow
+            for i in 0..<oh {
+                for j in 0..<ow {
+                    let top = 2 * i * w + 2 * j
+                    var best = src[top], at = top
+                    var v = src[top + 1]
+                    if v > best || v.isNaN { best = v; at = top + 1 }
+                    v = src[top + w]
+                    if v > best || v.isNaN { best = v; at = top + w }
+                    v = src[top + w + 1]
+                    if v > best || v.isNaN { best = v; at = top + w + 1 }
+                    dst[i * ow + j] = best
+                    arg[i * ow + j] = Int32(at)
+                }
+            }
+        }
+    }
+
+    /// dy [planes, h/2, w/2] -> dx [planes, h, w]
+    public func backward(dy: UnsafePointer<Float>, argmax: UnsafePointer<Int32>, dx: UnsafeMutablePointer<Float>,
+                         planes: Int, h: Int, w: Int) {
+        let outCount = (h / 2) * (w / 2)
+        dx.update(repeating: 0, count: planes * h * w)
+        for p in 0..<planes {
+            let src = dy + p * outCount, arg = argmax + p * outCount, dst = dx + p * h * w
+            for i in 0..<outCount { dst[Int(arg[i])] = src[i] }
+        }
+    }
+}

@@ -1,0 +1,68 @@
+// Adam exactly as torch.optim.Adam (defaults: lr 1e-3, betas (0.9, 0.999), eps 1e-8, no weight
+// decay, not amsgrad), one pass over the flat parameter buffer. Per element, at step t >= 1:
+//
+//   m = m + (1 - beta1) * (g - m)              (torch: exp_avg.lerp_(grad, 1 - beta1))
+//   v = beta2 * v + (1 - beta2) * g * g        (torch: exp_avg_sq.mul_(beta2).addcmul_(grad, grad, 1 - beta2))
+//   denom = sqrt(v) / sqrt(1 - beta2^t) + eps  (eps added after the square root)
+//   p = p - lr / (1 - beta1^t) * m / denom
+//
+// The bias corrections are computed in Double, as PyTorch does with Python floats, and rounded to
+// Float once per step.
+
+public struct AdamConfig: Sendable, Equatable {
+    public var lr: Float = 1e-3
+    public var beta1: Float = 0.9
+    public var beta2: Float = 0.999
+    public var eps: Float = 1e-8
+    public init(lr: Float = 1e-3, beta1: Float = 0.9, beta2: Float = 0.999, eps: Float = 1e-8) {
+        self.lr = lr; self.beta1 = beta1; self.beta2 = beta2; self.eps = eps
+    }
+}
+
+public final class Adam {
+    public let config: AdamConfig
+    public let m: FloatBuffer          // first moment, same layout as the parameters
+    public let v: FloatBuffer          // second moment
+    public private(set) var step = 0   // number of updates taken so far
+
+    public init(parameterCount: Int, config: AdamConfig) {
+        self.config = config
+        m = FloatBuffer(count: parameterCount)
+        v = FloatBuffer(count: parameterCount)
+    }
+
+    /// Restores the state saved in a checkpoint.
+    public func restore(step: Int, m: [Float], v: [Float]) {
+        precondition(m.count == self.m.count && v.count == self.v.count)
+        self.step = step
+        m.withUnsafeBufferPointer { self.m.pointer.update(from: $0.baseAddress!, count: $0.count) }
+        v.withUnsafeBufferPointer { self.v.pointer.update(from: $0.baseAddress!, count: $0.count) }
+    }
+
+    /// One update of `params` from `grads` (both flat, same layout).
+    public func update(params: FloatBuffer, grads: FloatBuffer) {
+        precondition(params.count == m.count && grads.count == m.count)
+        step += 1
+        let t = Double(step)
+        let biasCorrection1 = 1 - pow(Double(config.beta1), t)
+        let biasCorrection2Sqrt = (1 - pow(Double(config.beta2), t)).squareRoot()
+        let stepSize = Float(Double(config.lr) / biasCorrection1)
+        let correction2 = Float(biasCorrection2Sqrt)
+        let oneMinusBeta1 = 1 - config.beta1, beta2 = config.beta2, oneMinusBeta2 = 1 - config.beta2
+        let eps = config.eps
+        let p = params.pointer, g = grads.pointer, m = m.pointer, v = v.pointer
+        for i in 0..<params.count {
+            let gi = g[i]
+            m[i] = m[i] + oneMinusBeta1 * (gi - m[i])
+            v[i] = v[i] * beta2 + oneMinusBeta2 * gi * gi
+            let denom = v[i].squareRoot() / correction2 + eps
+            p[i] = p[i] + -stepSize * m[i] / denom      // torch: param.addcdiv_(m, denom, value=-step_size)
+        }
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif

@@ -1,0 +1,161 @@
+// Finite-difference checks of every hand-written backward pass. Each layer is checked through a
+// random linear read-out L = sum(r * y), whose gradient dL/dy = r is known; the whole model is
+// checked through both losses. Central differences in Float with step h carry an error of order
+// (float rounding of L) / h, which the tolerances allow; a wrong index or a missing term gives
+// errors of the order of the gradient itself, far above them.
+
+import DAE
+import XCTest
+
+final class GradientCheckTests: XCTestCase {
+    /// Compares analytic and central-difference derivatives of `loss` with respect to
+    /// `values[indices]`; `loss` reads `values` through the pointer. With `skipKinks`, an index
+    /// whose one-sided differences disagree (the step crossed a ReLU or max-pool switch, where
+    /// the loss is not differentiable) is left out, and at most a fifth may be.
+    func check(_ name: String, values: UnsafeMutablePointer<Float>, indices: [Int], analytic: [Float],
+               h: Float = 1e-2, tolerance: Float = 2e-3, skipKinks: Bool = false, loss: () -> Double) {
+        var worst: Float = 0, scale: Float = 1e-3, skipped = 0
+        let center = loss()
+        for (k, i) in indices.enumerated() {
+            let saved = values[i]
+            values[i] = saved + h
+            let plus = loss()
+            values[i] = saved - h
+            let minus = loss()
+            values[i] = saved
+            if skipKinks {
+                let forward = (plus - center) / Double(h), backward = (center - minus) / Double(h)
+                if abs(forward - backward) > 0.1 * max(abs(forward), abs(backward), 1e-3) {
+                    skipped += 1
+                    continue
+                }
+            }
+            let numeric = Float((plus - minus) / Double(2 * h))
+            worst = max(worst, abs(numeric - analytic[k]))
+            scale = max(scale, abs(analytic[k]))
+        }
+        XCTAssertLessThan(worst / scale, tolerance, "\(name): finite differences disagree (max error \(worst), scale \(scale))")
+        XCTAssertLessThanOrEqual(skipped * 5, indices.count, "\(name): too many non-differentiable points")
+    }
+
+    func sampleIndices(_ count: Int, _ k: Int) -> [Int] {
+        count <= k ? Array(0..<count) : (0..<k).map { ($0 * 7919 + 13) % count }
+    }
+
+    func dot(_ a: UnsafePointer<Float>, _ b: [Float]) -> Double {
+        var s = 0.0
+        for i in 0..<b.count { s += Double(a[i]) * Double(b[i]) }
+        return s
+    }
+
+    func testConv2dGradients() {
+        let (cin, cout, n, h, w) = (3, 4, 2, 5, 6)
+        var layout = ParameterLayout()
+        let offsets = Conv2d.register(&layout, prefix: "conv", inChannels: cin, outChannels: cout, kernel: 3)
+        let params = FloatBuffer(randomArray(layout.count, seed: 1)), grads = FloatBuffer(count: layout.count)
+        let conv = Conv2d(inChannels: cin, outChannels: cout, kernel: 3, padding: 1, offsets: offsets, params: params, grads: grads)
+        let x = FloatBuffer(randomArray(cin * n * h * w, seed: 2))
+        let y = FloatBuffer(count: cout * n * h * w)
+        let col = FloatBuffer(count: cin * 9 * n * h * w), dcol = FloatBuffer(count: cin * 9 * n * h * w)
+        let dx = FloatBuffer(count: x.count)
+        let r = randomArray(y.count, seed: 3)
+        func loss() -> Double {
+            conv.forward(x: x.pointer, y: y.pointer, col: col.pointer, n: n, h: h, w: w)
+            return dot(y.pointer, r)
+        }
+        _ = loss()
+        conv.backward(dy: r, col: col.pointer, dx: dx.pointer, dcol: dcol.pointer, n: n, h: h, w: w)
+        let all = Array(0..<layout.count)
+        check("conv2d weight+bias", values: params.pointer, indices: all, analytic: all.map { grads[$0] }, loss: loss)
+        let xs = Array(0..<x.count)
+        check("conv2d input", values: x.pointer, indices: xs, analytic: xs.map { dx[$0] }, loss: loss)
+    }
+
+    func testConvTranspose2dGradients() {
+        let (cin, cout, n, h, w) = (3, 2, 2, 3, 4)
+        var layout = ParameterLayout()
+        let offsets = ConvTranspose2d.register(&layout, prefix: "deconv", inChannels: cin, outChannels: cout, stride: 2)
+        let params = FloatBuffer(randomArray(layout.count, seed: 4)), grads = FloatBuffer(count: layout.count)
+        let deconv = ConvTranspose2d(inChannels: cin, outChannels: cout, stride: 2, offsets: offsets, params: params, grads: grads)
+        let x = FloatBuffer(randomArray(cin * n * h * w, seed: 5))
+        let y = FloatBuffer(count: cout * n * 4 * h * w)
+        let col = FloatBuffer(count: cout * 4 * n * h * w), dcol = FloatBuffer(count: cout * 4 * n * h * w)
+        let dx = FloatBuffer(count: x.count)
+        let r = randomArray(y.count, seed: 6)
+        func loss() -> Double {
+            deconv.forward(x: x.pointer, y: y.pointer, col: col.pointer, n: n, h: h, w: w)
+            return dot(y.pointer, r)
+        }
+        _ = loss()
+        deconv.backward(dy: r, x: x.pointer, dx: dx.pointer, dcol: dcol.pointer, n: n, h: h, w: w)
+        let all = Array(0..<layout.count)
+        check("conv-transpose weight+bias", values: params.pointer, indices: all, analytic: all.map { grads[$0] }, loss: loss)
+        let xs = Array(0..<x.count)
+        check("conv-transpose input", values: x.pointer, indices: xs, analytic: xs.map { dx[$0] }, loss: loss)
+    }
+
+    func testConvTranspose2dHandComputed() {
+        // One input channel, one output channel, a 1x1 input: the output is the kernel times x plus b.
+        var layout = ParameterLayout()
+        let offsets = ConvTranspose2d.register(&layout, prefix: "d", inChannels: 1, outChannels: 1, stride: 2)
+        let params = FloatBuffer([1, 2, 3, 4, 0.5]), grads = FloatBuffer(count: 5)
+        let deconv = ConvTranspose2d(inChannels: 1, outChannels: 1, stride: 2, offsets: offsets, params: params, grads: grads)
+        let x = FloatBuffer([2]), y = FloatBuffer(count: 4), col = FloatBuffer(count: 4)
+        deconv.forward(x: x.pointer, y: y.pointer, col: col.pointer, n: 1, h: 1, w: 1)
+        XCTAssertEqual(y.array, [2.5, 4.5, 6.5, 8.5])
+    }
+
+    func testMaxPoolRoutesGradientToFirstMaximum() {
+        let pool = MaxPool2d()
+        // One 2x4 plane: windows [1 3; 3 0] (tie: first max at offset 1) and [0 0; 0 0] (all tie: offset 2).
+        let x = FloatBuffer([1, 3, 0, 0,
+                             3, 0, 0, 0])
+        let y = FloatBuffer(count: 2), dx = FloatBuffer(count: 8)
+        let argmax = UnsafeMutablePointer<Int32>.allocate(capacity: 2)
+        defer { argmax.deallocate() }
+        pool.forward(x: x.pointer, y: y.pointer, argmax: argmax, planes: 1, h: 2, w: 4)
+        XCTAssertEqual(y.array, [3, 0])
+        XCTAssertEqual([argmax[0], argmax[1]], [1, 2])
+        pool.backward(dy: [10, 20], argmax: argmax, dx: dx.pointer, planes: 1, h: 2, w: 4)
+        XCTAssertEqual(dx.array, [0, 10, 20, 0, 0, 0, 0, 0])
+    }
+
+    func testWholeModelGradientsBothLosses() {
+        for lossKind in LossKind.allCases {
+            let (H, W, n) = (8, 8, 2)
+            let model = ConvDenoiser(height: H, width: W, capacity: n)
+            model.initialize(seed: 7)
+            let input = randomArray(n * H * W, seed: 8).map { ($0 + 1) / 2 }
+            let target = randomArray(n * H * W, seed: 9).map { ($0 + 1) / 2 }
+            for i in 0..<input.count { model.input[i] = input[i] }
+            func loss() -> Double {
+                model.forward(n: n)
+                return target.withUnsafeBufferPointer { lossKind.sum(output: model.output, target: $0.baseAddress!, count: n * H * W) }
+            }
+            _ = loss()
+            target.withUnsafeBufferPointer {
+                lossKind.backward(output: model.output, target: $0.baseAddress!, gradient: model.gradOutput, count: n * H * W, meanOver: 1)
+            }
+            model.backward(n: n)
+            for slot in model.layout.slots {
+                let indices = sampleIndices(slot.count, 40).map { $0 + slot.offset }
+                check("\(lossKind) \(slot.name)", values: model.params.pointer, indices: indices,
+                      analytic: indices.map { model.grads[$0] }, h: 1e-3, tolerance: 3e-2, skipKinks: true, loss: loss)
+            }
+        }
+    }
+
+    func testPartialBatchUsesOnlyItsSamples() {
+        // A batch of 1 in a model built for 3 must give the same gradient as a model built for 1.
+        let big = ConvDenoiser(height: 8, width: 8, capacity: 3), small = ConvDenoiser(height: 8, width: 8, capacity: 1)
+        big.initialize(seed: 3); small.initialize(seed: 3)
+        let x = randomArray(64, seed: 10).map { ($0 + 1) / 2 }
+        for m in [big, small] {
+            for i in 0..<64 { m.input[i] = x[i] }
+            m.forward(n: 1)
+            x.withUnsafeBufferPointer { LossKind.mse.backward(output: m.output, target: $0.baseAddress!, gradient: m.gradOutput, count: 64, meanOver: 64) }
+            m.backward(n: 1)
+        }
+        XCTAssertEqual(big.grads.array, small.grads.array)
+    }
+}

@@ -1,0 +1,53 @@
+import DAE
+import Foundation
+import XCTest
+
+/// The reference values computed by Tests/reference/make_fixtures.py with PyTorch.
+enum Reference {
+    static let tensors: [String: SafeTensor] = {
+        let url = Bundle.module.url(forResource: "Fixtures/reference", withExtension: "safetensors")!
+        let (list, _) = try! SafeTensors.read(path: url.path)
+        return Dictionary(uniqueKeysWithValues: list.map { ($0.name, $0) })
+    }()
+
+    static func values(_ name: String) -> [Float] {
+        guard let t = tensors[name] else { fatalError("fixture has no tensor \(name)") }
+        return t.values
+    }
+}
+
+/// Largest |a - b| relative to the largest |b| (with a floor), for comparing whole tensors.
+func relativeError(_ a: [Float], _ b: [Float]) -> Float {
+    precondition(a.count == b.count, "\(a.count) vs \(b.count)")
+    var worst: Float = 0, scale: Float = 1e-6
+    for i in 0..<a.count {
+        worst = max(worst, abs(a[i] - b[i]))
+        scale = max(scale, abs(b[i]))
+    }
+    return worst / scale
+}
+
+/// A deterministic pseudo-random array in [-1, 1).
+func randomArray(_ count: Int, seed: UInt64) -> [Float] {
+    var rng = RandomStream(seed: seed, purpose: .initialization, 999)
+    return (0..<count).map { _ in 2 * rng.uniform() - 1 }
+}
+
+extension FloatBuffer {
+    convenience init(_ values: [Float]) {
+        self.init(count: values.count)
+        for (i, v) in values.enumerated() { self[i] = v }
+    }
+}
+
+/// A scratch directory removed at the end of the test.
+func temporaryDirectory() -> String {
+    let path = NSTemporaryDirectory() + "dae-dist-tests-" + UUID().uuidString
+    try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    return path
+}
+
+/// The repository root (this file is Tests/DAETests/Helpers.swift).
+let repositoryRoot: String = {
+    URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+}()
