@@ -1,0 +1,142 @@
+// The IDX reader on the real files and on every kind of bad file it promises to reject, and the
+// dataset loader's cross-file checks. Each error must name the file.
+
+import DAE
+import Foundation
+import XCTest
+
+final class DataTests: XCTestCase {
+    var dir = ""
+    override func setUp() { dir = temporaryDirectory() }
+    override func tearDown() { try? FileManager.default.removeItem(atPath: dir) }
+
+    let mnist = repositoryRoot + "/data/mnist"
+
+    func idx(magic: UInt32, dims: [UInt32], payload: Int) -> [UInt8] {
+        var bytes: [UInt8] = []
+        for v in [magic] + dims { bytes += [UInt8(v >> 24), UInt8(v >> 16 & 0xFF), UInt8(v >> 8 & 0xFF), UInt8(v & 0xFF)] }
+        return bytes + (0..<payload).map { UInt8($0 % 256) }
+    }
+
+    func write(_ bytes: [UInt8], _ name: String) -> String {
+        let path = dir + "/" + name
+        FileManager.default.createFile(atPath: path, contents: Data(bytes))
+        return path
+    }
+
+    /// Asserts that reading fails with a data error naming `path` and containing `fragment`.
+    func assertRejects(_ path: String, magic: UInt32 = IDX.imagesMagic, _ fragment: String,
+                       file: StaticString = #filePath, line: UInt = #line) {
+        do {
+            _ = try IDX.read(path: path, expectedMagic: magic)
+            XCTFail("\(path) was accepted", file: file, line: line)
+        } catch {
+            XCTAssertTrue(error.description.hasPrefix(path), "error does not name the file: \(error)", file: file, line: line)
+            XCTAssertTrue(error.description.contains(fragment), "'\(error)' lacks '\(fragment)'", file: file, line: line)
+            XCTAssertFalse(error.description.contains("\n"), "not one line: \(error)", file: file, line: line)
+        }
+    }
+
+    func testReadsTheRealMNISTTestSplit() throws {
+        let test = try Dataset.load(directory: mnist, split: .test)
+        XCTAssertEqual([test.count, test.height, test.width], [10_000, 28, 28])
+        XCTAssertEqual(test.labels.prefix(10).map { Int($0) }, [7, 2, 1, 0, 4, 1, 4, 9, 5, 9])
+        let image = UnsafeMutablePointer<Float>.allocate(capacity: 784)
+        defer { image.deallocate() }
+        test.image(0, into: image)
+        let values = Array(UnsafeBufferPointer(start: image, count: 784))
+        XCTAssertEqual(values.min(), 0)
+        XCTAssertEqual(values.max(), 1)          // 255/255
+        XCTAssertTrue(values.allSatisfy { ($0 * 255).rounded() == $0 * 255 || abs(($0 * 255).rounded() - $0 * 255) < 1e-4 })
+    }
+
+    func testRawAndGzipGiveTheSameValues() throws {
+        let raw = idx(magic: IDX.labelsMagic, dims: [5], payload: 5)
+        let rawPath = write(raw, "labels-idx1-ubyte")
+        let gzPath = dir + "/labels-idx1-ubyte.gz"
+        let gzip = Process()
+        gzip.executableURL = URL(fileURLWithPath: "/bin/gzip")
+        gzip.arguments = ["-k", rawPath]
+        try gzip.run(); gzip.waitUntilExit()
+        let a = try IDX.read(path: rawPath, expectedMagic: IDX.labelsMagic)
+        let b = try IDX.read(path: gzPath, expectedMagic: IDX.labelsMagic)
+        XCTAssertEqual(a.values, [0, 1, 2, 3, 4])
+        XCTAssertEqual(a.values, b.values)
+        XCTAssertEqual(b.dims, [5])
+    }
+
+    func testRejectsMissingFile() {
+        assertRejects(dir + "/nothing-here", "no such file")
+    }
+
+    func testRejectsEmptyFile() {
+        assertRejects(write([], "empty"), "empty")
+    }
+
+    func testRejectsBadMagic() {
+        assertRejects(write(idx(magic: 1234, dims: [1, 4, 4], payload: 16), "magic"), "bad magic number 1234")
+        // a labels file where images are expected
+        assertRejects(write(idx(magic: IDX.labelsMagic, dims: [3], payload: 3), "swapped"), "expected 2051")
+    }
+
+    func testRejectsTruncatedData() {
+        assertRejects(write(idx(magic: IDX.imagesMagic, dims: [2, 4, 4], payload: 31), "short"), "truncated")
+        assertRejects(write(Array(idx(magic: IDX.imagesMagic, dims: [2, 4, 4], payload: 0).prefix(9)), "header"), "truncated")
+    }
+
+    func testRejectsTrailingBytes() {
+        assertRejects(write(idx(magic: IDX.imagesMagic, dims: [1, 4, 4], payload: 20), "long"), "4 unexpected bytes")
+    }
+
+    func testRejectsZeroDimension() {
+        assertRejects(write(idx(magic: IDX.imagesMagic, dims: [0, 28, 28], payload: 0), "zero"), "dimension 0 is 0")
+    }
+
+    func testRejectsTruncatedGzip() throws {
+        let original = try [UInt8](Data(contentsOf: URL(fileURLWithPath: mnist + "/t10k-labels-idx1-ubyte.gz")))
+        let path = write(Array(original.prefix(original.count / 2)), "cut.gz")
+        assertRejects(path, magic: IDX.labelsMagic, "truncated gzip")
+    }
+
+    func testRejectsCorruptGzip() throws {
+        var bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: mnist + "/t10k-labels-idx1-ubyte.gz")))
+        for i in 100..<200 { bytes[i] ^= 0x5A }
+        assertRejects(write(bytes, "corrupt.gz"), magic: IDX.labelsMagic, "gzip")
+    }
+
+    func testRejectsGzNameWithoutGzipData() {
+        assertRejects(write(idx(magic: IDX.labelsMagic, dims: [2], payload: 2), "plain.gz"), magic: IDX.labelsMagic, "not a gzip file")
+    }
+
+    func testDatasetRejectsWrongDimsAndMismatchedCounts() throws {
+        // magic 2051 fixes 3 dimensions, so a file with a 2-dimension header reads as truncated
+        _ = write(idx(magic: IDX.imagesMagic, dims: [2, 16], payload: 32), "train-images-idx3-ubyte")
+        _ = write(idx(magic: IDX.labelsMagic, dims: [2], payload: 2), "train-labels-idx1-ubyte")
+        XCTAssertThrowsError(try Dataset.load(directory: dir, split: .train)) {
+            XCTAssertTrue("\($0)".contains("truncated"), "\($0)")
+        }
+        // sides that are not multiples of 4
+        _ = write(idx(magic: IDX.imagesMagic, dims: [2, 5, 5], payload: 50), "train-images-idx3-ubyte")
+        XCTAssertThrowsError(try Dataset.load(directory: dir, split: .train)) {
+            XCTAssertTrue("\($0)".contains("multiples of 4"), "\($0)")
+        }
+        // 3 images, 2 labels
+        _ = write(idx(magic: IDX.imagesMagic, dims: [3, 4, 4], payload: 48), "train-images-idx3-ubyte")
+        XCTAssertThrowsError(try Dataset.load(directory: dir, split: .train)) {
+            XCTAssertTrue("\($0)".contains("2 labels but"), "\($0)")
+        }
+        // and a good one
+        _ = write(idx(magic: IDX.labelsMagic, dims: [3], payload: 3), "train-labels-idx1-ubyte")
+        let data = try Dataset.load(directory: dir, split: .train)
+        XCTAssertEqual([data.count, data.height, data.width], [3, 4, 4])
+    }
+
+    func testDatasetNamesMissingDirectoryAndFiles() {
+        XCTAssertThrowsError(try Dataset.load(directory: dir + "/absent", split: .train)) {
+            XCTAssertTrue("\($0)".contains("data directory not found"), "\($0)")
+        }
+        XCTAssertThrowsError(try Dataset.load(directory: dir, split: .test)) {
+            XCTAssertTrue("\($0)".contains("t10k-images-idx3-ubyte.gz: no such file"), "\($0)")
+        }
+    }
+}
