@@ -24,7 +24,8 @@ let package = Package(
             "DAE",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
-        .testTarget(name: "DAETests", dependencies: ["DAE"],
+        // The tests also run the built `dae-dist` binary to check its errors and exit codes.
+        .testTarget(name: "DAETests", dependencies: ["DAE", "dae-dist"],
                     resources: [.copy("Fixtures")]),
     ]
 )

@@ -1,0 +1,79 @@
+// The command line as a user meets it: every bad flag or bad data gets one line on stderr that
+// names the flag or file, and a non-zero exit; a good short run writes weights PyTorch can load.
+
+import DAE
+import Foundation
+import XCTest
+
+final class CLITests: XCTestCase {
+    /// The dae-dist binary built next to this test bundle.
+    static let binary: String = {
+        let here = Bundle.main.executableURL ?? URL(fileURLWithPath: CommandLine.arguments[0])
+        return here.deletingLastPathComponent().appendingPathComponent("dae-dist").path
+    }()
+
+    struct Result { var status: Int32; var stdout: String; var stderr: String }
+
+    func run(_ arguments: [String], environment: [String: String] = [:]) throws -> Result {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Self.binary)
+        process.arguments = arguments
+        process.currentDirectoryURL = URL(fileURLWithPath: repositoryRoot)
+        var env = ProcessInfo.processInfo.environment
+        for (k, v) in environment { env[k] = v }
+        process.environment = env
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let outData = out.fileHandleForReading.readDataToEndOfFile()
+        let errData = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return Result(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+                      stderr: String(decoding: errData, as: UTF8.self))
+    }
+
+    /// Runs `train` with `arguments` and expects a one-line error containing `fragment`.
+    func assertTrainFails(_ arguments: [String], _ fragment: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        let r = try run(["train", "--threads", "1"] + arguments)
+        XCTAssertNotEqual(r.status, 0, "\(arguments) succeeded", file: file, line: line)
+        let lines = r.stderr.split(separator: "\n").filter { !$0.isEmpty && !$0.hasPrefix("Usage:") && !$0.hasPrefix("Help:") && !$0.hasPrefix("  See") }
+        XCTAssertEqual(lines.count, 1, "expected one error line, got: \(r.stderr)", file: file, line: line)
+        XCTAssertTrue(r.stderr.contains(fragment), "stderr lacks '\(fragment)': \(r.stderr)", file: file, line: line)
+    }
+
+    func testBadFlagsAreRejected() throws {
+        try assertTrainFails(["--batch-size", "0"], "--batch-size")
+        try assertTrainFails(["--lr=-0.1"], "--lr")
+        try assertTrainFails(["--noise", "speckle"], "unknown noise kind")
+        try assertTrainFails(["--noise", "mask:1.5"], "--noise")
+        try assertTrainFails(["--loss", "l1"], "--loss")
+        try assertTrainFails(["--epochs", "0"], "--epochs")
+        try assertTrainFails(["--epochs", "many"], "--epochs")
+        try assertTrainFails(["--threads", "0"], "--threads")
+        try assertTrainFails(["--limit", "0"], "--limit")
+    }
+
+    func testMissingAndCorruptDataAreRejected() throws {
+        try assertTrainFails(["--data-dir", "/nonexistent/mnist"], "/nonexistent/mnist: data directory not found")
+        let dir = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try assertTrainFails(["--data-dir", dir], "train-images-idx3-ubyte.gz: no such file")
+        let images = try Data(contentsOf: URL(fileURLWithPath: repositoryRoot + "/data/mnist/train-images-idx3-ubyte.gz"))
+        FileManager.default.createFile(atPath: dir + "/train-images-idx3-ubyte.gz", contents: images.prefix(50_000))
+        FileManager.default.createFile(atPath: dir + "/train-labels-idx1-ubyte.gz",
+                                       contents: try Data(contentsOf: URL(fileURLWithPath: repositoryRoot + "/data/mnist/train-labels-idx1-ubyte.gz")))
+        try assertTrainFails(["--data-dir", dir], "train-images-idx3-ubyte.gz: truncated gzip file")
+    }
+
+    func testShortRunWritesWeights() throws {
+        let dir = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let r = try run(["train", "--epochs", "2", "--limit", "100", "--threads", "1", "--run-dir", dir])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("epoch   2/2  loss"), r.stdout)
+        let (tensors, metadata) = try SafeTensors.read(path: dir + "/model.safetensors")
+        XCTAssertEqual(tensors.map(\.name), ConvDenoiser.makeLayout().slots.map(\.name))
+        XCTAssertEqual(metadata["noise"], "gaussian:0.5")
+    }
+}
