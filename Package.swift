@@ -7,6 +7,12 @@ let package = Package(
         .executable(name: "dae-dist", targets: ["dae-dist"]),
         .library(name: "DAE", targets: ["DAE"]),
     ],
+    // MPI is on by default; `swift build --disable-default-traits` builds a dae-dist with no MPI
+    // dependency at all (a laptop without Open MPI), which always runs as a single process.
+    traits: [
+        .trait(name: "MPI", description: "Data parallelism over Open MPI (pkg-config ompi-c)."),
+        .default(enabledTraits: ["MPI"]),
+    ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
     ],
@@ -16,8 +22,14 @@ let package = Package(
                        providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib",
                        providers: [.apt(["zlib1g-dev"])]),
+        // Open MPI (Debian: libopenmpi-dev, openmpi-bin), only with the MPI trait.
+        .systemLibrary(name: "CMPI", pkgConfig: "ompi-c",
+                       providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]),
         // The library: data, model, kernels, optimizer, checkpoints, training loop.
-        .target(name: "DAE", dependencies: ["CBLAS", "CZlib"],
+        .target(name: "DAE", dependencies: [
+                    "CBLAS", "CZlib",
+                    .target(name: "CMPI", condition: .when(traits: ["MPI"])),
+                ],
                 swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]),
         // The command-line tool.
         .executableTarget(name: "dae-dist", dependencies: [

@@ -17,11 +17,19 @@ func say(_ line: String) {
     FileHandle.standardOutput.write(Data((line + "\n").utf8))
 }
 
-/// Prints a DAEError as one line on stderr and exits 1; other errors go to ArgumentParser.
-func runReportingErrors(_ body: () throws -> Void) throws {
+/// Runs a subcommand's body with one way out for errors: a DAEError becomes one line on stderr
+/// and a non-zero exit. With several ranks the line names the rank and the whole job is aborted
+/// (MPI_Abort), because a rank that simply exits leaves the others waiting in a collective.
+func runReportingErrors(_ body: (inout Communicator?) throws -> Void) throws {
+    var communicator: Communicator? = nil
     do {
-        try body()
+        try body(&communicator)
+        communicator?.finalize()
     } catch let error as DAEError {
+        if let communicator, communicator.size > 1 {
+            FileHandle.standardError.write(Data("rank \(communicator.rank): \(error)\n".utf8))
+            communicator.abort(code: 1)
+        }
         FileHandle.standardError.write(Data("error: \(error)\n".utf8))
         throw ExitCode(1)
     }
@@ -30,10 +38,13 @@ func runReportingErrors(_ body: () throws -> Void) throws {
 struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Train the reference convolutional denoising autoencoder.",
-        discussion: "Defaults are the reference recipe: 20 epochs, batch 20, Adam lr 1e-3, gaussian:0.5 noise, MSE loss, seed 0.")
+        discussion: """
+            Defaults are the reference recipe: 20 epochs, batch 20, Adam lr 1e-3, gaussian:0.5 noise, MSE loss, seed 0.
+            Start it with mpirun (see launch/run) to train data-parallel; results are the same on any number of ranks.
+            """)
 
     @Option(help: "Number of epochs.") var epochs = 20
-    @Option(name: .customLong("batch-size"), help: "Samples per optimizer step.") var batchSize = 20
+    @Option(name: .customLong("batch-size"), help: "Samples per optimizer step, over all ranks.") var batchSize = 20
     @Option(help: "Adam learning rate.") var lr: Float = 1e-3
     @Option(help: "Input corruption: gaussian:F (clamp(x + F*N(0,1), 0, 1)), mask:P, saltpepper:P or none.")
     var noise = "gaussian:0.5"
@@ -43,10 +54,18 @@ struct Train: ParsableCommand {
     @Option(name: .customLong("data-dir"), help: "Folder with IDX files in MNIST's layout (Fashion-MNIST works too).")
     var dataDir = "data/mnist"
     @Option(name: .customLong("run-dir"), help: "Output folder (default: runs/<UTC date-time>).") var runDir: String?
-    @Option(help: "BLAS threads (default: all cores).") var threads: Int?
+    @Option(help: "Gradient reduction: exact (bitwise the same on any number of ranks) or fast (float allreduce).")
+    var reduce = "exact"
+    @Option(name: .customLong("micro-batch"), help: "Samples per micro-batch in exact mode; a step needs at least one micro-batch per rank.")
+    var microBatch = 5
+    @Option(help: "Threads per rank (default: the node's cores shared among its ranks, at least 1).") var threads: Int?
 
     func run() throws {
-        try runReportingErrors {
+        try runReportingErrors { communicatorSlot in
+            let communicator = try Launch.makeCommunicator()
+            communicatorSlot = communicator
+            let isRoot = communicator.rank == 0
+
             var config = TrainConfig()
             config.epochs = epochs
             config.batchSize = batchSize
@@ -56,27 +75,45 @@ struct Train: ParsableCommand {
                 throw DAEError.badFlag("--loss", "unknown loss '\(loss)'; use mse or bce")
             }
             config.loss = lossKind
+            guard let reduceMode = ReduceMode(rawValue: reduce.lowercased()) else {
+                throw DAEError.badFlag("--reduce", "unknown mode '\(reduce)'; use exact or fast")
+            }
+            config.reduce = reduceMode
+            config.microBatch = microBatch
             config.seed = seed
             config.limit = limit
             try config.validate()
             if let threads, threads < 1 { throw DAEError.badFlag("--threads", "must be at least 1, got \(threads)") }
-            BLASThreads.set(threads ?? ProcessInfo.processInfo.activeProcessorCount)
+            let cores = ProcessInfo.processInfo.activeProcessorCount
+            let threadCount = threads ?? max(1, cores / max(1, communicator.localSize))
 
             var data = try Dataset.load(directory: dataDir, split: .train)
             if let limit { data = data.prefix(limit) }
             let directory = runDir ?? defaultRunDirectory()
-            let trainer = try Trainer(config: config, data: data)
-            say("dae-dist train: \(data.count) samples (\(data.height)x\(data.width)) from \(data.source)")
-            say("  \(config.epochs) epochs, batch \(config.batchSize), Adam lr \(config.adam.lr), noise \(config.noise), loss \(config.loss.rawValue), seed \(config.seed)")
-            say("  \(trainer.model.parameterCount) parameters, \(BLASThreads.current) BLAS threads, run dir \(directory)")
+            let trainer = try Trainer(config: config, data: data, communicator: communicator, threads: threadCount)
+            if isRoot {
+                say("dae-dist train: \(data.count) samples (\(data.height)x\(data.width)) from \(data.source)")
+                say("  \(config.epochs) epochs, batch \(config.batchSize), Adam lr \(config.adam.lr), noise \(config.noise), loss \(config.loss.rawValue), seed \(config.seed)")
+                let threading = config.reduce == .exact
+                    ? "\(trainer.workerCount) worker thread(s) x 1 BLAS thread, micro-batch \(trainer.effectiveMicroBatch)"
+                    : "\(BLASThreads.current) BLAS thread(s)"
+                say("  \(communicator.size) rank(s) (\(communicator.name), \(communicator.localSize) on this node, \(cores) cores), reduce \(config.reduce.rawValue), \(threading) per rank")
+                say("  \(trainer.layout.count) parameters, run dir \(directory)")
+            }
             for epoch in 1...config.epochs {
                 let r = try trainer.trainEpoch(epoch)
-                say(String(format: "epoch %3d/%d  loss %.6f  %7.0f samples/s  %6.1f s",
-                             r.epoch, config.epochs, r.meanLoss, r.samplesPerSecond, r.seconds))
+                if isRoot {
+                    say(String(format: "epoch %3d/%d  loss %.6f  %7.0f samples/s  %6.1f s  (allreduce %.1f%%)",
+                               r.epoch, config.epochs, r.meanLoss, r.samplesPerSecond, r.seconds,
+                               100 * r.reduceSeconds / max(r.seconds, 1e-9)))
+                }
             }
-            let weights = (directory as NSString).appendingPathComponent("model.safetensors")
-            try trainer.saveWeights(to: weights)
-            say("wrote \(weights)")
+            if isRoot {
+                let weights = (directory as NSString).appendingPathComponent("model.safetensors")
+                try trainer.saveWeights(to: weights)
+                say("wrote \(weights)")
+            }
+            communicator.barrier()
         }
     }
 

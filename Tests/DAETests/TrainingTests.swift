@@ -33,11 +33,11 @@ final class TrainingTests: XCTestCase {
         let data = Self.data.prefix(200)
         let a = try Trainer(config: config, data: data), b = try Trainer(config: config, data: data)
         _ = try a.trainEpoch(1); _ = try b.trainEpoch(1)
-        XCTAssertEqual(a.model.params.array, b.model.params.array)
+        XCTAssertEqual(a.params.array, b.params.array)
         config.seed = 1
         let c = try Trainer(config: config, data: data)
         _ = try c.trainEpoch(1)
-        XCTAssertNotEqual(a.model.params.array, c.model.params.array)
+        XCTAssertNotEqual(a.params.array, c.params.array)
     }
 
     func testInvalidConfigurationsAreRejected() {

@@ -54,13 +54,16 @@ public final class ConvDenoiser {
     }
 
     /// A model for batches of up to `capacity` images of height x width (multiples of 4).
-    /// Parameters start at zero: call `initialize(seed:)` or load weights.
-    public init(height: Int = 28, width: Int = 28, capacity: Int) {
+    /// Parameters start at zero (call `initialize(seed:)` or load weights), unless `sharedParameters`
+    /// is given: then this model is a replica that reads those parameters and owns only its
+    /// activations and gradients (one per worker thread).
+    public init(height: Int = 28, width: Int = 28, capacity: Int, sharedParameters: FloatBuffer? = nil) {
         precondition(height % 4 == 0 && width % 4 == 0 && capacity > 0)
         self.height = height; self.width = width; self.capacity = capacity
         let layout = Self.makeLayout()
         self.layout = layout
-        let params = FloatBuffer(count: layout.count), grads = FloatBuffer(count: layout.count)
+        let params = sharedParameters ?? FloatBuffer(count: layout.count), grads = FloatBuffer(count: layout.count)
+        precondition(params.count == layout.count)
         self.params = params
         self.grads = grads
         func offsets(_ prefix: String) -> (weight: Int, bias: Int) {

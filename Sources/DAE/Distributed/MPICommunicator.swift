@@ -1,0 +1,53 @@
+// Open MPI behind the Communicator protocol. Built only with the MPI package trait.
+// MPI's default error handler (MPI_ERRORS_ARE_FATAL) is kept: a failed collective ends the job
+// rather than returning into code that would wait for peers that are gone.
+
+#if MPI
+import CMPI
+import Foundation
+
+public final class MPICommunicator: Communicator {
+    public let rank: Int
+    public let size: Int
+    public let localSize: Int
+    public var name: String { "mpi" }
+    let world: MPI_Comm
+
+    public init() {
+        MPI_Init(nil, nil)
+        world = dae_mpi_comm_world()
+        var r: Int32 = 0, s: Int32 = 0
+        MPI_Comm_rank(world, &r)
+        MPI_Comm_size(world, &s)
+        rank = Int(r)
+        size = Int(s)
+        let env = ProcessInfo.processInfo.environment
+        localSize = Int(env["OMPI_COMM_WORLD_LOCAL_SIZE"] ?? env["SLURM_NTASKS_PER_NODE"] ?? env["MPI_LOCALNRANKS"] ?? "") ?? Int(s)
+    }
+
+    public func allreduceSum(_ values: UnsafeMutablePointer<Int64>, count: Int) {
+        MPI_Allreduce(dae_mpi_in_place(), values, Int32(count), dae_mpi_int64(), dae_mpi_sum(), world)
+    }
+
+    public func allreduceSum(_ values: UnsafeMutablePointer<Float>, count: Int) {
+        MPI_Allreduce(dae_mpi_in_place(), values, Int32(count), dae_mpi_float(), dae_mpi_sum(), world)
+    }
+
+    public func allreduceSum(_ values: UnsafeMutablePointer<Double>, count: Int) {
+        MPI_Allreduce(dae_mpi_in_place(), values, Int32(count), dae_mpi_double(), dae_mpi_sum(), world)
+    }
+
+    public func broadcast(_ bytes: UnsafeMutableRawPointer, count: Int, root: Int) {
+        MPI_Bcast(bytes, Int32(count), dae_mpi_byte(), Int32(root), world)
+    }
+
+    public func barrier() { MPI_Barrier(world) }
+
+    public func abort(code: Int32) -> Never {
+        MPI_Abort(world, code)
+        exit(code)
+    }
+
+    public func finalize() { MPI_Finalize() }
+}
+#endif

@@ -1,0 +1,153 @@
+// The pieces that make results independent of the world size: the step plan (disjoint, complete,
+// independent of the number of ranks), the fixed-point sums (exact, order-free, range-checked),
+// and the trainer giving the same bits with any number of worker threads. The runs over real
+// MPI ranks are in Tests/mpi-checks.sh.
+
+import DAE
+import XCTest
+
+final class DistributedTests: XCTestCase {
+    func testStepPlanCoversTheBatchOnceForEveryWorldSize() {
+        for (count, micro) in [(20, 5), (20, 1), (17, 5), (128, 5), (3, 2)] {
+            let plan = StepPlan(first: 40, count: count, microBatch: micro)
+            // micro-batches tile the batch in order
+            let tiles = (0..<plan.microBatches).flatMap { Array(plan.positions(ofMicroBatch: $0)) }
+            XCTAssertEqual(tiles, Array(40..<(40 + count)))
+            for size in 1...plan.microBatches {
+                // each micro-batch belongs to exactly one rank, in order
+                let owners = (0..<size).flatMap { Array(plan.microBatches(rank: $0, size: size)) }
+                XCTAssertEqual(owners, Array(0..<plan.microBatches), "count \(count) micro \(micro) size \(size)")
+                // as even as possible
+                let sizes = (0..<size).map { plan.microBatches(rank: $0, size: size).count }
+                XCTAssertLessThanOrEqual(sizes.max()! - sizes.min()!, 1)
+            }
+            for size in 1...count {
+                let parts = (0..<size).flatMap { Array(plan.positions(rank: $0, size: size)) }
+                XCTAssertEqual(parts, Array(40..<(40 + count)))
+            }
+        }
+    }
+
+    func testEpochShardsAreDisjointAndComplete() {
+        // Over a whole epoch with a partial last step, the union over ranks of each step's shards is
+        // the step's batch, and the union over steps is the permutation: no padding, no duplicates.
+        var order: [Int32] = []
+        epochPermutation(count: 103, seed: 3, epoch: 2, into: &order)
+        for size in [1, 2, 3, 4] {
+            var seen: [Int32] = []
+            for first in stride(from: 0, to: 103, by: 20) {
+                let plan = StepPlan(first: first, count: min(20, 103 - first), microBatch: 5)
+                for rank in 0..<size {
+                    for j in plan.microBatches(rank: rank, size: size) {
+                        seen += plan.positions(ofMicroBatch: j).map { order[$0] }
+                    }
+                }
+            }
+            XCTAssertEqual(seen, order, "world size \(size)")
+        }
+    }
+
+    func testFixedPointSumsAreExactAndOrderFree() {
+        let values: [[Float]] = [[0.1, -3.5e-7, 1e-3, 7], [1e-9, 2.5e-7, -1e-3, -7], [0.3, 1, 2, 3]]
+        func sum(_ order: [Int]) -> [Int64] {
+            var acc = [Int64](repeating: 0, count: 4)
+            for k in order {
+                XCTAssertTrue(FixedPoint.accumulate(values[k], into: &acc, count: 4, limit: FixedPoint.limit(terms: 3)))
+            }
+            return acc
+        }
+        XCTAssertEqual(sum([0, 1, 2]), sum([2, 0, 1]))
+        XCTAssertEqual(sum([0, 1, 2]), sum([1, 2, 0]))
+        var out = [Float](repeating: 0, count: 4)
+        FixedPoint.toFloat(sum([0, 1, 2]), into: &out, count: 4)
+        // 7 + -7 + 3 is exact; 1e-3 - 1e-3 + 2 is 2 to within one quantum
+        XCTAssertEqual(out[3], 3)
+        XCTAssertEqual(out[2], 2, accuracy: 1e-11)
+        XCTAssertEqual(out[0], 0.4, accuracy: 1e-7)
+        // the quantum: 2^-40
+        var one = [Int64](repeating: 0, count: 1)
+        FixedPoint.accumulate([Float(1)], into: &one, count: 1, limit: 1)
+        XCTAssertEqual(one[0], 1 << 40)
+    }
+
+    func testFixedPointRejectsOverflowAndNaN() {
+        var acc = [Int64](repeating: 0, count: 1)
+        let limit = FixedPoint.limit(terms: 4)
+        XCTAssertEqual(limit, 1_048_576)             // 2^22 / 4
+        XCTAssertTrue(FixedPoint.accumulate([Float(limit)], into: &acc, count: 1, limit: limit))
+        XCTAssertFalse(FixedPoint.accumulate([Float(limit * 2)], into: &acc, count: 1, limit: limit))
+        XCTAssertFalse(FixedPoint.accumulate([Float.nan], into: &acc, count: 1, limit: limit))
+        XCTAssertFalse(FixedPoint.accumulate([-Float.infinity], into: &acc, count: 1, limit: limit))
+        // four values at the limit sum without wrapping around
+        var big = [Int64](repeating: 0, count: 1)
+        for _ in 0..<4 { XCTAssertTrue(FixedPoint.accumulate([-Float(limit)], into: &big, count: 1, limit: limit)) }
+        XCTAssertEqual(big[0], -(1 << 62))
+    }
+
+    func testWorkerThreadCountDoesNotChangeTheBits() throws {
+        let data = try Dataset.load(directory: repositoryRoot + "/data/mnist", split: .train).prefix(120)
+        var config = TrainConfig()
+        config.batchSize = 20
+        var results: [[Float]] = []
+        var losses: [Double] = []
+        for threads in [1, 2, 3] {
+            let trainer = try Trainer(config: config, data: data, threads: threads)
+            losses.append(try trainer.trainEpoch(1).meanLoss)
+            results.append(trainer.params.array)
+        }
+        XCTAssertEqual(results[0], results[1])
+        XCTAssertEqual(results[0], results[2])
+        XCTAssertEqual(losses[0], losses[1])
+        XCTAssertEqual(losses[0], losses[2])
+    }
+
+    func testExactAndFastModesAgreeClosely() throws {
+        let data = try Dataset.load(directory: repositoryRoot + "/data/mnist", split: .train).prefix(60)
+        var config = TrainConfig()
+        let exact = try Trainer(config: config, data: data)
+        config.reduce = .fast
+        let fast = try Trainer(config: config, data: data)
+        _ = try exact.trainEpoch(1); _ = try fast.trainEpoch(1)
+        XCTAssertLessThan(relativeError(exact.params.array, fast.params.array), 1e-3)
+    }
+
+    func testTooManyRanksForTheBatchIsAnError() throws {
+        final class FakeWorld: Communicator {
+            var rank: Int { 0 }
+            var size: Int { 8 }
+            var localSize: Int { 8 }
+            var name: String { "fake" }
+            func allreduceSum(_ values: UnsafeMutablePointer<Int64>, count: Int) {}
+            func allreduceSum(_ values: UnsafeMutablePointer<Float>, count: Int) {}
+            func allreduceSum(_ values: UnsafeMutablePointer<Double>, count: Int) {}
+            func broadcast(_ bytes: UnsafeMutableRawPointer, count: Int, root: Int) {}
+            func barrier() {}
+            func abort(code: Int32) -> Never { fatalError() }
+            func finalize() {}
+        }
+        let data = try Dataset.load(directory: repositoryRoot + "/data/mnist", split: .test).prefix(100)
+        var config = TrainConfig()   // batch 20, micro-batch 5: 4 micro-batches for 8 ranks
+        XCTAssertThrowsError(try Trainer(config: config, data: data, communicator: FakeWorld())) {
+            XCTAssertTrue("\($0)".hasPrefix("--micro-batch: 8 ranks need at least 8 micro-batches"), "\($0)")
+        }
+        config.microBatch = 2
+        XCTAssertNoThrow(try Trainer(config: config, data: data, communicator: FakeWorld()))
+        config.reduce = .fast
+        config.batchSize = 4
+        XCTAssertThrowsError(try Trainer(config: config, data: data, communicator: FakeWorld())) {
+            XCTAssertTrue("\($0)".hasPrefix("--batch-size: 8 ranks"), "\($0)")
+        }
+    }
+
+    func testLauncherDetection() throws {
+        XCTAssertFalse(Launch.startedByLauncher([:]))
+        XCTAssertTrue(Launch.startedByLauncher(["OMPI_COMM_WORLD_SIZE": "2"]))
+        XCTAssertTrue(Launch.startedByLauncher(["PMIX_RANK": "0"]))
+        XCTAssertTrue(Launch.startedByLauncher(["PMI_RANK": "0"]))
+        XCTAssertEqual(try Launch.makeCommunicator([:]).size, 1)
+        XCTAssertThrowsError(try Launch.makeCommunicator(["SLURM_NTASKS": "4"])) {
+            XCTAssertTrue("\($0)".contains("srun --mpi=pmix"), "\($0)")
+        }
+        XCTAssertEqual(try Launch.makeCommunicator(["SLURM_NTASKS": "1"]).size, 1)
+    }
+}
