@@ -59,6 +59,13 @@ struct Train: ParsableCommand {
     @Option(name: .customLong("micro-batch"), help: "Samples per micro-batch in exact mode; a step needs at least one micro-batch per rank.")
     var microBatch = 5
     @Option(help: "Threads per rank (default: the node's cores shared among its ranks, at least 1).") var threads: Int?
+    @Option(name: .customLong("checkpoint-every"), help: "Also write a checkpoint every N steps (0: only at epoch ends).")
+    var checkpointEvery = 0
+    @Flag(name: .customLong("no-epoch-checkpoints"), help: "Do not write a checkpoint at each epoch's end.")
+    var noEpochCheckpoints = false
+    @Option(help: "Checkpoints to keep in <run-dir>/checkpoints (the newest).") var keep = 3
+    @Option(help: "Resume: 'auto' (the newest valid checkpoint in <run-dir>/checkpoints, or a fresh start) or a checkpoint path.")
+    var resume: String?
 
     func run() throws {
         try runReportingErrors { communicatorSlot in
@@ -87,10 +94,20 @@ struct Train: ParsableCommand {
             let cores = ProcessInfo.processInfo.activeProcessorCount
             let threadCount = threads ?? max(1, cores / max(1, communicator.localSize))
 
+            guard checkpointEvery >= 0 else { throw DAEError.badFlag("--checkpoint-every", "must be 0 or more, got \(checkpointEvery)") }
+            guard keep >= 1 else { throw DAEError.badFlag("--keep", "must be at least 1, got \(keep)") }
+            if resume != nil && runDir == nil && resume == "auto" {
+                throw DAEError.badFlag("--resume", "'auto' looks in <run-dir>/checkpoints: pass the --run-dir of the run to continue")
+            }
+
             var data = try Dataset.load(directory: dataDir, split: .train)
             if let limit { data = data.prefix(limit) }
             let directory = runDir ?? defaultRunDirectory()
+            let checkpoints = (directory as NSString).appendingPathComponent("checkpoints")
             let trainer = try Trainer(config: config, data: data, communicator: communicator, threads: threadCount)
+            let fingerprint = isRoot ? Checkpoint.fingerprint(data) : 0
+            StopSignals.install()
+            trainer.stopRequested = { StopSignals.requested }
             if isRoot {
                 say("dae-dist train: \(data.count) samples (\(data.height)x\(data.width)) from \(data.source)")
                 say("  \(config.epochs) epochs, batch \(config.batchSize), Adam lr \(config.adam.lr), noise \(config.noise), loss \(config.loss.rawValue), seed \(config.seed)")
@@ -100,13 +117,66 @@ struct Train: ParsableCommand {
                 say("  \(communicator.size) rank(s) (\(communicator.name), \(communicator.localSize) on this node, \(cores) cores), reduce \(config.reduce.rawValue), \(threading) per rank")
                 say("  \(trainer.layout.count) parameters, run dir \(directory)")
             }
-            for epoch in 1...config.epochs {
-                let r = try trainer.trainEpoch(epoch)
+
+            // Resume: rank 0 reads and validates, then every rank receives the state.
+            if let resume {
+                var found: Int32 = 0
                 if isRoot {
+                    let candidates = resume == "auto" ? Checkpoint.list(in: checkpoints) : [resume]
+                    for path in candidates {
+                        do {
+                            let state = try Checkpoint.load(path: path, layout: trainer.layout)
+                            try Checkpoint.checkCompatible(state, path: path, config: config, data: data,
+                                                           dataFingerprint: fingerprint, stepsPerEpoch: trainer.stepsPerEpoch)
+                            trainer.restore(state)
+                            found = 1
+                            let p = trainer.position
+                            say("resuming from \(path): step \(p.globalStep), epoch \(p.epoch) at step \(p.stepInEpoch)/\(trainer.stepsPerEpoch)")
+                            break
+                        } catch let error as DAEError {
+                            if resume != "auto" { throw error }
+                            if case .badFlag = error { throw error }      // a settings mismatch is not skipped
+                            FileHandle.standardError.write(Data("warning: skipping \(error)\n".utf8))
+                        }
+                    }
+                    if found == 0 { say("no checkpoint in \(checkpoints): starting afresh") }
+                }
+                communicator.broadcast(&found, count: 4, root: 0)
+                if found == 1 { trainer.broadcastState() }
+            }
+
+            var lastSaved = -1
+            func saveCheckpoint() throws(DAEError) {
+                guard isRoot, trainer.position.globalStep != lastSaved else { return }
+                let path = (checkpoints as NSString).appendingPathComponent(Checkpoint.fileName(globalStep: trainer.position.globalStep))
+                try Checkpoint.save(trainer, dataFingerprint: fingerprint, to: path)
+                Checkpoint.prune(checkpoints, keep: keep)
+                lastSaved = trainer.position.globalStep
+            }
+
+            while trainer.position.epoch <= config.epochs {
+                let r = try trainer.trainEpoch { t throws(DAEError) in
+                    if checkpointEvery > 0, t.position.globalStep % checkpointEvery == 0, t.position.stepInEpoch < t.stepsPerEpoch {
+                        try saveCheckpoint()
+                    }
+                }
+                let completed = trainer.position.stepInEpoch == 0
+                if isRoot && completed {
                     say(String(format: "epoch %3d/%d  loss %.6f  %7.0f samples/s  %6.1f s  (allreduce %.1f%%)",
                                r.epoch, config.epochs, r.meanLoss, r.samplesPerSecond, r.seconds,
                                100 * r.reduceSeconds / max(r.seconds, 1e-9)))
                 }
+                if r.stopped && trainer.position.epoch <= config.epochs {
+                    try saveCheckpoint()
+                    if isRoot {
+                        let p = trainer.position
+                        say("stopped by \(StopSignals.lastName) after step \(p.globalStep) (epoch \(p.epoch), step \(p.stepInEpoch)/\(trainer.stepsPerEpoch)); checkpoint in \(checkpoints)")
+                        say("resume with: dae-dist train --run-dir \(directory) --resume auto (and the same settings)")
+                    }
+                    communicator.barrier()
+                    return
+                }
+                if completed && !noEpochCheckpoints { try saveCheckpoint() }
             }
             if isRoot {
                 let weights = (directory as NSString).appendingPathComponent("model.safetensors")

@@ -8,6 +8,7 @@
 // (offsets relative to the start of the data), plus an optional "__metadata__" object whose values
 // are all strings.
 
+import CZlib
 import Foundation
 
 public struct SafeTensor: Sendable, Equatable {
@@ -53,15 +54,17 @@ public enum SafeTensors {
     }
 
     /// Decodes a safetensors file's bytes: its F32 tensors (in file order) and metadata.
-    /// `path` names the file in errors.
+    /// The bytes are untrusted: every inconsistency is a `DAEError.checkpoint` naming `path`, and
+    /// nothing is allocated beyond the size of the input.
     public static func decode(_ bytes: [UInt8], path: String) throws(DAEError) -> (tensors: [SafeTensor], metadata: [String: String]) {
         func fail(_ problem: String) -> DAEError { .checkpoint(path: path, problem: problem) }
         guard bytes.count >= 8 else { throw fail("not a safetensors file (\(bytes.count) bytes, too short for a header)") }
         var headerLength: UInt64 = 0
         for i in 0..<8 { headerLength |= UInt64(bytes[i]) << (8 * UInt64(i)) }
-        guard headerLength >= 2, headerLength <= UInt64(bytes.count - 8), headerLength < 100_000_000 else {
-            throw fail("not a safetensors file or truncated (header length \(headerLength), file \(bytes.count) bytes)")
+        guard headerLength <= UInt64(bytes.count - 8) else {
+            throw fail("truncated or not a safetensors file: header length \(headerLength) exceeds the \(bytes.count - 8) bytes after it")
         }
+        guard headerLength >= 2 else { throw fail("not a safetensors file (header length \(headerLength))") }
         let headerEnd = 8 + Int(headerLength)
         let json: Any
         do {
@@ -81,22 +84,40 @@ public enum SafeTensors {
         let dataCount = bytes.count - headerEnd
         var entries: [(name: String, shape: [Int], begin: Int, end: Int)] = []
         for (name, value) in object where name != "__metadata__" {
-            guard let info = value as? [String: Any],
-                  let dtype = info["dtype"] as? String,
-                  let shape = (info["shape"] as? [Any])?.compactMap({ ($0 as? NSNumber)?.intValue }),
-                  let offsets = (info["data_offsets"] as? [Any])?.compactMap({ ($0 as? NSNumber)?.intValue }),
-                  offsets.count == 2 else {
+            guard let info = value as? [String: Any], let dtype = info["dtype"] as? String,
+                  let shapeList = info["shape"] as? [Any], let offsetList = info["data_offsets"] as? [Any] else {
                 throw fail("tensor '\(name)' has a malformed header entry")
             }
+            let shape = try integers(shapeList, what: "shape of '\(name)'", fail)
+            let offsets = try integers(offsetList, what: "data_offsets of '\(name)'", fail)
             guard dtype == "F32" else { throw fail("tensor '\(name)' has dtype \(dtype); only F32 is supported") }
-            let count = shape.reduce(1, *)
-            guard shape.allSatisfy({ $0 >= 0 }), offsets[0] >= 0, offsets[1] >= offsets[0], offsets[1] <= dataCount,
-                  offsets[1] - offsets[0] == count * 4 else {
-                throw fail("tensor '\(name)' has offsets \(offsets) that do not fit its shape \(shape) or the file (truncated?)")
+            guard offsets.count == 2 else { throw fail("tensor '\(name)' needs 2 data_offsets, has \(offsets.count)") }
+            var count = 1
+            for d in shape {
+                let (product, overflow) = count.multipliedReportingOverflow(by: d)
+                guard !overflow, product <= dataCount else {
+                    throw fail("tensor '\(name)' has shape \(shape), more elements than the file holds")
+                }
+                count = product
+            }
+            guard offsets[0] <= offsets[1], offsets[1] <= dataCount else {
+                throw fail("tensor '\(name)' has data_offsets \(offsets) outside the \(dataCount)-byte data section (truncated?)")
+            }
+            guard offsets[1] - offsets[0] == count * 4 else {
+                throw fail("tensor '\(name)' has \(offsets[1] - offsets[0]) bytes of data but shape \(shape) needs \(count * 4)")
             }
             entries.append((name, shape, offsets[0], offsets[1]))
         }
-        entries.sort { $0.begin < $1.begin }
+        // The tensors must tile the data section exactly: no overlaps, no holes, nothing after.
+        entries.sort { ($0.begin, $0.end) < ($1.begin, $1.end) }
+        var expected = 0
+        for e in entries {
+            guard e.begin == expected else {
+                throw fail(e.begin < expected ? "tensor '\(e.name)' overlaps the tensor before it" : "a gap of \(e.begin - expected) bytes before tensor '\(e.name)'")
+            }
+            expected = e.end
+        }
+        guard expected == dataCount else { throw fail("\(dataCount - expected) bytes after the last tensor") }
         var tensors: [SafeTensor] = []
         for e in entries {
             var values = [Float](repeating: 0, count: (e.end - e.begin) / 4)
@@ -111,6 +132,30 @@ public enum SafeTensors {
             tensors.append(SafeTensor(name: e.name, shape: e.shape, values: values))
         }
         return (tensors, metadata)
+    }
+
+    /// A JSON array of non-negative integers (no floats, no booleans, nothing out of range).
+    static func integers(_ list: [Any], what: String, _ fail: (String) -> DAEError) throws(DAEError) -> [Int] {
+        guard list.count <= 64 else { throw fail("\(what) has \(list.count) entries") }
+        var out: [Int] = []
+        for item in list {
+            // JSONSerialization gives integers as NSNumbers of type i/q, floats as d, booleans as c
+            guard let number = item as? NSNumber, "iqlsQLIS".contains(String(cString: number.objCType)),
+                  number.int64Value >= 0, number.int64Value <= Int64(Int32.max) * 256 else {
+                throw fail("\(what) must hold non-negative integers, found \(item)")
+            }
+            out.append(number.intValue)
+        }
+        return out
+    }
+
+    /// The data section's CRC-32 (zlib's), as stored in checkpoint metadata.
+    public static func dataChecksum(_ bytes: [UInt8]) -> UInt32? {
+        guard bytes.count >= 8 else { return nil }
+        var headerLength: UInt64 = 0
+        for i in 0..<8 { headerLength |= UInt64(bytes[i]) << (8 * UInt64(i)) }
+        guard headerLength <= UInt64(bytes.count - 8) else { return nil }
+        return bytes.withUnsafeBufferPointer { crc32(bytes: UnsafeRawBufferPointer($0)[(8 + Int(headerLength))...]) }
     }
 
     public static func read(path: String) throws(DAEError) -> (tensors: [SafeTensor], metadata: [String: String]) {
@@ -177,4 +222,16 @@ public func writeFileAtomically(_ bytes: [UInt8], to path: String) throws(DAEErr
     }
     let dirFD = open(dir, O_RDONLY)
     if dirFD >= 0 { fsync(dirFD); close(dirFD) }
+}
+
+/// zlib's CRC-32 of a byte range.
+public func crc32(bytes: Slice<UnsafeRawBufferPointer>) -> UInt32 {
+    var crc: uLong = crc32(0, nil, 0)
+    var start = bytes.startIndex
+    while start < bytes.endIndex {
+        let n = min(bytes.endIndex - start, 1 << 30)
+        crc = crc32(crc, bytes.base.baseAddress!.advanced(by: start).assumingMemoryBound(to: Bytef.self), uInt(n))
+        start += n
+    }
+    return UInt32(truncatingIfNeeded: crc)
 }

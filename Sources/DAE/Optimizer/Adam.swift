@@ -31,6 +31,9 @@ public final class Adam {
         v = FloatBuffer(count: parameterCount)
     }
 
+    /// Sets the step count alone (the moments were filled in place, e.g. by a broadcast).
+    public func restore(step: Int) { self.step = step }
+
     /// Restores the state saved in a checkpoint.
     public func restore(step: Int, m: [Float], v: [Float]) {
         precondition(m.count == self.m.count && v.count == self.v.count)

@@ -47,13 +47,25 @@ public struct TrainConfig: Sendable, Equatable {
     }
 }
 
-/// What one epoch did, for the progress line and the metrics.
+/// Where training stands. With randomness keyed by (seed, epoch, sample index), this and the seed
+/// are all the random state there is: a checkpoint stores it and a resumed run continues exactly.
+public struct TrainingPosition: Sendable, Equatable {
+    public var epoch = 1             // the epoch in progress, 1-based
+    public var stepInEpoch = 0       // steps of that epoch already taken
+    public var globalStep = 0        // optimizer steps since the start of training
+    public var samplesSeen = 0       // training samples processed since the start
+    public var epochLossSum = 0.0    // sum of this epoch's batch losses so far (for its mean)
+    public init() {}
+}
+
+/// What one epoch did (or, if training was stopped, the part of it done in this process).
 public struct EpochResult: Sendable {
-    public var epoch: Int           // 1-based
-    public var meanLoss: Double     // mean of the batch losses (each a per-pixel mean)
-    public var samples: Int
+    public var epoch: Int              // 1-based
+    public var meanLoss: Double        // mean of the batch losses (each a per-pixel mean), whole epoch
+    public var samples: Int            // samples processed by this process's run of the epoch
     public var seconds: Double
     public var reduceSeconds: Double   // time in the gradient allreduce (waiting for peers included)
+    public var stopped = false         // a stop was requested (signal): the epoch is not complete
     public var samplesPerSecond: Double { Double(samples) / max(seconds, 1e-9) }
 }
 
@@ -84,11 +96,16 @@ public final class Trainer: @unchecked Sendable {
     public let optimizer: Adam
     public let layout: ParameterLayout
     let workers: [Worker]
-    let reduceBuffer: UnsafeMutablePointer<Int64>   // [params | one loss slot per micro-batch | overflow]
+    let reduceBuffer: UnsafeMutablePointer<Int64>   // [params | a loss slot per micro-batch | overflow | stop]
     let lossSlots: Int
     var order: [Int32] = []              // the epoch's permutation of sample indices
+    var orderEpoch = 0                   // which epoch `order` holds
     let failures = FailureInjection()
-    public private(set) var globalStep = 0
+    public private(set) var position = TrainingPosition()
+    /// Polled once per step; any rank answering true stops every rank after that same step
+    /// (the answers ride along in the step's allreduce). Wired to SIGTERM/SIGINT/SIGUSR1 by the CLI.
+    public var stopRequested: @Sendable () -> Bool = { false }
+    var stopAgreed = false
 
     /// `threads` is this rank's share of the cores: worker threads in exact mode (each with
     /// single-threaded BLAS), BLAS threads in fast mode.
@@ -133,8 +150,8 @@ public final class Trainer: @unchecked Sendable {
             workers = [Worker(height: data.height, width: data.width, capacity: (fullBatch + size - 1) / size, parameters: params)]
         }
         lossSlots = (fullBatch + microBatch - 1) / microBatch
-        reduceBuffer = .allocate(capacity: layout.count + lossSlots + 1)
-        reduceBuffer.initialize(repeating: 0, count: layout.count + lossSlots + 1)
+        reduceBuffer = .allocate(capacity: layout.count + lossSlots + 2)
+        reduceBuffer.initialize(repeating: 0, count: layout.count + lossSlots + 2)
         order.reserveCapacity(data.count)
     }
 
@@ -144,26 +161,46 @@ public final class Trainer: @unchecked Sendable {
     public var workerCount: Int { workers.count }
     public var effectiveMicroBatch: Int { min(config.microBatch, min(config.batchSize, data.count)) }
 
-    /// Trains one epoch (1-based). Throws if the loss stops being finite.
-    public func trainEpoch(_ epoch: Int) throws(DAEError) -> EpochResult {
+    /// Trains epoch `position.epoch` from where it stands (its start, or mid-epoch after a resume)
+    /// to its end, or until a stop is agreed. `afterStep` runs after every step on every rank
+    /// (checkpoints). Throws if the loss stops being finite.
+    public func trainEpoch(afterStep: (Trainer) throws(DAEError) -> Void = { _ throws(DAEError) in }) throws(DAEError) -> EpochResult {
         let start = Date()
-        var reduceSeconds = 0.0
-        epochPermutation(count: data.count, seed: config.seed, epoch: epoch, into: &order)
-        var lossSum = 0.0
-        for step in 0..<stepsPerEpoch {
-            globalStep += 1
-            try failures.check(rank: communicator.rank, step: globalStep)
-            let first = step * config.batchSize
+        let epoch = position.epoch
+        var reduceSeconds = 0.0, samples = 0
+        if orderEpoch != epoch {
+            epochPermutation(count: data.count, seed: config.seed, epoch: epoch, into: &order)
+            orderEpoch = epoch
+        }
+        while position.stepInEpoch < stepsPerEpoch {
+            try failures.check(rank: communicator.rank, step: position.globalStep + 1)
+            let first = position.stepInEpoch * config.batchSize
             let plan = StepPlan(first: first, count: min(config.batchSize, data.count - first), microBatch: effectiveMicroBatch)
             let batchLoss = try self.step(plan, epoch: epoch, reduceSeconds: &reduceSeconds)
             guard batchLoss.isFinite else {
-                throw .numeric("training diverged at epoch \(epoch), step \(step + 1): loss is \(batchLoss); try a smaller --lr")
+                throw .numeric("training diverged at epoch \(epoch), step \(position.stepInEpoch + 1): loss is \(batchLoss); try a smaller --lr")
             }
-            lossSum += batchLoss
+            position.stepInEpoch += 1
+            position.globalStep += 1
+            position.samplesSeen += plan.count
+            position.epochLossSum += batchLoss
+            samples += plan.count
+            try afterStep(self)
+            if stopAgreed && position.stepInEpoch < stepsPerEpoch {
+                return EpochResult(epoch: epoch, meanLoss: position.epochLossSum / Double(position.stepInEpoch), samples: samples,
+                                   seconds: Date().timeIntervalSince(start), reduceSeconds: reduceSeconds, stopped: true)
+            }
         }
-        return EpochResult(epoch: epoch, meanLoss: lossSum / Double(stepsPerEpoch), samples: data.count,
-                           seconds: Date().timeIntervalSince(start), reduceSeconds: reduceSeconds)
+        let result = EpochResult(epoch: epoch, meanLoss: position.epochLossSum / Double(stepsPerEpoch), samples: samples,
+                                 seconds: Date().timeIntervalSince(start), reduceSeconds: reduceSeconds, stopped: stopAgreed)
+        position.epoch += 1
+        position.stepInEpoch = 0
+        position.epochLossSum = 0
+        return result
     }
+
+    /// Whether every rank has agreed to stop (after the last step).
+    public var stopping: Bool { stopAgreed }
 
     /// One optimizer step over the global batch `plan`; returns the batch loss (a per-pixel mean).
     func step(_ plan: StepPlan, epoch: Int, reduceSeconds: inout Double) throws(DAEError) -> Double {
@@ -199,11 +236,13 @@ public final class Trainer: @unchecked Sendable {
             for worker in workers.dropFirst() {
                 for i in 0..<params.count { reduceBuffer[i] &+= worker.accumulator[i] }
             }
-            let overflowSlot = params.count + m
+            let overflowSlot = params.count + m, stopSlot = overflowSlot + 1
             reduceBuffer[overflowSlot] = Int64(workers.filter(\.overflow).count)
+            reduceBuffer[stopSlot] = stopRequested() ? 1 : 0
             let reduceStart = Date()
-            communicator.allreduceSum(reduceBuffer, count: overflowSlot + 1)
+            communicator.allreduceSum(reduceBuffer, count: stopSlot + 1)
             reduceSeconds += Date().timeIntervalSince(reduceStart)
+            stopAgreed = reduceBuffer[stopSlot] != 0
             if reduceBuffer[overflowSlot] != 0 {
                 throw .numeric("a gradient exceeded the exact reduction's range (|g| <= \(limit)) at epoch \(epoch): training has diverged; lower --lr, or use --reduce fast")
             }
@@ -214,13 +253,17 @@ public final class Trainer: @unchecked Sendable {
         case .fast:
             let worker = workers[0]
             let positions = plan.positions(rank: communicator.rank, size: communicator.size)
-            var sum = forwardBackward(worker, positions: positions, epoch: epoch, meanOver: pixelsPerBatch)
+            let sum = forwardBackward(worker, positions: positions, epoch: epoch, meanOver: pixelsPerBatch)
             grads.copy(from: worker.model.grads)
+            var lossAndStop = (sum, stopRequested() ? 1.0 : 0.0)
             let reduceStart = Date()
             communicator.allreduceSum(grads.pointer, count: grads.count)
-            communicator.allreduceSum(&sum, count: 1)
+            withUnsafeMutablePointer(to: &lossAndStop) {
+                $0.withMemoryRebound(to: Double.self, capacity: 2) { communicator.allreduceSum($0, count: 2) }
+            }
             reduceSeconds += Date().timeIntervalSince(reduceStart)
-            loss = sum / Double(pixelsPerBatch)
+            stopAgreed = lossAndStop.1 != 0
+            loss = lossAndStop.0 / Double(pixelsPerBatch)
         }
         // 8: the same update on every rank
         optimizer.update(params: params, grads: grads)
@@ -246,6 +289,33 @@ public final class Trainer: @unchecked Sendable {
                              count: n * pixels, meanOver: meanOver)
         model.backward(n: n)
         return sum
+    }
+
+    /// Takes over a checkpoint's state (on the rank that read it; then call `broadcastState`).
+    public func restore(_ state: CheckpointState) {
+        state.parameters.withUnsafeBufferPointer { params.pointer.update(from: $0.baseAddress!, count: params.count) }
+        optimizer.restore(step: state.optimizerStep, m: state.firstMoment, v: state.secondMoment)
+        position = state.position
+        if position.stepInEpoch >= stepsPerEpoch {     // saved at an epoch's last step: start the next
+            position.epoch += 1
+            position.stepInEpoch = 0
+            position.epochLossSum = 0
+        }
+    }
+
+    /// Copies rank `root`'s parameters, optimizer state and position to every rank.
+    public func broadcastState(root: Int = 0) {
+        communicator.broadcast(UnsafeMutableRawPointer(params.pointer), count: params.count * 4, root: root)
+        communicator.broadcast(UnsafeMutableRawPointer(optimizer.m.pointer), count: params.count * 4, root: root)
+        communicator.broadcast(UnsafeMutableRawPointer(optimizer.v.pointer), count: params.count * 4, root: root)
+        var fields: [Int64] = [Int64(optimizer.step), Int64(position.epoch), Int64(position.stepInEpoch),
+                               Int64(position.globalStep), Int64(position.samplesSeen),
+                               Int64(bitPattern: position.epochLossSum.bitPattern)]
+        fields.withUnsafeMutableBytes { communicator.broadcast($0.baseAddress!, count: $0.count, root: root) }
+        optimizer.restore(step: Int(fields[0]))
+        position.epoch = Int(fields[1]); position.stepInEpoch = Int(fields[2])
+        position.globalStep = Int(fields[3]); position.samplesSeen = Int(fields[4])
+        position.epochLossSum = Double(bitPattern: UInt64(bitPattern: fields[5]))
     }
 
     /// The final weights, named as the reference PyTorch model's state_dict.
