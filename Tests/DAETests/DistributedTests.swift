@@ -92,7 +92,7 @@ final class DistributedTests: XCTestCase {
         var losses: [Double] = []
         for threads in [1, 2, 3] {
             let trainer = try Trainer(config: config, data: data, threads: threads)
-            losses.append(try trainer.trainEpoch(1).meanLoss)
+            losses.append(try trainer.trainEpoch().meanLoss)
             results.append(trainer.params.array)
         }
         XCTAssertEqual(results[0], results[1])
@@ -107,7 +107,7 @@ final class DistributedTests: XCTestCase {
         let exact = try Trainer(config: config, data: data)
         config.reduce = .fast
         let fast = try Trainer(config: config, data: data)
-        _ = try exact.trainEpoch(1); _ = try fast.trainEpoch(1)
+        _ = try exact.trainEpoch(); _ = try fast.trainEpoch()
         XCTAssertLessThan(relativeError(exact.params.array, fast.params.array), 1e-3)
     }
 

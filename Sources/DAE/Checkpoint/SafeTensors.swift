@@ -10,6 +10,7 @@
 
 import CZlib
 import Foundation
+import Synchronization
 
 public struct SafeTensor: Sendable, Equatable {
     public var name: String
@@ -199,9 +200,14 @@ public func writeFileAtomically(_ bytes: [UInt8], to path: String) throws(DAEErr
     let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
     guard fd >= 0 else { throw DAEError.write(path: path, problem: String(cString: strerror(errno))) }
     var written = 0
+    let crashAt = crashingWrite()
     let failure: String? = bytes.withUnsafeBytes { raw -> String? in
         while written < raw.count {
-            let n = write(fd, raw.baseAddress! + written, raw.count - written)
+            if crashAt, written >= raw.count / 2 {
+                FileHandle.standardError.write(Data("crashing in the middle of writing \(path) (DAE_DIST_CRASH_IN_WRITE)\n".utf8))
+                _exit(87)
+            }
+            let n = write(fd, raw.baseAddress! + written, crashAt ? raw.count / 2 - written : raw.count - written)
             if n < 0 {
                 if errno == EINTR { continue }
                 return String(cString: strerror(errno))
@@ -234,4 +240,13 @@ public func crc32(bytes: Slice<UnsafeRawBufferPointer>) -> UInt32 {
         start += n
     }
     return UInt32(truncatingIfNeeded: crc)
+}
+
+/// Test hook: DAE_DIST_CRASH_IN_WRITE=N makes the process die abruptly halfway through its N-th
+/// atomic file write, as a SIGKILL or power cut would, to check that the previous file survives.
+private let atomicWrites = Atomic<Int>(0)
+private func crashingWrite() -> Bool {
+    let count = atomicWrites.add(1, ordering: .relaxed).newValue
+    guard let text = ProcessInfo.processInfo.environment["DAE_DIST_CRASH_IN_WRITE"], let n = Int(text) else { return false }
+    return n == count
 }

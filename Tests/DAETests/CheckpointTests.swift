@@ -1,0 +1,215 @@
+// Checkpoints: a run stopped mid-epoch and resumed ends bitwise where the uninterrupted run ends;
+// settings that would change the training problem are refused by name; and a checkpoint file is
+// untrusted input: every malformed case is a clear error, never a crash.
+
+import DAE
+import Foundation
+import XCTest
+
+final class CheckpointTests: XCTestCase {
+    static let data: Dataset = try! Dataset.load(directory: repositoryRoot + "/data/mnist", split: .train).prefix(100)
+    var dir = ""
+    override func setUp() { dir = temporaryDirectory() }
+    override func tearDown() { try? FileManager.default.removeItem(atPath: dir) }
+
+    var config: TrainConfig {
+        var c = TrainConfig()
+        c.epochs = 2
+        return c
+    }
+
+    /// A trainer stopped after `steps` steps (mid-epoch), checkpointed to `path`.
+    func checkpointAfter(steps: Int, path: String) throws -> Trainer {
+        let trainer = try Trainer(config: config, data: Self.data)
+        let counter = StepCounter(stopAt: steps)
+        trainer.stopRequested = { counter.tick() }
+        while trainer.position.epoch <= config.epochs {
+            let r = try trainer.trainEpoch()
+            if r.stopped { break }
+        }
+        try Checkpoint.save(trainer, dataFingerprint: Checkpoint.fingerprint(Self.data), to: path)
+        return trainer
+    }
+
+    final class StepCounter: @unchecked Sendable {
+        var calls = 0
+        let stopAt: Int
+        init(stopAt: Int) { self.stopAt = stopAt }
+        func tick() -> Bool { calls += 1; return calls >= stopAt }
+    }
+
+    func testResumeMidEpochIsBitwiseExact() throws {
+        let straight = try Trainer(config: config, data: Self.data)
+        var straightLosses: [Double] = []
+        while straight.position.epoch <= config.epochs { straightLosses.append(try straight.trainEpoch().meanLoss) }
+
+        let path = dir + "/step.safetensors"
+        let stopped = try checkpointAfter(steps: 3, path: path)      // epoch 1 has 5 steps
+        XCTAssertEqual(stopped.position.globalStep, 3)
+        XCTAssertEqual(stopped.position.stepInEpoch, 3)
+
+        let resumed = try Trainer(config: config, data: Self.data)
+        let state = try Checkpoint.load(path: path, layout: resumed.layout)
+        try Checkpoint.checkCompatible(state, path: path, config: config, data: Self.data,
+                                       dataFingerprint: Checkpoint.fingerprint(Self.data), stepsPerEpoch: resumed.stepsPerEpoch)
+        resumed.restore(state)
+        XCTAssertEqual(resumed.position, stopped.position)
+        var resumedLosses: [Double] = []
+        while resumed.position.epoch <= config.epochs { resumedLosses.append(try resumed.trainEpoch().meanLoss) }
+        XCTAssertEqual(resumed.params.array, straight.params.array)
+        XCTAssertEqual(resumed.optimizer.m.array, straight.optimizer.m.array)
+        XCTAssertEqual(resumedLosses, straightLosses)              // the epoch-1 mean includes the steps before the stop
+    }
+
+    func testCheckpointAtAnEpochEndStartsTheNextEpoch() throws {
+        let path = dir + "/end.safetensors"
+        _ = try checkpointAfter(steps: 5, path: path)
+        let trainer = try Trainer(config: config, data: Self.data)
+        trainer.restore(try Checkpoint.load(path: path, layout: trainer.layout))
+        XCTAssertEqual(trainer.position.epoch, 2)
+        XCTAssertEqual(trainer.position.stepInEpoch, 0)
+        XCTAssertEqual(trainer.position.globalStep, 5)
+    }
+
+    func testMismatchedSettingsAreNamed() throws {
+        let path = dir + "/c.safetensors"
+        _ = try checkpointAfter(steps: 2, path: path)
+        let layout = ConvDenoiser.makeLayout()
+        let state = try Checkpoint.load(path: path, layout: layout)
+        let fingerprint = Checkpoint.fingerprint(Self.data)
+        var other = config
+        other.batchSize = 10
+        XCTAssertThrowsError(try Checkpoint.checkCompatible(state, path: path, config: other, data: Self.data, dataFingerprint: fingerprint, stepsPerEpoch: 10)) {
+            XCTAssertTrue("\($0)".hasPrefix("--batch-size: the checkpoint \(path) was trained with batch size 20, this run has 10"), "\($0)")
+        }
+        other = config; other.noise = .mask(p: 0.5)
+        XCTAssertThrowsError(try Checkpoint.checkCompatible(state, path: path, config: other, data: Self.data, dataFingerprint: fingerprint, stepsPerEpoch: 5)) {
+            XCTAssertTrue("\($0)".hasPrefix("--noise:"), "\($0)")
+        }
+        XCTAssertThrowsError(try Checkpoint.checkCompatible(state, path: path, config: config, data: Self.data.prefix(60), dataFingerprint: fingerprint, stepsPerEpoch: 3)) {
+            XCTAssertTrue("\($0)".hasPrefix("--limit:"), "\($0)")
+        }
+        XCTAssertThrowsError(try Checkpoint.checkCompatible(state, path: path, config: config, data: Self.data, dataFingerprint: fingerprint ^ 1, stepsPerEpoch: 5)) {
+            XCTAssertTrue("\($0)".contains("training data (fingerprint)"), "\($0)")
+        }
+        other = config; other.epochs = 7; other.reduce = .fast          // allowed to change
+        XCTAssertNoThrow(try Checkpoint.checkCompatible(state, path: path, config: other, data: Self.data, dataFingerprint: fingerprint, stepsPerEpoch: 5))
+    }
+
+    func testListingAndPruning() throws {
+        for step in [3, 12, 7] {
+            FileManager.default.createFile(atPath: dir + "/" + Checkpoint.fileName(globalStep: step), contents: Data([1]))
+        }
+        FileManager.default.createFile(atPath: dir + "/.step-000000099.safetensors.tmp-1", contents: Data([1]))
+        XCTAssertEqual(Checkpoint.list(in: dir).map { ($0 as NSString).lastPathComponent },
+                       ["step-000000012.safetensors", "step-000000007.safetensors", "step-000000003.safetensors"])
+        Checkpoint.prune(dir, keep: 2)
+        XCTAssertEqual(Checkpoint.list(in: dir).count, 2)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/step-000000003.safetensors"))
+    }
+
+    // MARK: untrusted input
+
+    /// A valid checkpoint's bytes, and a helper to expect a one-line checkpoint error.
+    func validBytes() throws -> [UInt8] {
+        let path = dir + "/good.safetensors"
+        _ = try checkpointAfter(steps: 1, path: path)
+        return [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+    }
+
+    func assertRejected(_ bytes: [UInt8], _ fragment: String, file: StaticString = #filePath, line: UInt = #line) {
+        let path = dir + "/bad.safetensors"
+        FileManager.default.createFile(atPath: path, contents: Data(bytes))
+        XCTAssertThrowsError(try Checkpoint.load(path: path, layout: ConvDenoiser.makeLayout()), file: file, line: line) { error in
+            let text = "\(error)"
+            XCTAssertTrue(text.hasPrefix(path + ":"), "does not name the file: \(text)", file: file, line: line)
+            XCTAssertTrue(text.contains(fragment), "'\(text)' lacks '\(fragment)'", file: file, line: line)
+            XCTAssertFalse(text.contains("\n"), file: file, line: line)
+        }
+    }
+
+    /// Rebuilds a file from a JSON header (as text) and a data section.
+    func file(header: String, data: [UInt8]) -> [UInt8] {
+        var h = Array(header.utf8)
+        while h.count % 8 != 0 { h.append(0x20) }
+        var out: [UInt8] = []
+        var n = UInt64(h.count).littleEndian
+        withUnsafeBytes(of: &n) { out += $0 }
+        return out + h + data
+    }
+
+    func header(of bytes: [UInt8]) -> (String, [UInt8]) {
+        var n = 0
+        for i in 0..<8 { n |= Int(bytes[i]) << (8 * i) }
+        return (String(decoding: bytes[8..<(8 + n)], as: UTF8.self), Array(bytes[(8 + n)...]))
+    }
+
+    func testRejectsTruncatedFiles() throws {
+        let good = try validBytes()
+        assertRejected(Array(good.prefix(good.count - 100)), "outside")
+        assertRejected(Array(good.prefix(200)), "header length")
+        assertRejected(Array(good.prefix(5)), "too short")
+        assertRejected([], "too short")
+    }
+
+    func testRejectsFlippedDataBytes() throws {
+        var bytes = try validBytes()
+        bytes[bytes.count - 1000] ^= 0x01
+        assertRejected(bytes, "checksum mismatch")
+    }
+
+    func testRejectsFlippedHeaderBytes() throws {
+        var bytes = try validBytes()
+        bytes[9] = 0x00             // the JSON's first key quote becomes a NUL
+        assertRejected(bytes, "not valid JSON")
+    }
+
+    func testRejectsHeaderLengthLargerThanFile() throws {
+        var bytes = try validBytes()
+        bytes[5] = 0x7F             // header length ~ 2^47
+        assertRejected(bytes, "exceeds")
+    }
+
+    func testRejectsOffsetsOutsideOrOverlapping() {
+        let data = [UInt8](repeating: 0, count: 16)
+        assertRejected(file(header: #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[4],"data_offsets":[8,24]}}"#, data: data), "outside")
+        assertRejected(file(header: #"{"a":{"dtype":"F32","shape":[3],"data_offsets":[0,12]},"b":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}}"#, data: data), "overlaps")
+        assertRejected(file(header: #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[1],"data_offsets":[12,16]}}"#, data: data), "gap")
+        assertRejected(file(header: #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[8,0]}}"#, data: data), "outside")
+    }
+
+    func testRejectsWrongDtypeAndOverflowingShapes() {
+        let data = [UInt8](repeating: 0, count: 16)
+        assertRejected(file(header: #"{"a":{"dtype":"F16","shape":[8],"data_offsets":[0,16]}}"#, data: data), "dtype F16")
+        assertRejected(file(header: #"{"a":{"dtype":"F32","shape":[4294967296,4294967296,4294967296],"data_offsets":[0,16]}}"#, data: data), "shape")
+        assertRejected(file(header: #"{"a":{"dtype":"F32","shape":[-4],"data_offsets":[0,16]}}"#, data: data), "non-negative integers")
+        assertRejected(file(header: #"{"a":{"dtype":"F32","shape":[2.5],"data_offsets":[0,16]}}"#, data: data), "non-negative integers")
+        assertRejected(file(header: #"{"a":{"dtype":"F32","shape":[4]}}"#, data: data), "malformed")
+        assertRejected(file(header: #"[1,2,3]"#, data: data), "not a JSON object")
+    }
+
+    func testRejectsNonStringMetadataAndMissingTensors() throws {
+        let data = [UInt8](repeating: 0, count: 16)
+        assertRejected(file(header: #"{"__metadata__":{"epoch":3},"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}"#, data: data), "not a string")
+        // a real checkpoint with one tensor's entry renamed: its checksum still holds, the tensor is missing
+        let (h, d) = header(of: try validBytes())
+        let renamed = h.replacingOccurrences(of: "\"decoder.2.bias\"", with: "\"decoder.9.bias\"")
+        assertRejected(file(header: renamed, data: d), "missing tensor 'decoder.2.bias'")
+        // the format marker
+        let weightsOnly = h.replacingOccurrences(of: "\"dae-dist checkpoint\"", with: "\"dae-dist weights\"")
+        assertRejected(file(header: weightsOnly, data: d), "is a weights file")
+        let future = h.replacingOccurrences(of: "\"format_version\":\"1\"", with: "\"format_version\":\"9\"")
+        assertRejected(file(header: future, data: d), "version 9")
+    }
+
+    func testAtomicWriteLeavesNoPartialFile() throws {
+        let path = dir + "/a.safetensors"
+        try writeFileAtomically([1, 2, 3], to: path)
+        try writeFileAtomically([4, 5], to: path)
+        XCTAssertEqual([UInt8](try Data(contentsOf: URL(fileURLWithPath: path))), [4, 5])
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir), ["a.safetensors"])
+        XCTAssertThrowsError(try writeFileAtomically([1], to: "/proc/version/x/y")) {
+            XCTAssertTrue("\($0)".hasPrefix("cannot write /proc/version/x/y"), "\($0)")
+        }
+    }
+}
