@@ -5,6 +5,10 @@
 #   - the build without MPI (--disable-default-traits) links no MPI and gives the same weights
 #   - an injected rank error and a rank crash end the job non-zero within 15 s
 #   - N copies started without a launcher under Slurm (SLURM_NTASKS > 1) stop with an error
+#   - checkpoints: a run cut mid-epoch and resumed (-np 2; and a -np 4 checkpoint resumed under
+#     -np 2 and in one process) ends bitwise equal to the straight run, with the same loss lines
+#   - SIGUSR1/SIGTERM: the job stops after a step, writes a checkpoint, exits 0, and resumes exactly
+#   - a crash in the middle of a checkpoint write leaves the previous one, which --resume auto takes
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1   # CI runs as root
@@ -66,6 +70,68 @@ elif grep -q "srun --mpi=pmix" "$work/slurm.log"; then
     pass "SLURM_NTASKS=4 without a launcher stops with an explanation"
 else
     fail "SLURM_NTASKS=4: unexpected message"; cat "$work/slurm.log"
+fi
+
+# ---- checkpoints and resume ----
+same_as_single() {   # $1: run dir, $2: log, $3: what
+    # every epoch line printed after the resume must be the straight run's line for that epoch
+    local extra; extra=$(comm -23 <(losses "$2" | sort) <(losses "$work/single.log" | sort))
+    if cmp -s "$work/single/model.safetensors" "$1/model.safetensors" && [[ -n "$(losses "$2")" && -z "$extra" ]]; then
+        pass "$3: weights bitwise equal to the straight run, same loss lines"
+    else
+        fail "$3: differs from the straight run"; cat "$2"
+    fi
+}
+# cut at step 20 (epoch 2 of 15-step epochs), checkpoints every 6 steps: resume from step 18
+DAE_DIST_FAIL_AT=0:20 "${mpi[@]}" -np 2 -x DAE_DIST_FAIL_AT "$bin" "${args[@]}" --checkpoint-every 6 --run-dir "$work/cut2" > "$work/cut2.log" 2>&1
+"${mpi[@]}" -np 2 "$bin" "${args[@]}" --run-dir "$work/cut2" --resume auto > "$work/cut2-resume.log" 2>&1
+grep -q "resuming from .*step-000000018" "$work/cut2-resume.log" && same_as_single "$work/cut2" "$work/cut2-resume.log" "-np 2 cut at step 20, resumed from step 18" || { fail "-np 2 resume did not start at step 18"; cat "$work/cut2-resume.log"; }
+
+DAE_DIST_FAIL_AT=2:20 "${mpi[@]}" -np 4 -x DAE_DIST_FAIL_AT "$bin" "${args[@]}" --checkpoint-every 6 --run-dir "$work/cut4" > "$work/cut4.log" 2>&1
+mkdir -p "$work/cut4to1/checkpoints" && cp "$work"/cut4/checkpoints/step-000000018.safetensors "$work/cut4to1/checkpoints/"
+"${mpi[@]}" -np 2 "$bin" "${args[@]}" --run-dir "$work/cut4" --resume auto > "$work/cut4-resume.log" 2>&1
+same_as_single "$work/cut4" "$work/cut4-resume.log" "-np 4 checkpoint resumed under -np 2"
+"$bin" "${args[@]}" --run-dir "$work/cut4to1" --resume "$work/cut4to1/checkpoints/step-000000018.safetensors" > "$work/cut4to1.log" 2>&1
+same_as_single "$work/cut4to1" "$work/cut4to1.log" "-np 4 checkpoint resumed in one process"
+
+# signals: a longer run, stopped by a signal while it trains
+long=(train --epochs 2 --limit 4000)
+"$bin" "${long[@]}" --run-dir "$work/long" > "$work/long.log" 2>&1
+wait_for_training() { for _ in $(seq 100); do grep -q "parameters, run dir" "$1" 2>/dev/null && break; sleep 0.1; done; sleep 1; }
+for case in "USR1 mpirun" "TERM rank" "TERM launch/run"; do
+    set -- $case; sig=$1; target=$2; run="$work/sig-$sig-${target//\//}"
+    if [[ $target == launch/run ]]; then
+        launch/run -n 2 "${long[@]:1}" --run-dir "$run" > "$run.log" 2>&1 &
+    else
+        "${mpi[@]}" -np 2 "$bin" "${long[@]}" --run-dir "$run" > "$run.log" 2>&1 &
+    fi
+    pid=$!
+    wait_for_training "$run.log"
+    case $target in
+        rank) kill -"$sig" "$(pgrep -f "dae-dist train --epochs 2 --limit 4000 --run-dir $run" | tail -n 1)" ;;
+        *) kill -"$sig" "$pid" ;;
+    esac
+    wait "$pid"; status=$?
+    if [[ $status -eq 0 ]] && grep -q "^stopped by" "$run.log" && ls "$run"/checkpoints/step-*.safetensors > /dev/null 2>&1; then
+        "${mpi[@]}" -np 2 "$bin" "${long[@]}" --run-dir "$run" --resume auto > "$run-resume.log" 2>&1
+        if cmp -s "$work/long/model.safetensors" "$run/model.safetensors"; then
+            pass "SIG$sig to $target: checkpoint, exit 0, and the resumed run is bitwise equal ($(grep -o 'after step [0-9]*' "$run.log"))"
+        else
+            fail "SIG$sig to $target: resumed run differs"; cat "$run-resume.log"
+        fi
+    else
+        fail "SIG$sig to $target: status $status"; cat "$run.log"
+    fi
+done
+
+# a crash halfway through the 3rd checkpoint write (steps 6, 12, then 18)
+DAE_DIST_CRASH_IN_WRITE=3 "$bin" "${args[@]}" --checkpoint-every 6 --no-epoch-checkpoints --run-dir "$work/torn" > "$work/torn.log" 2>&1
+status=$?
+"$bin" "${args[@]}" --run-dir "$work/torn" --resume auto > "$work/torn-resume.log" 2>&1
+if [[ $status -ne 0 ]] && ls -a "$work/torn/checkpoints" | grep -q '\.tmp-' && grep -q "resuming from .*step-000000012" "$work/torn-resume.log"; then
+    same_as_single "$work/torn" "$work/torn-resume.log" "crash mid-write: the previous checkpoint (step 12) resumed"
+else
+    fail "crash mid-write (status $status)"; ls -a "$work/torn/checkpoints"; cat "$work/torn.log" "$work/torn-resume.log"
 fi
 
 echo "mpi-checks: $passed passed, $failed failed"
