@@ -54,6 +54,28 @@ final class CLITests: XCTestCase {
         try assertTrainFails(["--limit", "0"], "--limit")
     }
 
+    func testBadCheckpointFlagsAndFilesAreRejected() throws {
+        try assertTrainFails(["--resume", "auto"], "--resume: 'auto' looks in <run-dir>/checkpoints")
+        try assertTrainFails(["--keep", "0"], "--keep")
+        try assertTrainFails(["--checkpoint-every=-1"], "--checkpoint-every")
+        try assertTrainFails(["--limit", "40", "--resume", "/nonexistent/step.safetensors"], "/nonexistent/step.safetensors: no such file")
+        let dir = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        FileManager.default.createFile(atPath: dir + "/junk.safetensors", contents: Data("not a checkpoint at all".utf8))
+        try assertTrainFails(["--limit", "40", "--resume", dir + "/junk.safetensors"], dir + "/junk.safetensors:")
+        // a weights file is not a checkpoint
+        let r = try run(["train", "--epochs", "1", "--limit", "40", "--threads", "1", "--run-dir", dir + "/run"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        try assertTrainFails(["--limit", "40", "--resume", dir + "/run/model.safetensors"], "is a weights file")
+        // settings that differ from the checkpoint's are named
+        try assertTrainFails(["--limit", "40", "--batch-size", "10", "--run-dir", dir + "/run", "--resume", "auto"],
+                             "--batch-size: the checkpoint")
+        // --resume auto with an empty checkpoint folder starts afresh
+        let fresh = try run(["train", "--epochs", "1", "--limit", "40", "--threads", "1", "--run-dir", dir + "/fresh", "--resume", "auto"])
+        XCTAssertEqual(fresh.status, 0, fresh.stderr)
+        XCTAssertTrue(fresh.stdout.contains("starting afresh"), fresh.stdout)
+    }
+
     func testMissingAndCorruptDataAreRejected() throws {
         try assertTrainFails(["--data-dir", "/nonexistent/mnist"], "/nonexistent/mnist: data directory not found")
         let dir = temporaryDirectory()

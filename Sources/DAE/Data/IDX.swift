@@ -96,7 +96,9 @@ public enum IDX {
         if input.count >= 18 {
             let n = input.count
             let isize = Int(UInt32(input[n - 4]) | UInt32(input[n - 3]) << 8 | UInt32(input[n - 2]) << 16 | UInt32(input[n - 1]) << 24)
-            capacity = max(capacity, min(isize, 1 << 31) + 1)
+            // Untrusted (a truncated file ends in arbitrary bytes): deflate never expands more
+            // than 1032:1, so a larger claim is ignored instead of allocated.
+            if isize <= 1032 * input.count { capacity = max(capacity, isize + 1) }
         }
         var output = [UInt8](repeating: 0, count: capacity)
         var stream = z_stream()
