@@ -70,6 +70,8 @@ final class CLITests: XCTestCase {
         // settings that differ from the checkpoint's are named
         try assertTrainFails(["--limit", "40", "--batch-size", "10", "--run-dir", dir + "/run", "--resume", "auto"],
                              "--batch-size: the checkpoint")
+        // an output that cannot be written stops the run (here: a run dir under a regular file)
+        try assertTrainFails(["--epochs", "1", "--limit", "40", "--run-dir", dir + "/junk.safetensors/run"], "cannot write")
         // --resume auto with an empty checkpoint folder starts afresh
         let fresh = try run(["train", "--epochs", "1", "--limit", "40", "--threads", "1", "--run-dir", dir + "/fresh", "--resume", "auto"])
         XCTAssertEqual(fresh.status, 0, fresh.stderr)
