@@ -106,6 +106,17 @@ public final class Trainer: @unchecked Sendable {
     /// (the answers ride along in the step's allreduce). Wired to SIGTERM/SIGINT/SIGUSR1 by the CLI.
     public var stopRequested: @Sendable () -> Bool = { false }
     var stopAgreed = false
+    /// What the workers do in the current step, and the closure that runs worker w (made once,
+    /// so that a step allocates nothing).
+    struct WorkerTask {
+        var plan = StepPlan(first: 0, count: 1, microBatch: 1)
+        var epoch = 0
+        var microBatches = 0..<0
+        var meanOver = 1
+        var limit = 0.0
+    }
+    var task = WorkerTask()
+    var workerBody: (@Sendable (Int) -> Void)? = nil
 
     /// `threads` is this rank's share of the cores: worker threads in exact mode (each with
     /// single-threaded BLAS), BLAS threads in fast mode.
@@ -153,6 +164,7 @@ public final class Trainer: @unchecked Sendable {
         reduceBuffer = .allocate(capacity: layout.count + lossSlots + 2)
         reduceBuffer.initialize(repeating: 0, count: layout.count + lossSlots + 2)
         order.reserveCapacity(data.count)
+        workerBody = { [unowned self] w in self.runWorker(w) }
     }
 
     deinit { reduceBuffer.deallocate() }
@@ -211,33 +223,20 @@ public final class Trainer: @unchecked Sendable {
             let mine = plan.microBatches(rank: communicator.rank, size: communicator.size)
             let m = plan.microBatches
             let limit = FixedPoint.limit(terms: m)
-            // 2-6: each worker takes every W-th micro-batch of this rank's run
-            let runWorker: @Sendable (Int) -> Void = { w in
-                let worker = self.workers[w]
-                worker.accumulator.update(repeating: 0, count: self.params.count)
-                worker.overflow = false
-                var j = mine.lowerBound + w
-                while j < mine.upperBound {
-                    let sum = self.forwardBackward(worker, positions: plan.positions(ofMicroBatch: j),
-                                                   epoch: epoch, meanOver: pixelsPerBatch)
-                    self.reduceBuffer[self.params.count + j] = Int64(bitPattern: sum.bitPattern)
-                    if !FixedPoint.accumulate(worker.model.grads.pointer, into: worker.accumulator,
-                                              count: self.params.count, limit: limit) {
-                        worker.overflow = true
-                    }
-                    j += self.workers.count
-                }
-            }
+            // 2-6: each worker takes every W-th micro-batch of this rank's run (see runWorker)
+            task = WorkerTask(plan: plan, epoch: epoch, microBatches: mine, meanOver: pixelsPerBatch, limit: limit)
             // micro-batches of other ranks contribute 0 to their loss slots
             for j in 0..<m where !mine.contains(j) { reduceBuffer[params.count + j] = 0 }
-            if workers.count == 1 { runWorker(0) } else { DispatchQueue.concurrentPerform(iterations: workers.count, execute: runWorker) }
+            if workers.count == 1 { runWorker(0) } else { DispatchQueue.concurrentPerform(iterations: workers.count, execute: workerBody!) }
             // 7: sum the workers' integers, then over ranks; the loss slots and the overflow count ride along
             reduceBuffer.update(from: workers[0].accumulator, count: params.count)
             for worker in workers.dropFirst() {
                 for i in 0..<params.count { reduceBuffer[i] &+= worker.accumulator[i] }
             }
             let overflowSlot = params.count + m, stopSlot = overflowSlot + 1
-            reduceBuffer[overflowSlot] = Int64(workers.filter(\.overflow).count)
+            var overflows: Int64 = 0
+            for worker in workers where worker.overflow { overflows += 1 }
+            reduceBuffer[overflowSlot] = overflows
             reduceBuffer[stopSlot] = stopRequested() ? 1 : 0
             let reduceStart = Date()
             communicator.allreduceSum(reduceBuffer, count: stopSlot + 1)
@@ -268,6 +267,24 @@ public final class Trainer: @unchecked Sendable {
         // 8: the same update on every rank
         optimizer.update(params: params, grads: grads)
         return loss
+    }
+
+    /// One worker's share of the current step: micro-batches w, w+W, w+2W, ... of this rank's run.
+    func runWorker(_ w: Int) {
+        let worker = workers[w], task = task
+        worker.accumulator.update(repeating: 0, count: params.count)
+        worker.overflow = false
+        var j = task.microBatches.lowerBound + w
+        while j < task.microBatches.upperBound {
+            let sum = forwardBackward(worker, positions: task.plan.positions(ofMicroBatch: j),
+                                      epoch: task.epoch, meanOver: task.meanOver)
+            reduceBuffer[params.count + j] = Int64(bitPattern: sum.bitPattern)   // this micro-batch's loss slot
+            if !FixedPoint.accumulate(worker.model.grads.pointer, into: worker.accumulator,
+                                      count: params.count, limit: task.limit) {
+                worker.overflow = true
+            }
+            j += workers.count
+        }
     }
 
     /// Forward and backward of the samples at `positions` of the epoch order on `worker`: leaves
