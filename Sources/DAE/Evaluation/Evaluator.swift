@@ -1,0 +1,123 @@
+// Evaluation on the test set with a fixed noise draw (keyed by (seed, image index) under its own
+// purpose, the same every epoch, so epochs compare). Reconstruction and noisy input are each scored
+// against the clean image; the noisy input's scores are the baseline a denoiser must beat.
+//
+// Work is split over ranks (contiguous runs of images) and, within a rank, over worker threads
+// (batches of images). Each image's scores land in its own slots of one array; the allreduce adds
+// zeros to every slot but the one rank's value, so it is exact, and the means are then summed in
+// image order: the reported metrics do not depend on the number of ranks or threads.
+
+import Foundation
+
+public struct EvalMetrics: Sendable, Equatable, Codable {
+    public var images: Int
+    public var mse: Double, psnr: Double, ssim: Double                 // reconstruction vs clean
+    public var noisyMSE: Double, noisyPSNR: Double, noisySSIM: Double  // noisy input vs clean
+
+    public var summary: String {
+        String(format: "eval: MSE %.6f  PSNR %.2f dB  SSIM %.4f   (noisy input: MSE %.6f  PSNR %.2f dB  SSIM %.4f)",
+               mse, psnr, ssim, noisyMSE, noisyPSNR, noisySSIM)
+    }
+}
+
+public final class Evaluator: @unchecked Sendable {
+    public let data: Dataset
+    public let noise: NoiseKind
+    public let seed: UInt64
+    let communicator: Communicator
+    let batch: Int
+    let workers: [EvalWorker]
+    let scores: UnsafeMutablePointer<Double>     // [image][6]
+    static let perImage = 6
+
+    final class EvalWorker: @unchecked Sendable {
+        let model: ConvDenoiser
+        let clean: FloatBuffer
+        let scratch: UnsafeMutablePointer<Double>
+        init(data: Dataset, batch: Int, parameters: FloatBuffer) {
+            model = ConvDenoiser(height: data.height, width: data.width, capacity: batch, sharedParameters: parameters)
+            clean = FloatBuffer(count: batch * data.imageSize)
+            scratch = .allocate(capacity: 5 * data.imageSize)
+        }
+        deinit { scratch.deallocate() }
+    }
+
+    public init(data: Dataset, noise: NoiseKind, seed: UInt64, parameters: FloatBuffer,
+                communicator: Communicator = SingleProcess(), threads: Int = 1, batch: Int = 50) {
+        self.data = data; self.noise = noise; self.seed = seed; self.communicator = communicator
+        self.batch = min(batch, data.count)
+        workers = (0..<max(1, threads)).map { _ in EvalWorker(data: data, batch: min(batch, data.count), parameters: parameters) }
+        scores = .allocate(capacity: data.count * Self.perImage)
+        scores.initialize(repeating: 0, count: data.count * Self.perImage)
+    }
+
+    deinit { scores.deallocate() }
+
+    /// Runs worker's model on test images first ..< first+n: clean targets in worker.clean, noisy
+    /// inputs in model.input, reconstructions in model.output.
+    func reconstruct(_ worker: EvalWorker, first: Int, n: Int) {
+        let pixels = data.imageSize
+        for i in 0..<n {
+            let target = worker.clean.pointer + i * pixels
+            data.image(first + i, into: target)
+            noise.corrupt(target, into: worker.model.input + i * pixels, count: pixels,
+                          seed: seed, epoch: 0, sampleIndex: first + i, purpose: .evalNoise)
+        }
+        worker.model.forward(n: n)
+    }
+
+    /// Scores the whole test set; every rank must call it and gets the same result.
+    public func evaluate() -> EvalMetrics {
+        let n = data.count, size = communicator.size, rank = communicator.rank
+        let mine = (rank * n / size) ..< ((rank + 1) * n / size)
+        scores.update(repeating: 0, count: n * Self.perImage)
+        let batches = (mine.count + batch - 1) / batch
+        let body: @Sendable (Int) -> Void = { [unowned self] w in
+            let worker = self.workers[w], pixels = self.data.imageSize
+            var b = w
+            while b < batches {
+                let first = mine.lowerBound + b * self.batch
+                let count = min(self.batch, mine.upperBound - first)
+                self.reconstruct(worker, first: first, n: count)
+                for i in 0..<count {
+                    let clean = worker.clean.pointer + i * pixels
+                    let out = worker.model.output + i * pixels, noisy = worker.model.input + i * pixels
+                    let s = self.scores + (first + i) * Self.perImage
+                    s[0] = ImageMetrics.mse(out, clean, count: pixels)
+                    s[1] = ImageMetrics.psnr(mse: s[0])
+                    s[2] = ImageMetrics.ssim(out, clean, height: self.data.height, width: self.data.width, scratch: worker.scratch)
+                    s[3] = ImageMetrics.mse(noisy, clean, count: pixels)
+                    s[4] = ImageMetrics.psnr(mse: s[3])
+                    s[5] = ImageMetrics.ssim(noisy, clean, height: self.data.height, width: self.data.width, scratch: worker.scratch)
+                }
+                b += self.workers.count
+            }
+        }
+        if workers.count == 1 { body(0) } else { DispatchQueue.concurrentPerform(iterations: workers.count, execute: body) }
+        communicator.allreduceSum(scores, count: n * Self.perImage)
+        var sums = [Double](repeating: 0, count: Self.perImage)
+        for i in 0..<n { for k in 0..<Self.perImage { sums[k] += scores[i * Self.perImage + k] } }
+        let m = sums.map { $0 / Double(n) }
+        return EvalMetrics(images: n, mse: m[0], psnr: m[1], ssim: m[2], noisyMSE: m[3], noisyPSNR: m[4], noisySSIM: m[5])
+    }
+
+    /// The sample grid's images: the first `columns` test images as rows of noisy inputs, their
+    /// reconstructions and the clean images, in make_grid order (row-major), each [H*W] in [0,1].
+    public func sampleImages(columns: Int) -> [[Float]] {
+        let worker = workers[0], pixels = data.imageSize
+        var noisy: [[Float]] = [], recon: [[Float]] = [], clean: [[Float]] = []
+        var first = 0
+        let total = min(columns, data.count)
+        while first < total {
+            let count = min(batch, total - first)
+            reconstruct(worker, first: first, n: count)
+            for i in 0..<count {
+                noisy.append(Array(UnsafeBufferPointer(start: worker.model.input + i * pixels, count: pixels)))
+                recon.append(Array(UnsafeBufferPointer(start: worker.model.output + i * pixels, count: pixels)))
+                clean.append(Array(UnsafeBufferPointer(start: worker.clean.pointer + i * pixels, count: pixels)))
+            }
+            first += count
+        }
+        return noisy + recon + clean
+    }
+}
