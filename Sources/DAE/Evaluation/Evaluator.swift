@@ -2,9 +2,11 @@
 // purpose, the same every epoch, so epochs compare). Reconstruction and noisy input are each scored
 // against the clean image; the noisy input's scores are the baseline a denoiser must beat.
 //
-// Work is split over ranks (contiguous runs of images) and, within a rank, over worker threads
-// (batches of images). Each image's scores land in its own slots of one array; the allreduce adds
-// zeros to every slot but the one rank's value, so it is exact, and the means are then summed in
+// The test set is cut into fixed batches of 50 (their composition decides the GEMMs' rounding);
+// ranks take contiguous runs of batches, worker threads take turns within a run. Each image's
+// scores land in its own slots of one array; the allreduce adds zeros to every slot but the one
+// rank's value, so it is exact, and the means are then summed in
+// image order: the reported metrics do not depend on the number of ranks or threads. but the one rank's value, so it is exact, and the means are then summed in
 // image order: the reported metrics do not depend on the number of ranks or threads.
 
 import Foundation
@@ -68,16 +70,18 @@ public final class Evaluator: @unchecked Sendable {
 
     /// Scores the whole test set; every rank must call it and gets the same result.
     public func evaluate() -> EvalMetrics {
+        // The test set is cut into fixed batches (their composition decides the GEMMs' rounding);
+        // ranks take contiguous runs of batches, worker threads take turns within a run.
         let n = data.count, size = communicator.size, rank = communicator.rank
-        let mine = (rank * n / size) ..< ((rank + 1) * n / size)
+        let batches = (n + batch - 1) / batch
+        let mine = (rank * batches / size) ..< ((rank + 1) * batches / size)
         scores.update(repeating: 0, count: n * Self.perImage)
-        let batches = (mine.count + batch - 1) / batch
         let body: @Sendable (Int) -> Void = { [unowned self] w in
             let worker = self.workers[w], pixels = self.data.imageSize
-            var b = w
-            while b < batches {
-                let first = mine.lowerBound + b * self.batch
-                let count = min(self.batch, mine.upperBound - first)
+            var b = mine.lowerBound + w
+            while b < mine.upperBound {
+                let first = b * self.batch
+                let count = min(self.batch, n - first)
                 self.reconstruct(worker, first: first, n: count)
                 for i in 0..<count {
                     let clean = worker.clean.pointer + i * pixels

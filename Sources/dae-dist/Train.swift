@@ -1,39 +1,8 @@
-// dae-dist: the command-line tool. Subcommands parse flags, then call the DAE library.
+// dae-dist train: the training run, rank 0's outputs, checkpoints and resume.
 
 import ArgumentParser
 import DAE
 import Foundation
-
-@main
-struct DAEDist: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "dae-dist",
-        abstract: "Data-parallel trainer for denoising autoencoders on BLAS kernels.",
-        subcommands: [Train.self])
-}
-
-/// Writes a line to standard output at once (unbuffered), so progress shows up in logs as it happens.
-func say(_ line: String) {
-    FileHandle.standardOutput.write(Data((line + "\n").utf8))
-}
-
-/// Runs a subcommand's body with one way out for errors: a DAEError becomes one line on stderr
-/// and a non-zero exit. With several ranks the line names the rank and the whole job is aborted
-/// (MPI_Abort), because a rank that simply exits leaves the others waiting in a collective.
-func runReportingErrors(_ body: (inout Communicator?) throws -> Void) throws {
-    var communicator: Communicator? = nil
-    do {
-        try body(&communicator)
-        communicator?.finalize()
-    } catch let error as DAEError {
-        if let communicator, communicator.size > 1 {
-            FileHandle.standardError.write(Data("rank \(communicator.rank): \(error)\n".utf8))
-            communicator.abort(code: 1)
-        }
-        FileHandle.standardError.write(Data("error: \(error)\n".utf8))
-        throw ExitCode(1)
-    }
-}
 
 struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -66,6 +35,12 @@ struct Train: ParsableCommand {
     @Option(help: "Checkpoints to keep in <run-dir>/checkpoints (the newest).") var keep = 3
     @Option(help: "Resume: 'auto' (the newest valid checkpoint in <run-dir>/checkpoints, or a fresh start) or a checkpoint path.")
     var resume: String?
+    @Option(name: .customLong("eval-every"), help: "Evaluate on the test set every E epochs, and after the last (0: never).")
+    var evalEvery = 1
+    @Option(name: .customLong("grid-columns"), help: "Test images per row of the sample grid.") var gridColumns = 10
+    @Option(name: .customLong("log-every"), help: "Also log the mean training loss every N steps to metrics.jsonl and TensorBoard (0: off).")
+    var logEvery = 0
+    @Flag(help: "No progress or epoch lines on stdout.") var quiet = false
 
     func run() throws {
         try runReportingErrors { communicatorSlot in
@@ -96,6 +71,9 @@ struct Train: ParsableCommand {
 
             guard checkpointEvery >= 0 else { throw DAEError.badFlag("--checkpoint-every", "must be 0 or more, got \(checkpointEvery)") }
             guard keep >= 1 else { throw DAEError.badFlag("--keep", "must be at least 1, got \(keep)") }
+            guard evalEvery >= 0 else { throw DAEError.badFlag("--eval-every", "must be 0 or more, got \(evalEvery)") }
+            guard gridColumns >= 1 && gridColumns <= 1000 else { throw DAEError.badFlag("--grid-columns", "must be between 1 and 1000, got \(gridColumns)") }
+            guard logEvery >= 0 else { throw DAEError.badFlag("--log-every", "must be 0 or more, got \(logEvery)") }
             if resume != nil && runDir == nil && resume == "auto" {
                 throw DAEError.badFlag("--resume", "'auto' looks in <run-dir>/checkpoints: pass the --run-dir of the run to continue")
             }
@@ -106,6 +84,15 @@ struct Train: ParsableCommand {
             let checkpoints = (directory as NSString).appendingPathComponent("checkpoints")
             let trainer = try Trainer(config: config, data: data, communicator: communicator, threads: threadCount)
             let fingerprint = isRoot ? Checkpoint.fingerprint(data) : 0
+            let test = evalEvery > 0 ? try Dataset.load(directory: dataDir, split: .test) : nil
+            if let test, test.height != data.height || test.width != data.width {
+                throw DAEError.data(path: test.source, problem: "test images are \(test.height)x\(test.width) but training images \(data.height)x\(data.width)")
+            }
+            let evaluator = test.map {
+                Evaluator(data: $0, noise: config.noise, seed: config.seed, parameters: trainer.params, communicator: communicator,
+                          threads: config.reduce == .exact ? threadCount : 1)
+            }
+            let progress = Progress(quiet: quiet)
             StopSignals.install()
             trainer.stopRequested = { StopSignals.requested }
             if isRoot {
@@ -145,6 +132,23 @@ struct Train: ParsableCommand {
                 if found == 1 { trainer.broadcastState() }
             }
 
+            // Rank 0's outputs: config.json, metrics.jsonl, samples/, tensorboard/, report.html.
+            var outputs: RunOutputs? = nil
+            if isRoot {
+                let settings: [(String, String)] = [
+                    ("command", CommandLine.arguments.joined(separator: " ")),
+                    ("epochs", String(config.epochs)), ("batch_size", String(config.batchSize)), ("lr", String(config.adam.lr)),
+                    ("noise", config.noise.description), ("loss", config.loss.rawValue), ("seed", String(config.seed)),
+                    ("data_dir", dataDir), ("train_samples", String(data.count)), ("image_size", "\(data.height)x\(data.width)"),
+                    ("world_size", String(communicator.size)), ("threads_per_rank", String(threadCount)),
+                    ("reduce", config.reduce.rawValue), ("micro_batch", String(trainer.effectiveMicroBatch)),
+                    ("eval_every", String(evalEvery)), ("checkpoint_every", String(checkpointEvery)), ("keep", String(keep)),
+                    ("parameters", String(trainer.layout.count)),
+                ]
+                outputs = try RunOutputs(directory: directory, configuration: settings,
+                                         resumedAfter: trainer.position.globalStep > 0 ? trainer.position.globalStep : nil)
+            }
+
             var lastSaved = -1
             func saveCheckpoint() throws(DAEError) {
                 guard isRoot, trainer.position.globalStep != lastSaved else { return }
@@ -155,16 +159,50 @@ struct Train: ParsableCommand {
             }
 
             while trainer.position.epoch <= config.epochs {
+                let epoch = trainer.position.epoch
+                let epochStart = Date()
+                var samplesThisRun = 0, lossSumSeen = trainer.position.epochLossSum, windowSum = 0.0, windowSteps = 0
+                progress.startEpoch()
                 let r = try trainer.trainEpoch { t throws(DAEError) in
-                    if checkpointEvery > 0, t.position.globalStep % checkpointEvery == 0, t.position.stepInEpoch < t.stepsPerEpoch {
+                    let p = t.position
+                    let batchLoss = p.epochLossSum - lossSumSeen
+                    lossSumSeen = p.epochLossSum
+                    samplesThisRun += min(config.batchSize, data.count - (p.stepInEpoch - 1) * config.batchSize)
+                    if isRoot {
+                        progress.step(epoch: p.epoch, epochs: config.epochs, step: p.stepInEpoch, steps: t.stepsPerEpoch,
+                                      samplesPerSecond: Double(samplesThisRun) / max(Date().timeIntervalSince(epochStart), 1e-9),
+                                      loss: p.epochLossSum / Double(p.stepInEpoch))
+                        if logEvery > 0 {
+                            windowSum += batchLoss; windowSteps += 1
+                            if p.globalStep % logEvery == 0 {
+                                try outputs?.trainSteps(epoch: p.epoch, step: p.globalStep, meanLoss: windowSum / Double(windowSteps))
+                                windowSum = 0; windowSteps = 0
+                            }
+                        }
+                    }
+                    if checkpointEvery > 0, p.globalStep % checkpointEvery == 0, p.stepInEpoch < t.stepsPerEpoch {
                         try saveCheckpoint()
                     }
                 }
                 let completed = trainer.position.stepInEpoch == 0
-                if isRoot && completed {
-                    say(String(format: "epoch %3d/%d  loss %.6f  %7.0f samples/s  %6.1f s  (allreduce %.1f%%)",
-                               r.epoch, config.epochs, r.meanLoss, r.samplesPerSecond, r.seconds,
-                               100 * r.reduceSeconds / max(r.seconds, 1e-9)))
+                if completed {
+                    if isRoot {
+                        progress.line(String(format: "epoch %3d/%d  loss %.6f  %7.0f samples/s  %6.1f s  (allreduce %.1f%%)",
+                                             r.epoch, config.epochs, r.meanLoss, r.samplesPerSecond, r.seconds,
+                                             100 * r.reduceSeconds / max(r.seconds, 1e-9)))
+                    }
+                    // Evaluation: every rank scores its share of the test set; rank 0 writes the outputs.
+                    var metrics: EvalMetrics? = nil
+                    var grid: GrayImage? = nil
+                    if let evaluator, epoch % evalEvery == 0 || epoch == config.epochs {
+                        let evalStart = Date()
+                        metrics = evaluator.evaluate()
+                        if isRoot {
+                            grid = Grid.make(evaluator.sampleImages(columns: gridColumns), height: data.height, width: data.width, columns: gridColumns)
+                            progress.line("  " + metrics!.summary + String(format: "  %.1f s", Date().timeIntervalSince(evalStart)))
+                        }
+                    }
+                    try outputs?.epochEnd(r, step: trainer.position.globalStep, eval: metrics, grid: grid, worldSize: communicator.size)
                 }
                 if r.stopped && trainer.position.epoch <= config.epochs {
                     try saveCheckpoint()
@@ -177,11 +215,12 @@ struct Train: ParsableCommand {
                     return
                 }
                 if completed && !noEpochCheckpoints { try saveCheckpoint() }
+                _ = epoch
             }
             if isRoot {
                 let weights = (directory as NSString).appendingPathComponent("model.safetensors")
                 try trainer.saveWeights(to: weights)
-                say("wrote \(weights)")
+                say("wrote \(weights); report: \((directory as NSString).appendingPathComponent("report.html"))")
             }
             communicator.barrier()
         }

@@ -1,0 +1,36 @@
+// dae-dist: the command-line tool. Subcommands parse flags, then call the DAE library.
+
+import ArgumentParser
+import DAE
+import Foundation
+
+@main
+struct DAEDist: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dae-dist",
+        abstract: "Data-parallel trainer for denoising autoencoders on BLAS kernels.",
+        subcommands: [Train.self, Eval.self])
+}
+
+/// Writes a line to standard output at once (unbuffered), so progress shows up in logs as it happens.
+func say(_ line: String) {
+    FileHandle.standardOutput.write(Data((line + "\n").utf8))
+}
+
+/// Runs a subcommand's body with one way out for errors: a DAEError becomes one line on stderr
+/// and a non-zero exit. With several ranks the line names the rank and the whole job is aborted
+/// (MPI_Abort), because a rank that simply exits leaves the others waiting in a collective.
+func runReportingErrors(_ body: (inout Communicator?) throws -> Void) throws {
+    var communicator: Communicator? = nil
+    do {
+        try body(&communicator)
+        communicator?.finalize()
+    } catch let error as DAEError {
+        if let communicator, communicator.size > 1 {
+            FileHandle.standardError.write(Data("rank \(communicator.rank): \(error)\n".utf8))
+            communicator.abort(code: 1)
+        }
+        FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+        throw ExitCode(1)
+    }
+}

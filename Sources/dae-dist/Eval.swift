@@ -1,0 +1,64 @@
+// dae-dist eval: scores any checkpoint or weights file on the test set.
+
+import ArgumentParser
+import DAE
+import Foundation
+
+struct Eval: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Evaluate a checkpoint or weights file on the test set: MSE, PSNR and SSIM against the clean images.",
+        discussion: "The noisy input's scores are printed as the baseline to beat. Under mpirun the test set is split over the ranks; the figures are the same on any number of ranks.")
+
+    @Option(help: "A checkpoint (<run-dir>/checkpoints/step-N.safetensors) or weights file (model.safetensors).")
+    var checkpoint: String
+    @Option(help: "Corruption of the test inputs: gaussian:F, mask:P, saltpepper:P or none (default: the checkpoint's, else gaussian:0.5).")
+    var noise: String?
+    @Option(name: .customLong("data-dir"), help: "Folder with IDX files in MNIST's layout.") var dataDir = "data/mnist"
+    @Option(help: "Seed of the fixed noise draw (default: the checkpoint's, else 0).") var seed: UInt64?
+    @Option(help: "Evaluate on the first N test images only.") var limit: Int?
+    @Option(help: "Threads per rank (default: the node's cores shared among its ranks).") var threads: Int?
+    @Option(help: "Also write the sample grid (noisy / reconstructed / clean) to this PNG file.") var grid: String?
+    @Option(name: .customLong("grid-columns"), help: "Test images per row of the grid.") var gridColumns = 10
+    @Flag(help: "Print the metrics as one JSON object.") var json = false
+
+    func run() throws {
+        try runReportingErrors { communicatorSlot in
+            let communicator = try Launch.makeCommunicator()
+            communicatorSlot = communicator
+            if let threads, threads < 1 { throw DAEError.badFlag("--threads", "must be at least 1, got \(threads)") }
+            if let limit, limit < 1 { throw DAEError.badFlag("--limit", "must be at least 1, got \(limit)") }
+            guard gridColumns >= 1 && gridColumns <= 1000 else { throw DAEError.badFlag("--grid-columns", "must be between 1 and 1000, got \(gridColumns)") }
+            let (tensors, metadata) = try SafeTensors.read(path: checkpoint)
+            let noiseKind = try NoiseKind(parsing: noise ?? metadata["noise"] ?? "gaussian:0.5")
+            let noiseSeed = seed ?? UInt64(metadata["seed"] ?? "") ?? 0
+            var test = try Dataset.load(directory: dataDir, split: .test)
+            if let limit { test = test.prefix(limit) }
+            let layout = ConvDenoiser.makeLayout()
+            let params = FloatBuffer(count: layout.count)
+            try Weights.load(tensors, into: params, layout: layout, path: checkpoint)
+            let cores = ProcessInfo.processInfo.activeProcessorCount
+            BLASThreads.set(1)
+            let evaluator = Evaluator(data: test, noise: noiseKind, seed: noiseSeed, parameters: params, communicator: communicator,
+                                      threads: threads ?? max(1, cores / max(1, communicator.localSize)))
+            let start = Date()
+            let metrics = evaluator.evaluate()
+            if communicator.rank == 0 {
+                if json {
+                    var object = MetricsLog.dictionary(metrics)
+                    object["checkpoint"] = checkpoint
+                    object["noise"] = noiseKind.description
+                    say(MetricsLog.json(object))
+                } else {
+                    say("\(checkpoint): \(metrics.images) test images, noise \(noiseKind), \(communicator.size) rank(s), \(String(format: "%.1f", Date().timeIntervalSince(start))) s")
+                    say(metrics.summary)
+                }
+                if let grid {
+                    let image = Grid.make(evaluator.sampleImages(columns: gridColumns), height: test.height, width: test.width, columns: gridColumns)
+                    try writeFileAtomically(PNG.encode(image), to: grid)
+                    if !json { say("wrote \(grid)") }
+                }
+            }
+            communicator.barrier()
+        }
+    }
+}
