@@ -5,9 +5,8 @@
 // The test set is cut into fixed batches of 50 (their composition decides the GEMMs' rounding);
 // ranks take contiguous runs of batches, worker threads take turns within a run. Each image's
 // scores land in its own slots of one array; the allreduce adds zeros to every slot but the one
-// rank's value, so it is exact, and the means are then summed in
-// image order: the reported metrics do not depend on the number of ranks or threads. but the one rank's value, so it is exact, and the means are then summed in
-// image order: the reported metrics do not depend on the number of ranks or threads.
+// rank's value, so it is exact, and the means are then summed in image order: the reported
+// metrics do not depend on the number of ranks or threads.
 
 import Foundation
 
