@@ -22,7 +22,7 @@ swift build -c release 2>&1 | tail -1 || { echo "FAIL: release build"; exit 1; }
 swift build -c release --disable-default-traits --scratch-path .build-nompi 2>&1 | tail -1 || { echo "FAIL: build without MPI"; exit 1; }
 bin=.build/release/dae-dist
 nompi=.build-nompi/release/dae-dist
-args=(train --epochs 2 --limit 300 --batch-size 20)
+args=(train --epochs 2 --limit 300 --batch-size 20 --eval-every 0)
 mpi=(mpirun --oversubscribe --bind-to none)
 
 losses() { grep '^epoch' "$1" | sed 's/ *[0-9]* samples\/s.*//'; }   # the loss part of each epoch line
@@ -72,10 +72,23 @@ else
     fail "SLURM_NTASKS=4: unexpected message"; cat "$work/slurm.log"
 fi
 
+# ---- evaluation does not depend on the world size ----
+evalargs=(eval --checkpoint "$work/single/model.safetensors" --limit 700 --json)
+"$bin" "${evalargs[@]}" > "$work/eval1.json" 2>&1
+for np in 2 3; do
+    "${mpi[@]}" -np "$np" "$bin" "${evalargs[@]}" > "$work/eval$np.json" 2>&1
+    cmp -s "$work/eval1.json" "$work/eval$np.json" && pass "eval with -np $np prints the single process's metrics exactly" || { fail "eval -np $np differs"; cat "$work/eval1.json" "$work/eval$np.json"; }
+done
+
 # ---- checkpoints and resume ----
 same_as_single() {   # $1: run dir, $2: log, $3: what
     # every epoch line printed after the resume must be the straight run's line for that epoch
     local extra; extra=$(comm -23 <(losses "$2" | sort) <(losses "$work/single.log" | sort))
+    # and metrics.jsonl ends up with the same epoch lines (no step twice, none missing)
+    local steps="import json,sys; print([(r['epoch'], r['step'], r['train_loss']) for r in map(json.loads, open(sys.argv[1])) if r['kind'] == 'epoch'])"
+    if [[ -z "${4:-}" && "$(python3 -c "$steps" "$work/single/metrics.jsonl")" != "$(python3 -c "$steps" "$1/metrics.jsonl")" ]]; then
+        fail "$3: metrics.jsonl differs from the straight run's"; cat "$1/metrics.jsonl"; return
+    fi
     if cmp -s "$work/single/model.safetensors" "$1/model.safetensors" && [[ -n "$(losses "$2")" && -z "$extra" ]]; then
         pass "$3: weights bitwise equal to the straight run, same loss lines"
     else
@@ -92,10 +105,10 @@ mkdir -p "$work/cut4to1/checkpoints" && cp "$work"/cut4/checkpoints/step-0000000
 "${mpi[@]}" -np 2 "$bin" "${args[@]}" --run-dir "$work/cut4" --resume auto > "$work/cut4-resume.log" 2>&1
 same_as_single "$work/cut4" "$work/cut4-resume.log" "-np 4 checkpoint resumed under -np 2"
 "$bin" "${args[@]}" --run-dir "$work/cut4to1" --resume "$work/cut4to1/checkpoints/step-000000018.safetensors" > "$work/cut4to1.log" 2>&1
-same_as_single "$work/cut4to1" "$work/cut4to1.log" "-np 4 checkpoint resumed in one process"
+same_as_single "$work/cut4to1" "$work/cut4to1.log" "-np 4 checkpoint resumed in one process (a new run dir)" no-history
 
 # signals: a longer run, stopped by a signal while it trains
-long=(train --epochs 2 --limit 4000)
+long=(train --epochs 2 --limit 6000 --eval-every 0)
 "$bin" "${long[@]}" --run-dir "$work/long" > "$work/long.log" 2>&1
 wait_for_training() { for _ in $(seq 100); do grep -q "parameters, run dir" "$1" 2>/dev/null && break; sleep 0.1; done; sleep 1; }
 for case in "USR1 mpirun" "TERM rank" "TERM launch/run"; do
@@ -108,7 +121,7 @@ for case in "USR1 mpirun" "TERM rank" "TERM launch/run"; do
     pid=$!
     wait_for_training "$run.log"
     case $target in
-        rank) kill -"$sig" "$(pgrep -f "dae-dist train --epochs 2 --limit 4000 --run-dir $run" | tail -n 1)" ;;
+        rank) kill -"$sig" "$(pgrep -f "dae-dist train --epochs 2 --limit 6000 --eval-every 0 --run-dir $run" | tail -n 1)" ;;
         *) kill -"$sig" "$pid" ;;
     esac
     wait "$pid"; status=$?

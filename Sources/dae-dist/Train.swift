@@ -37,6 +37,7 @@ struct Train: ParsableCommand {
     var resume: String?
     @Option(name: .customLong("eval-every"), help: "Evaluate on the test set every E epochs, and after the last (0: never).")
     var evalEvery = 1
+    @Option(name: .customLong("eval-limit"), help: "Evaluate on the first N test images only (default: all).") var evalLimit: Int?
     @Option(name: .customLong("grid-columns"), help: "Test images per row of the sample grid.") var gridColumns = 10
     @Option(name: .customLong("log-every"), help: "Also log the mean training loss every N steps to metrics.jsonl and TensorBoard (0: off).")
     var logEvery = 0
@@ -73,6 +74,7 @@ struct Train: ParsableCommand {
             guard keep >= 1 else { throw DAEError.badFlag("--keep", "must be at least 1, got \(keep)") }
             guard evalEvery >= 0 else { throw DAEError.badFlag("--eval-every", "must be 0 or more, got \(evalEvery)") }
             guard gridColumns >= 1 && gridColumns <= 1000 else { throw DAEError.badFlag("--grid-columns", "must be between 1 and 1000, got \(gridColumns)") }
+            if let evalLimit, evalLimit < 1 { throw DAEError.badFlag("--eval-limit", "must be at least 1, got \(evalLimit)") }
             guard logEvery >= 0 else { throw DAEError.badFlag("--log-every", "must be 0 or more, got \(logEvery)") }
             if resume != nil && runDir == nil && resume == "auto" {
                 throw DAEError.badFlag("--resume", "'auto' looks in <run-dir>/checkpoints: pass the --run-dir of the run to continue")
@@ -84,7 +86,7 @@ struct Train: ParsableCommand {
             let checkpoints = (directory as NSString).appendingPathComponent("checkpoints")
             let trainer = try Trainer(config: config, data: data, communicator: communicator, threads: threadCount)
             let fingerprint = isRoot ? Checkpoint.fingerprint(data) : 0
-            let test = evalEvery > 0 ? try Dataset.load(directory: dataDir, split: .test) : nil
+            let test = evalEvery > 0 ? try Dataset.load(directory: dataDir, split: .test).prefix(evalLimit ?? Int.max) : nil
             if let test, test.height != data.height || test.width != data.width {
                 throw DAEError.data(path: test.source, problem: "test images are \(test.height)x\(test.width) but training images \(data.height)x\(data.width)")
             }
@@ -208,8 +210,8 @@ struct Train: ParsableCommand {
                     try saveCheckpoint()
                     if isRoot {
                         let p = trainer.position
-                        say("stopped by \(StopSignals.lastName) after step \(p.globalStep) (epoch \(p.epoch), step \(p.stepInEpoch)/\(trainer.stepsPerEpoch)); checkpoint in \(checkpoints)")
-                        say("resume with: dae-dist train --run-dir \(directory) --resume auto (and the same settings)")
+                        progress.line("stopped by \(StopSignals.lastName) after step \(p.globalStep) (epoch \(p.epoch), step \(p.stepInEpoch)/\(trainer.stepsPerEpoch)); checkpoint in \(checkpoints)", always: true)
+                        progress.line("resume with: dae-dist train --run-dir \(directory) --resume auto (and the same settings)", always: true)
                     }
                     communicator.barrier()
                     return

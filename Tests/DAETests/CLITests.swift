@@ -35,7 +35,7 @@ final class CLITests: XCTestCase {
 
     /// Runs `train` with `arguments` and expects a one-line error containing `fragment`.
     func assertTrainFails(_ arguments: [String], _ fragment: String, file: StaticString = #filePath, line: UInt = #line) throws {
-        let r = try run(["train", "--threads", "1"] + arguments)
+        let r = try run(["train", "--threads", "1", "--eval-every", "0"] + arguments)
         XCTAssertNotEqual(r.status, 0, "\(arguments) succeeded", file: file, line: line)
         let lines = r.stderr.split(separator: "\n").filter { !$0.isEmpty && !$0.hasPrefix("Usage:") && !$0.hasPrefix("Help:") && !$0.hasPrefix("  See") }
         XCTAssertEqual(lines.count, 1, "expected one error line, got: \(r.stderr)", file: file, line: line)
@@ -64,7 +64,7 @@ final class CLITests: XCTestCase {
         FileManager.default.createFile(atPath: dir + "/junk.safetensors", contents: Data("not a checkpoint at all".utf8))
         try assertTrainFails(["--limit", "40", "--resume", dir + "/junk.safetensors"], dir + "/junk.safetensors:")
         // a weights file is not a checkpoint
-        let r = try run(["train", "--epochs", "1", "--limit", "40", "--threads", "1", "--run-dir", dir + "/run"])
+        let r = try run(["train", "--epochs", "1", "--limit", "40", "--threads", "1", "--eval-every", "0", "--run-dir", dir + "/run"])
         XCTAssertEqual(r.status, 0, r.stderr)
         try assertTrainFails(["--limit", "40", "--resume", dir + "/run/model.safetensors"], "is a weights file")
         // settings that differ from the checkpoint's are named
@@ -73,7 +73,7 @@ final class CLITests: XCTestCase {
         // an output that cannot be written stops the run (here: a run dir under a regular file)
         try assertTrainFails(["--epochs", "1", "--limit", "40", "--run-dir", dir + "/junk.safetensors/run"], "cannot write")
         // --resume auto with an empty checkpoint folder starts afresh
-        let fresh = try run(["train", "--epochs", "1", "--limit", "40", "--threads", "1", "--run-dir", dir + "/fresh", "--resume", "auto"])
+        let fresh = try run(["train", "--epochs", "1", "--limit", "40", "--threads", "1", "--eval-every", "0", "--run-dir", dir + "/fresh", "--resume", "auto"])
         XCTAssertEqual(fresh.status, 0, fresh.stderr)
         XCTAssertTrue(fresh.stdout.contains("starting afresh"), fresh.stdout)
     }
@@ -90,10 +90,52 @@ final class CLITests: XCTestCase {
         try assertTrainFails(["--data-dir", dir], "train-images-idx3-ubyte.gz: truncated gzip file")
     }
 
+    func testRunDirectoryHoldsEveryOutput() throws {
+        let dir = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let r = try run(["train", "--epochs", "2", "--limit", "40", "--threads", "1", "--eval-limit", "30", "--log-every", "1", "--run-dir", dir])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("eval: MSE"), r.stdout)
+        XCTAssertFalse(r.stdout.contains("\r"), "progress line written to a pipe")
+        for file in ["config.json", "metrics.jsonl", "samples/epoch-001.png", "samples/epoch-002.png", "report.html", "model.safetensors",
+                     "checkpoints/step-000000004.safetensors"] {
+            XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/" + file), file)
+        }
+        let events = try FileManager.default.contentsOfDirectory(atPath: dir + "/tensorboard")
+        XCTAssertEqual(events.filter { $0.hasPrefix("events.out.tfevents.") }.count, 1)
+        let lines = String(decoding: try Data(contentsOf: URL(fileURLWithPath: dir + "/metrics.jsonl")), as: UTF8.self).split(separator: "\n")
+        XCTAssertEqual(lines.count, 6)            // 4 steps + 2 epochs
+        let report = String(decoding: try Data(contentsOf: URL(fileURLWithPath: dir + "/report.html")), as: UTF8.self)
+        XCTAssertTrue(report.contains("data:image/png;base64,") && report.contains("<svg"))
+        let quiet = try run(["train", "--epochs", "1", "--limit", "40", "--threads", "1", "--eval-every", "0", "--quiet", "--run-dir", dir + "/q"])
+        XCTAssertFalse(quiet.stdout.contains("epoch   1/1"), quiet.stdout)
+    }
+
+    func testEvalCommand() throws {
+        let dir = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        XCTAssertEqual(try run(["train", "--epochs", "1", "--limit", "40", "--threads", "1", "--eval-every", "0", "--run-dir", dir]).status, 0)
+        let r = try run(["eval", "--checkpoint", dir + "/model.safetensors", "--limit", "60", "--threads", "2", "--json", "--grid", dir + "/g.png"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let object = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]
+        XCTAssertEqual(object?["images"] as? Int, 60)
+        XCTAssertEqual(object?["noise"] as? String, "gaussian:0.5")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/g.png"))
+        let clean = try run(["eval", "--checkpoint", dir + "/model.safetensors", "--limit", "60", "--noise", "none"])
+        XCTAssertTrue(clean.stdout.contains("noisy input: MSE 0.000000"), clean.stdout)
+        for (arguments, fragment) in [(["--checkpoint", dir + "/none.safetensors"], "none.safetensors: no such file"),
+                                      (["--checkpoint", dir + "/model.safetensors", "--noise", "blur"], "--noise"),
+                                      (["--checkpoint", dir + "/model.safetensors", "--limit", "0"], "--limit")] {
+            let bad = try run(["eval"] + arguments)
+            XCTAssertNotEqual(bad.status, 0)
+            XCTAssertTrue(bad.stderr.contains(fragment), bad.stderr)
+        }
+    }
+
     func testShortRunWritesWeights() throws {
         let dir = temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let r = try run(["train", "--epochs", "2", "--limit", "100", "--threads", "1", "--run-dir", dir])
+        let r = try run(["train", "--epochs", "2", "--limit", "100", "--threads", "1", "--eval-every", "0", "--run-dir", dir])
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertTrue(r.stdout.contains("epoch   2/2  loss"), r.stdout)
         let (tensors, metadata) = try SafeTensors.read(path: dir + "/model.safetensors")

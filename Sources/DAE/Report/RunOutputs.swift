@@ -87,8 +87,19 @@ public final class Progress {
     var lastUpdate = Date.distantPast
     var shown = false
 
-    public init(quiet: Bool) {
-        mode = quiet ? .quiet : (isatty(STDOUT_FILENO) != 0 ? .terminal : .lines)
+    /// Under mpirun a rank's stdout is a pseudo-terminal even when mpirun's own output goes to a
+    /// file, so ranks started by a launcher print plain lines unless DAE_DIST_PROGRESS=terminal
+    /// (launch/run sets it when its own stdout is a terminal); DAE_DIST_PROGRESS=lines forces lines.
+    public init(quiet: Bool, environment: [String: String] = ProcessInfo.processInfo.environment) {
+        if quiet {
+            mode = .quiet
+        } else if let forced = environment["DAE_DIST_PROGRESS"] {
+            mode = forced == "terminal" ? .terminal : .lines
+        } else if Launch.startedByLauncher(environment) {
+            mode = .lines
+        } else {
+            mode = isatty(STDOUT_FILENO) != 0 ? .terminal : .lines
+        }
     }
 
     public func step(epoch: Int, epochs: Int, step: Int, steps: Int, samplesPerSecond: Double, loss: Double) {
@@ -104,9 +115,10 @@ public final class Progress {
     var epochStart = Date()
     public func startEpoch() { epochStart = Date(); lastUpdate = Date() }
 
-    /// A line that stays (epoch summaries, evaluation results).
-    public func line(_ text: String) {
-        guard mode != .quiet else { return }
+    /// A line that stays (epoch summaries, evaluation results); not shown with --quiet unless
+    /// `always` (messages a user must see, such as where to resume).
+    public func line(_ text: String, always: Bool = false) {
+        guard mode != .quiet || always else { return }
         if shown { FileHandle.standardOutput.write(Data("\r\u{1B}[K".utf8)); shown = false }
         FileHandle.standardOutput.write(Data((text + "\n").utf8))
     }

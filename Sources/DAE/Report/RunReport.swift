@@ -59,7 +59,7 @@ public enum RunReport {
 
     /// A line chart as inline SVG with axes, ticks and labels.
     static func chart(title: String, series: [(String, String, [(Double, Double)])], yLabel: String) -> String {
-        let w = 480.0, h = 300.0, left = 64.0, right = 16.0, top = 30.0, bottom = 46.0
+        let w = 480.0, h = 310.0, left = 64.0, right = 16.0, top = 44.0, bottom = 46.0
         let points = series.flatMap { $0.2 }
         var svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(w))\" height=\"\(Int(h))\" font-size=\"11\" font-family=\"sans-serif\">\n"
         svg += "<text x=\"\(w / 2)\" y=\"16\" text-anchor=\"middle\" font-size=\"13\">\(escape(title))</text>\n"
@@ -89,7 +89,10 @@ public enum RunReport {
             let path = data.map { String(format: "%.1f,%.1f", sx($0.0), sy($0.1)) }.joined(separator: " ")
             svg += "<polyline fill=\"none\" stroke=\"\(color)\" stroke-width=\"2\" points=\"\(path)\"/>\n"
             for p in data { svg += String(format: "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"2.5\" fill=\"%@\"/>", sx(p.0), sy(p.1), color) }
-            svg += "\n<text x=\"\(w - right - 4)\" y=\"\(top + 14 + 14 * Double(k))\" text-anchor=\"end\" fill=\"\(color)\">\(escape(name))</text>\n"
+            // legend: a row above the plot area
+            let lx = left + 150 * Double(k)
+            svg += "\n<line x1=\"\(lx)\" y1=\"30\" x2=\"\(lx + 18)\" y2=\"30\" stroke=\"\(color)\" stroke-width=\"2\"/>"
+            svg += "<text x=\"\(lx + 24)\" y=\"34\" fill=\"\(color)\">\(escape(name))</text>\n"
         }
         return svg + "</svg>\n"
     }
