@@ -3,7 +3,7 @@
 //   record  = uint64 length | uint32 masked_crc32c(length) | data | uint32 masked_crc32c(data)
 //   masked  = ((crc >> 15) | (crc << 17)) + 0xa282ead8
 //   Event   { double wall_time = 1; int64 step = 2; string file_version = 3; Summary summary = 5;
-//             SessionLog session_log = 6 }
+//             SessionLog session_log = 7 }
 //   Summary { repeated Value value = 1 }   Value { string tag = 1; float simple_value = 2; Image image = 4 }
 //   Image   { int32 height = 1; int32 width = 2; int32 colorspace = 3; bytes encoded_image_string = 4 }
 //   SessionLog { SessionStatus status = 1 }  (START = 1: TensorBoard then drops points at or after
@@ -65,7 +65,7 @@ public final class TensorBoardWriter {
         var event = Proto()
         event.double(1, Date().timeIntervalSince1970)
         event.varint(2, UInt64(step))
-        event.message(6, log)
+        event.message(7, log)
         try write(event.bytes)
     }
 
