@@ -73,6 +73,14 @@ public enum IDX {
         return IDXArray(dims: dims, values: Array(bytes[headerSize...]))
     }
 
+    /// An IDX file of unsigned bytes: magic 0x0800 | dims.count, big-endian dimensions, values.
+    public static func encode(dims: [Int], values: [UInt8]) -> [UInt8] {
+        precondition(dims.reduce(1, *) == values.count && dims.count < 256)
+        var out: [UInt8] = [0, 0, 0x08, UInt8(dims.count)]
+        for d in dims { out += [UInt8(d >> 24 & 0xFF), UInt8(d >> 16 & 0xFF), UInt8(d >> 8 & 0xFF), UInt8(d & 0xFF)] }
+        return out + values
+    }
+
     static func bigEndianUInt32(_ b: [UInt8], at i: Int) -> UInt32 {
         UInt32(b[i]) << 24 | UInt32(b[i + 1]) << 16 | UInt32(b[i + 2]) << 8 | UInt32(b[i + 3])
     }

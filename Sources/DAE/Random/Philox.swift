@@ -31,6 +31,9 @@ public enum RandomPurpose: UInt32 {
     case shuffle = 2      // the epoch's sample order
     case initialization = 3
     case evalNoise = 4
+    case sampling = 5     // the corruption step of a sampling chain: (step, chain)
+    case binarize = 6     // Bernoulli draws of a sampling chain: (step, chain)
+    case chainStart = 7   // a chain's random starting image: (0, chain)
 }
 
 /// A stream of random numbers identified by (seed, purpose, a, b): for noise a = epoch and

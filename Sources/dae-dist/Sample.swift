@@ -1,0 +1,124 @@
+// dae-dist sample: generate digits by running Markov chains of corrupt-then-denoise steps.
+
+import ArgumentParser
+import DAE
+import Foundation
+
+struct Sample: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Sample new images from a trained denoising autoencoder (corrupt, denoise, repeat).",
+        discussion: "Writes DIR/samples.png (final states), DIR/chains.png (a row per chain, a column every --every steps), DIR/samples.idx and DIR/summary.json. See docs/sampling.md.")
+
+    @Option(help: "A checkpoint or weights file.") var checkpoint: String
+    @Option(help: "Number of chains.") var chains = 16
+    @Option(help: "Steps per chain (40: see docs/sampling.md for why not more with an MSE-trained model).") var steps = 40
+    @Option(name: .customLong("burn-in"), help: "Steps before a chain's states count as samples (the quality line measures the recorded states from then on).")
+    var burnIn = 10
+    @Option(help: "Keep a chain's state every N steps for chains.png.") var every = 4
+    @Option(help: "Corruption of each step (default: the checkpoint's training noise, else gaussian:0.5).") var noise: String?
+    @Option(help: "Start from uniform noise or from test images: noise or test.") var start = "noise"
+    @Option(help: "Seed of the chains' randomness.") var seed: UInt64 = 0
+    @Flag(help: "Sample each pixel from Bernoulli(reconstruction) instead of taking the reconstruction itself.") var binarize = false
+    @Option(help: "Output folder.") var out: String
+    @Option(name: .customLong("data-dir"), help: "Folder with IDX files in MNIST's layout (test images, the classifier's training data).")
+    var dataDir = "data/mnist"
+    @Option(name: .customLong("classifier-epochs"), help: "Epochs of the pixel classifier used to judge the samples (0: skip the quality line).")
+    var classifierEpochs = 3
+    @Flag(name: .customLong("no-untrained-baseline"), help: "Skip the comparison with chains from an untrained model.")
+    var noUntrainedBaseline = false
+    @Option(help: "Threads per rank (default: the node's cores shared among its ranks).") var threads: Int?
+
+    func run() throws {
+        try runReportingErrors { communicatorSlot in
+            let communicator = try Launch.makeCommunicator()
+            communicatorSlot = communicator
+            let isRoot = communicator.rank == 0
+            var config = SampleConfig()
+            config.chains = chains; config.steps = steps; config.burnIn = burnIn; config.every = every
+            config.seed = seed; config.binarize = binarize
+            guard let startKind = SampleConfig.Start(rawValue: start) else {
+                throw DAEError.badFlag("--start", "unknown start '\(start)'; use noise or test")
+            }
+            config.start = startKind
+            try config.validate()
+            if let threads, threads < 1 { throw DAEError.badFlag("--threads", "must be at least 1, got \(threads)") }
+            guard classifierEpochs >= 0 else { throw DAEError.badFlag("--classifier-epochs", "must be 0 or more, got \(classifierEpochs)") }
+            let (tensors, metadata) = try SafeTensors.read(path: checkpoint)
+            config.noise = try NoiseKind(parsing: noise ?? metadata["noise"] ?? "gaussian:0.5")
+            let layout = ConvDenoiser.makeLayout()
+            let params = FloatBuffer(count: layout.count)
+            try Weights.load(tensors, into: params, layout: layout, path: checkpoint)
+            let test = try Dataset.load(directory: dataDir, split: .test)
+            let cores = ProcessInfo.processInfo.activeProcessorCount
+            let threadCount = threads ?? max(1, cores / max(1, communicator.localSize))
+            BLASThreads.set(1)
+
+            let started = Date()
+            let sampler = Sampler(config: config, parameters: params, height: test.height, width: test.width, test: test,
+                                  communicator: communicator, threads: threadCount)
+            sampler.run()
+            var untrained: Sampler? = nil
+            if !noUntrainedBaseline {
+                let random = FloatBuffer(count: layout.count)
+                initializeParameters(random, layout: layout, seed: seed)
+                untrained = Sampler(config: config, parameters: random, height: test.height, width: test.width, test: test,
+                                    communicator: communicator, threads: threadCount)
+                untrained!.run()
+            }
+            let chainSeconds = Date().timeIntervalSince(started)
+            if isRoot {
+                try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+                let finals = sampler.finalStates
+                let columns = min(config.chains, 8)
+                try writeFileAtomically(PNG.encode(Grid.make(finals, height: test.height, width: test.width, columns: columns)),
+                                        to: out + "/samples.png")
+                var strip: [[Float]] = []
+                for c in 0..<config.chains { for f in 0..<config.frameSteps.count { strip.append(sampler.frame(chain: c, frame: f)) } }
+                try writeFileAtomically(PNG.encode(Grid.make(strip, height: test.height, width: test.width, columns: config.frameSteps.count)),
+                                        to: out + "/chains.png")
+                let bytes = finals.flatMap { $0.map { UInt8(min(max($0 * 255 + 0.5, 0), 255)) } }
+                try writeFileAtomically(IDX.encode(dims: [config.chains, test.height, test.width], values: bytes), to: out + "/samples.idx")
+                say("dae-dist sample: \(config.chains) chains x \(config.steps) steps, noise \(config.noise), start \(config.start.rawValue)\(config.binarize ? ", binarized" : ""), \(communicator.size) rank(s), \(String(format: "%.1f", chainSeconds)) s")
+
+                var summary: [String: Any] = [
+                    "checkpoint": checkpoint, "chains": config.chains, "steps": config.steps, "burn_in": config.burnIn,
+                    "every": config.every, "noise": config.noise.description, "start": config.start.rawValue,
+                    "binarize": config.binarize, "seed": Int(config.seed), "world_size": communicator.size,
+                ]
+                if classifierEpochs > 0 {
+                    let train = try Dataset.load(directory: dataDir, split: .train)
+                    let classifier = DigitClassifier(inputs: train.imageSize, seed: seed)
+                    classifier.train(on: train, epochs: classifierEpochs, seed: seed)
+                    let accuracy = classifier.accuracy(on: test)
+                    func describe(_ q: SampleQuality) -> [String: Any] {
+                        ["class_histogram": q.classHistogram, "mean_confidence": q.meanConfidence,
+                         "mean_nearest_training_distance": q.meanNearestTrainingDistance,
+                         "mean_pixel": q.meanPixel, "fraction_dark_pixels": q.fractionDark]
+                    }
+                    let samples = sampler.statesAfterBurnIn
+                    let quality = SampleQuality.measure(samples, classifier: classifier, training: train)
+                    let real = SampleQuality.measure((0..<config.chains).map { i in
+                        var image = [Float](repeating: 0, count: test.imageSize)
+                        image.withUnsafeMutableBufferPointer { test.image(i % test.count, into: $0.baseAddress!) }
+                        return image
+                    }, classifier: classifier, training: train)
+                    summary["classifier"] = ["kind": "MLP 784-256-10", "epochs": classifierEpochs, "test_accuracy": accuracy]
+                    summary["samples"] = describe(quality)
+                    summary["samples_measured"] = samples.count
+                    summary["test_images"] = describe(real)
+                    say(String(format: "classifier: MLP on pixels, %d epochs, test accuracy %.2f%%", classifierEpochs, 100 * accuracy))
+                    say("samples:         " + quality.summary + "  (\(samples.count) states at steps >= \(max(config.burnIn, 1)))")
+                    say("test images:     " + real.summary)
+                    if let untrained {
+                        let baseline = SampleQuality.measure(untrained.statesAfterBurnIn, classifier: classifier, training: train)
+                        summary["untrained_model_samples"] = describe(baseline)
+                        say("untrained model: " + baseline.summary)
+                    }
+                }
+                try writeFileAtomically(Array((MetricsLog.json(summary) + "\n").utf8), to: out + "/summary.json")
+                say("wrote \(out)/samples.png, chains.png, samples.idx, summary.json")
+            }
+            communicator.barrier()
+        }
+    }
+}
