@@ -80,6 +80,16 @@ for np in 2 3; do
     cmp -s "$work/eval1.json" "$work/eval$np.json" && pass "eval with -np $np prints the single process's metrics exactly" || { fail "eval -np $np differs"; cat "$work/eval1.json" "$work/eval$np.json"; }
 done
 
+# ---- sampling chains do not depend on the world size ----
+sampleargs=(sample --checkpoint "$work/single/model.safetensors" --chains 20 --steps 8 --every 2 --burn-in 2 --classifier-epochs 0 --no-untrained-baseline)
+"$bin" "${sampleargs[@]}" --out "$work/sample1" > /dev/null 2>&1
+"${mpi[@]}" -np 2 "$bin" "${sampleargs[@]}" --out "$work/sample2" > "$work/sample2.log" 2>&1
+if cmp -s "$work/sample1/samples.idx" "$work/sample2/samples.idx" && cmp -s "$work/sample1/chains.png" "$work/sample2/chains.png"; then
+    pass "sample with -np 2: the same chains as one process"
+else
+    fail "sample -np 2 differs"; cat "$work/sample2.log"
+fi
+
 # ---- checkpoints and resume ----
 same_as_single() {   # $1: run dir, $2: log, $3: what
     # every epoch line printed after the resume must be the straight run's line for that epoch

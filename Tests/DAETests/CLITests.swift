@@ -132,6 +132,26 @@ final class CLITests: XCTestCase {
         }
     }
 
+    func testSampleCommandWritesItsFiles() throws {
+        let dir = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        XCTAssertEqual(try run(["train", "--epochs", "1", "--limit", "40", "--threads", "1", "--eval-every", "0", "--run-dir", dir]).status, 0)
+        let r = try run(["sample", "--checkpoint", dir + "/model.safetensors", "--chains", "5", "--steps", "6", "--every", "3",
+                         "--burn-in", "3", "--classifier-epochs", "0", "--out", dir + "/s"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let idx = try IDX.read(path: dir + "/s/samples.idx", expectedMagic: IDX.imagesMagic)
+        XCTAssertEqual(idx.dims, [5, 28, 28])
+        for file in ["samples.png", "chains.png", "summary.json"] { XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/s/" + file), file) }
+        let summary = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/s/summary.json"))) as? [String: Any]
+        XCTAssertEqual(summary?["chains"] as? Int, 5)
+        for (arguments, fragment) in [(["--chains", "0"], "--chains"), (["--start", "middle"], "--start"), (["--every", "0"], "--every"),
+                                      (["--burn-in", "999"], "--burn-in"), (["--noise", "fog"], "--noise")] {
+            let bad = try run(["sample", "--checkpoint", dir + "/model.safetensors", "--out", dir + "/bad"] + arguments)
+            XCTAssertNotEqual(bad.status, 0, "\(arguments)")
+            XCTAssertTrue(bad.stderr.contains(fragment), bad.stderr)
+        }
+    }
+
     func testShortRunWritesWeights() throws {
         let dir = temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
