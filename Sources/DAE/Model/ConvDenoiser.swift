@@ -94,6 +94,19 @@ public final class ConvDenoiser {
 
     public var parameterCount: Int { layout.count }
 
+    // Optional per-phase timing for the benchmark (launch/bench): when `phaseSeconds` is set, each
+    // layer's forward and backward adds its wall time to its slot (see `phaseNames`).
+    public static let phaseNames = ["conv1 fwd", "pool1 fwd", "conv2 fwd", "pool2 fwd", "deconv1 fwd", "deconv2 fwd",
+                                    "deconv2 bwd", "deconv1 bwd", "pool2 bwd", "conv2 bwd", "pool1 bwd", "conv1 bwd"]
+    public var phaseSeconds: UnsafeMutablePointer<Double>? = nil
+    var phaseStart = 0.0
+    @inline(__always) func tick(_ phase: Int) {
+        guard let slots = phaseSeconds else { return }
+        let now = monotonicSeconds()
+        if phase >= 0 { slots[phase] += now - phaseStart }
+        phaseStart = now
+    }
+
     public func initialize(seed: UInt64) {
         initializeParameters(params, layout: layout, seed: seed)
     }
@@ -103,18 +116,19 @@ public final class ConvDenoiser {
         precondition(n > 0 && n <= capacity)
         let (H, W) = (height, width)
         let (h1, h2) = (Self.hidden1, Self.hidden2)
+        tick(-1)
         // encoder
         conv1.forward(x: input, y: a1, col: col1, n: n, h: H, w: W)
-        ReLU.forward(a1, count: h1 * n * H * W)
-        pool.forward(x: a1, y: p1, argmax: argmax1, planes: h1 * n, h: H, w: W)
+        ReLU.forward(a1, count: h1 * n * H * W);                                         tick(0)
+        pool.forward(x: a1, y: p1, argmax: argmax1, planes: h1 * n, h: H, w: W);          tick(1)
         conv2.forward(x: p1, y: a2, col: col2, n: n, h: H / 2, w: W / 2)
-        ReLU.forward(a2, count: h2 * n * H * W / 4)
-        pool.forward(x: a2, y: code, argmax: argmax2, planes: h2 * n, h: H / 2, w: W / 2)
+        ReLU.forward(a2, count: h2 * n * H * W / 4);                                     tick(2)
+        pool.forward(x: a2, y: code, argmax: argmax2, planes: h2 * n, h: H / 2, w: W / 2); tick(3)
         // decoder
         deconv1.forward(x: code, y: a3, col: col3, n: n, h: H / 4, w: W / 4)
-        ReLU.forward(a3, count: h1 * n * H * W / 4)
+        ReLU.forward(a3, count: h1 * n * H * W / 4);                                     tick(4)
         deconv2.forward(x: a3, y: output, col: col4, n: n, h: H / 2, w: W / 2)
-        Sigmoid.forward(output, count: n * H * W)
+        Sigmoid.forward(output, count: n * H * W);                                       tick(5)
     }
 
     /// Runs only the encoder: code[0 ..< 64*n*H/4*W/4] in [C, n, h, w] layout.
@@ -133,17 +147,31 @@ public final class ConvDenoiser {
     public func backward(n: Int) {
         let (H, W) = (height, width)
         let (h1, h2) = (Self.hidden1, Self.hidden2)
+        tick(-1)
         // decoder, last layer first; col4 and col3 are reused as the gather workspaces
-        deconv2.backward(dy: gradOutput, x: a3, dx: dA3, dcol: col4, n: n, h: H / 2, w: W / 2)
+        deconv2.backward(dy: gradOutput, x: a3, dx: dA3, dcol: col4, n: n, h: H / 2, w: W / 2); tick(6)
         ReLU.backward(y: a3, grad: dA3, count: h1 * n * H * W / 4)
-        deconv1.backward(dy: dA3, x: code, dx: dCode, dcol: col3, n: n, h: H / 4, w: W / 4)
+        deconv1.backward(dy: dA3, x: code, dx: dCode, dcol: col3, n: n, h: H / 4, w: W / 4);    tick(7)
         // encoder
-        pool.backward(dy: dCode, argmax: argmax2, dx: dA2, planes: h2 * n, h: H / 2, w: W / 2)
+        pool.backward(dy: dCode, argmax: argmax2, dx: dA2, planes: h2 * n, h: H / 2, w: W / 2); tick(8)
         ReLU.backward(y: a2, grad: dA2, count: h2 * n * H * W / 4)
         // col2 is done with once dW is computed, so it doubles as conv2's dcol workspace
-        conv2.backward(dy: dA2, col: col2, dx: dP1, dcol: col2, n: n, h: H / 2, w: W / 2)
-        pool.backward(dy: dP1, argmax: argmax1, dx: dA1, planes: h1 * n, h: H, w: W)
+        conv2.backward(dy: dA2, col: col2, dx: dP1, dcol: col2, n: n, h: H / 2, w: W / 2);     tick(9)
+        pool.backward(dy: dP1, argmax: argmax1, dx: dA1, planes: h1 * n, h: H, w: W);          tick(10)
         ReLU.backward(y: a1, grad: dA1, count: h1 * n * H * W)
-        conv1.backward(dy: dA1, col: col1, dx: nil, dcol: nil, n: n, h: H, w: W)
+        conv1.backward(dy: dA1, col: col1, dx: nil, dcol: nil, n: n, h: H, w: W);              tick(11)
     }
 }
+
+/// Seconds on the monotonic clock.
+@inline(__always) public func monotonicSeconds() -> Double {
+    var t = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &t)
+    return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
+}
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif

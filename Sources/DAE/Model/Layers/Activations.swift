@@ -11,13 +11,15 @@ import Darwin
 #endif
 
 public enum ReLU {
+    /// Branch-free so that it vectorises; NaN stays NaN (max keeps its first argument when the
+    /// comparison fails), as torch.relu.
     public static func forward(_ x: UnsafeMutablePointer<Float>, count: Int) {
-        for i in 0..<count where !(x[i] > 0) && !x[i].isNaN { x[i] = 0 }
+        for i in 0..<count { x[i] = max(x[i], 0) }
     }
 
     /// dx = dy * (y > 0), in place on the gradient.
     public static func backward(y: UnsafePointer<Float>, grad: UnsafeMutablePointer<Float>, count: Int) {
-        for i in 0..<count where !(y[i] > 0) { grad[i] = 0 }
+        for i in 0..<count { grad[i] = y[i] > 0 ? grad[i] : 0 }
     }
 }
 

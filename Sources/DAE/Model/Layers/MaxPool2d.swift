@@ -18,17 +18,17 @@ public struct MaxPool2d {
             let dst = y + p * oh * ow
             let arg = argmax + p * oh * ow
             for i in 0..<oh {
+                let top = src + 2 * i * w, bottom = top + w
+                let rowOffset = Int32(2 * i * w)
                 for j in 0..<ow {
-                    let top = 2 * i * w + 2 * j
-                    var best = src[top], at = top
-                    var v = src[top + 1]
-                    if v > best || v.isNaN { best = v; at = top + 1 }
-                    v = src[top + w]
-                    if v > best || v.isNaN { best = v; at = top + w }
-                    v = src[top + w + 1]
-                    if v > best || v.isNaN { best = v; at = top + w + 1 }
+                    // scan order: (0,0), (0,1), (1,0), (1,1); a later value wins only if larger (or NaN)
+                    var best = top[2 * j], at = Int32(2 * j)
+                    let b = top[2 * j + 1], c = bottom[2 * j], d = bottom[2 * j + 1]
+                    if b > best || b != b { best = b; at = Int32(2 * j + 1) }
+                    if c > best || c != c { best = c; at = Int32(w + 2 * j) }
+                    if d > best || d != d { best = d; at = Int32(w + 2 * j + 1) }
                     dst[i * ow + j] = best
-                    arg[i * ow + j] = Int32(at)
+                    arg[i * ow + j] = rowOffset + at
                 }
             }
         }
