@@ -29,8 +29,7 @@ let package = Package(
         .target(name: "DAE", dependencies: [
                     "CBLAS", "CZlib",
                     .target(name: "CMPI", condition: .when(traits: ["MPI"])),
-                ],
-                swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]),
+                ]),
         // The command-line tool.
         .executableTarget(name: "dae-dist", dependencies: [
             "DAE",

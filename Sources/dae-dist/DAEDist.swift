@@ -25,12 +25,17 @@ func runReportingErrors(_ body: (inout Communicator?) throws -> Void) throws {
     do {
         try body(&communicator)
         communicator?.finalize()
-    } catch let error as DAEError {
+    } catch let exit as ExitCode {
+        throw exit
+    } catch {
+        // DAEError describes itself in one line; anything else (a Foundation file error, say) is
+        // flattened to its localized description so that it stays one line too.
+        let message = (error as? DAEError).map { "\($0)" } ?? (error as NSError).localizedDescription.replacingOccurrences(of: "\n", with: " ")
         if let communicator, communicator.size > 1 {
-            FileHandle.standardError.write(Data("rank \(communicator.rank): \(error)\n".utf8))
+            FileHandle.standardError.write(Data("rank \(communicator.rank): \(message)\n".utf8))
             communicator.abort(code: 1)
         }
-        FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+        FileHandle.standardError.write(Data("error: \(message)\n".utf8))
         throw ExitCode(1)
     }
 }

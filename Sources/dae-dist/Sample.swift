@@ -67,7 +67,11 @@ struct Sample: ParsableCommand {
             }
             let chainSeconds = Date().timeIntervalSince(started)
             if isRoot {
-                try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+                do {
+                    try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+                } catch {
+                    throw DAEError.write(path: out, problem: "cannot create the output folder")
+                }
                 let finals = sampler.finalStates
                 let columns = min(config.chains, 8)
                 try writeFileAtomically(PNG.encode(Grid.make(finals, height: test.height, width: test.width, columns: columns)),

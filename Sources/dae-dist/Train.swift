@@ -76,7 +76,7 @@ struct Train: ParsableCommand {
             guard gridColumns >= 1 && gridColumns <= 1000 else { throw DAEError.badFlag("--grid-columns", "must be between 1 and 1000, got \(gridColumns)") }
             if let evalLimit, evalLimit < 1 { throw DAEError.badFlag("--eval-limit", "must be at least 1, got \(evalLimit)") }
             guard logEvery >= 0 else { throw DAEError.badFlag("--log-every", "must be 0 or more, got \(logEvery)") }
-            if resume != nil && runDir == nil && resume == "auto" {
+            if resume == "auto" && runDir == nil {
                 throw DAEError.badFlag("--resume", "'auto' looks in <run-dir>/checkpoints: pass the --run-dir of the run to continue")
             }
 
@@ -216,8 +216,11 @@ struct Train: ParsableCommand {
                     communicator.barrier()
                     return
                 }
-                if completed && !noEpochCheckpoints { try saveCheckpoint() }
-                _ = epoch
+                // epoch ends, and --checkpoint-every steps that fall on an epoch's last step (saved
+                // here, after the position has moved to the next epoch)
+                if completed && (!noEpochCheckpoints || (checkpointEvery > 0 && trainer.position.globalStep % checkpointEvery == 0)) {
+                    try saveCheckpoint()
+                }
             }
             if isRoot {
                 let weights = (directory as NSString).appendingPathComponent("model.safetensors")

@@ -29,7 +29,7 @@ final class TrainingTests: XCTestCase {
 
     func testSameSeedGivesBitwiseIdenticalWeights() throws {
         var config = TrainConfig()
-        config.batchSize = 32                      // 400 = 12 full batches + one of 16: a partial batch
+        config.batchSize = 32                      // 200 = 6 full batches + one of 8: a partial batch
         let data = Self.data.prefix(200)
         let a = try Trainer(config: config, data: data), b = try Trainer(config: config, data: data)
         _ = try a.trainEpoch(); _ = try b.trainEpoch()

@@ -29,18 +29,19 @@ public enum Checkpoint {
     /// File name of the checkpoint after `globalStep` steps; sorts by step.
     public static func fileName(globalStep: Int) -> String { String(format: "step-%09d.safetensors", globalStep) }
 
-    /// The settings a run must share with the checkpoint it resumes, with the flag that sets each.
+    /// The settings a run must share with the checkpoint it resumes, with the flag that sets each
+    /// (or, for those no flag sets, what they are).
     /// Others (epochs, threads, reduce mode, checkpoint cadence) may change on resume.
     static func fixedSettings(_ config: TrainConfig, data: Dataset, dataFingerprint: UInt32) -> [(key: String, flag: String, value: String)] {
-        [("model", "--model", "ConvDenoiser"),
+        [("model", "model", "ConvDenoiser"),
          ("image_size", "--data-dir", "\(data.height)x\(data.width)"),
          ("train_samples", "--limit", String(data.count)),
          ("data_fingerprint", "--data-dir", String(format: "%08x", dataFingerprint)),
          ("batch_size", "--batch-size", String(config.batchSize)),
          ("lr", "--lr", String(config.adam.lr)),
-         ("beta1", "--beta1", String(config.adam.beta1)),
-         ("beta2", "--beta2", String(config.adam.beta2)),
-         ("eps", "--eps", String(config.adam.eps)),
+         ("beta1", "Adam beta1", String(config.adam.beta1)),
+         ("beta2", "Adam beta2", String(config.adam.beta2)),
+         ("eps", "Adam eps", String(config.adam.eps)),
          ("noise", "--noise", config.noise.description),
          ("loss", "--loss", config.loss.rawValue),
          ("seed", "--seed", String(config.seed))]

@@ -20,8 +20,4 @@ public func gemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: 
 public enum BLASThreads {
     public static func set(_ count: Int) { openblas_set_num_threads(Int32(max(1, count))) }
     public static var current: Int { Int(openblas_get_num_threads()) }
-    public static var configuration: String {
-        guard let text = openblas_get_config() else { return "OpenBLAS" }
-        return String(cString: text)
-    }
 }

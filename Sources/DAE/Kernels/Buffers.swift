@@ -21,7 +21,6 @@ public final class FloatBuffer {
 
     public var buffer: UnsafeMutableBufferPointer<Float> { UnsafeMutableBufferPointer(start: pointer, count: count) }
     public var array: [Float] { Array(buffer) }
-    public func zero() { pointer.update(repeating: 0, count: count) }
     public func copy(from other: FloatBuffer) {
         precondition(other.count == count)
         pointer.update(from: other.pointer, count: count)

@@ -12,8 +12,9 @@
 //      micro-batch's loss riding along in its own slot); back to Float
 //   8. Adam: the same update on every rank, one pass over the flat parameter buffer
 // Fast mode (--reduce fast) replaces 2-7 with one forward/backward over the rank's share of the
-// batch and a float allreduce. Nothing in the loop allocates: workers, buffers and the optimizer
-// are built once.
+// batch and a float allreduce. Workers, buffers and the optimizer are built once; the loop itself
+// allocates nothing, except that Dispatch's concurrentPerform makes two small allocations per step
+// when a rank runs two or more worker threads (measured with a malloc-counting LD_PRELOAD).
 
 import Foundation
 
@@ -211,9 +212,6 @@ public final class Trainer: @unchecked Sendable {
         return result
     }
 
-    /// Whether every rank has agreed to stop (after the last step).
-    public var stopping: Bool { stopAgreed }
-
     /// One optimizer step over the global batch `plan`; returns the batch loss (a per-pixel mean).
     func step(_ plan: StepPlan, epoch: Int, reduceSeconds: inout Double) throws(DAEError) -> Double {
         let pixelsPerBatch = plan.count * data.imageSize
@@ -252,8 +250,13 @@ public final class Trainer: @unchecked Sendable {
         case .fast:
             let worker = workers[0]
             let positions = plan.positions(rank: communicator.rank, size: communicator.size)
-            let sum = forwardBackward(worker, positions: positions, epoch: epoch, meanOver: pixelsPerBatch)
-            grads.copy(from: worker.model.grads)
+            var sum = 0.0
+            if positions.isEmpty {
+                grads.pointer.update(repeating: 0, count: grads.count)   // more ranks than samples in this step
+            } else {
+                sum = forwardBackward(worker, positions: positions, epoch: epoch, meanOver: pixelsPerBatch)
+                grads.copy(from: worker.model.grads)
+            }
             var lossAndStop = (sum, stopRequested() ? 1.0 : 0.0)
             let reduceStart = Date()
             communicator.allreduceSum(grads.pointer, count: grads.count)
