@@ -13,3 +13,5 @@ static inline MPI_Datatype dae_mpi_byte(void) { return MPI_BYTE; }
 static inline void *dae_mpi_in_place(void) { return MPI_IN_PLACE; }
 static inline MPI_Errhandler dae_mpi_errors_return(void) { return MPI_ERRORS_RETURN; }
 static inline int dae_mpi_success(void) { return MPI_SUCCESS; }
+static inline int dae_mpi_comm_type_shared(void) { return MPI_COMM_TYPE_SHARED; }
+static inline MPI_Info dae_mpi_info_null(void) { return MPI_INFO_NULL; }

@@ -21,8 +21,15 @@ public final class MPICommunicator: Communicator {
         MPI_Comm_size(world, &s)
         rank = Int(r)
         size = Int(s)
-        let env = ProcessInfo.processInfo.environment
-        localSize = Int(env["OMPI_COMM_WORLD_LOCAL_SIZE"] ?? env["SLURM_NTASKS_PER_NODE"] ?? env["MPI_LOCALNRANKS"] ?? "") ?? Int(s)
+        // Ranks on this node: MPI's shared-memory split of the world knows, whatever the launcher
+        // (mpirun, srun --mpi=pmix) and however Slurm spells tasks per node.
+        var node = MPI_Comm(bitPattern: 0)
+        var local: Int32 = 1
+        if MPI_Comm_split_type(world, dae_mpi_comm_type_shared(), r, dae_mpi_info_null(), &node) == dae_mpi_success() {
+            MPI_Comm_size(node, &local)
+            MPI_Comm_free(&node)
+        }
+        localSize = Int(local)
     }
 
     public func allreduceSum(_ values: UnsafeMutablePointer<Int64>, count: Int) {
