@@ -25,7 +25,7 @@ struct Eval: ParsableCommand {
         try runReportingErrors { communicatorSlot in
             let communicator = try Launch.makeCommunicator()
             communicatorSlot = communicator
-            if let threads, threads < 1 { throw DAEError.badFlag("--threads", "must be at least 1, got \(threads)") }
+            let threadCount = try threadsPerRank(threads, communicator)
             if let limit, limit < 1 { throw DAEError.badFlag("--limit", "must be at least 1, got \(limit)") }
             guard gridColumns >= 1 && gridColumns <= 1000 else { throw DAEError.badFlag("--grid-columns", "must be between 1 and 1000, got \(gridColumns)") }
             let (tensors, metadata) = try SafeTensors.read(path: checkpoint)
@@ -36,10 +36,9 @@ struct Eval: ParsableCommand {
             let layout = ConvDenoiser.makeLayout()
             let params = FloatBuffer(count: layout.count)
             try Weights.load(tensors, into: params, layout: layout, path: checkpoint)
-            let cores = ProcessInfo.processInfo.activeProcessorCount
             BLASThreads.set(1)
             let evaluator = Evaluator(data: test, noise: noiseKind, seed: noiseSeed, parameters: params, communicator: communicator,
-                                      threads: threads ?? max(1, cores / max(1, communicator.localSize)))
+                                      threads: threadCount)
             let start = Date()
             let metrics = evaluator.evaluate()
             if communicator.rank == 0 {

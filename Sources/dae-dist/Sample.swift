@@ -41,7 +41,7 @@ struct Sample: ParsableCommand {
             }
             config.start = startKind
             try config.validate()
-            if let threads, threads < 1 { throw DAEError.badFlag("--threads", "must be at least 1, got \(threads)") }
+            let threadCount = try threadsPerRank(threads, communicator)
             guard classifierEpochs >= 0 else { throw DAEError.badFlag("--classifier-epochs", "must be 0 or more, got \(classifierEpochs)") }
             let (tensors, metadata) = try SafeTensors.read(path: checkpoint)
             config.noise = try NoiseKind(parsing: noise ?? metadata["noise"] ?? "gaussian:0.5")
@@ -49,8 +49,6 @@ struct Sample: ParsableCommand {
             let params = FloatBuffer(count: layout.count)
             try Weights.load(tensors, into: params, layout: layout, path: checkpoint)
             let test = try Dataset.load(directory: dataDir, split: .test)
-            let cores = ProcessInfo.processInfo.activeProcessorCount
-            let threadCount = threads ?? max(1, cores / max(1, communicator.localSize))
             BLASThreads.set(1)
 
             let started = Date()

@@ -66,9 +66,8 @@ struct Train: ParsableCommand {
             config.seed = seed
             config.limit = limit
             try config.validate()
-            if let threads, threads < 1 { throw DAEError.badFlag("--threads", "must be at least 1, got \(threads)") }
             let cores = ProcessInfo.processInfo.activeProcessorCount
-            let threadCount = threads ?? max(1, cores / max(1, communicator.localSize))
+            let threadCount = try threadsPerRank(threads, communicator)
 
             guard checkpointEvery >= 0 else { throw DAEError.badFlag("--checkpoint-every", "must be 0 or more, got \(checkpointEvery)") }
             guard keep >= 1 else { throw DAEError.badFlag("--keep", "must be at least 1, got \(keep)") }
@@ -164,7 +163,7 @@ struct Train: ParsableCommand {
                 let epoch = trainer.position.epoch
                 let epochStart = Date()
                 var samplesThisRun = 0, lossSumSeen = trainer.position.epochLossSum, windowSum = 0.0, windowSteps = 0
-                progress.startEpoch()
+                progress.startEpoch(atStep: trainer.position.stepInEpoch)
                 let r = try trainer.trainEpoch { t throws(DAEError) in
                     let p = t.position
                     let batchLoss = p.epochLossSum - lossSumSeen

@@ -113,33 +113,26 @@ public final class ConvDenoiser {
 
     /// Runs the network on input[0 ..< n*H*W], leaving the reconstruction in output.
     public func forward(n: Int) {
-        precondition(n > 0 && n <= capacity)
         let (H, W) = (height, width)
-        let (h1, h2) = (Self.hidden1, Self.hidden2)
-        tick(-1)
-        // encoder
-        conv1.forward(x: input, y: a1, col: col1, n: n, h: H, w: W)
-        ReLU.forward(a1, count: h1 * n * H * W);                                         tick(0)
-        pool.forward(x: a1, y: p1, argmax: argmax1, planes: h1 * n, h: H, w: W);          tick(1)
-        conv2.forward(x: p1, y: a2, col: col2, n: n, h: H / 2, w: W / 2)
-        ReLU.forward(a2, count: h2 * n * H * W / 4);                                     tick(2)
-        pool.forward(x: a2, y: code, argmax: argmax2, planes: h2 * n, h: H / 2, w: W / 2); tick(3)
-        // decoder
+        encode(n: n)
         deconv1.forward(x: code, y: a3, col: col3, n: n, h: H / 4, w: W / 4)
-        ReLU.forward(a3, count: h1 * n * H * W / 4);                                     tick(4)
+        ReLU.forward(a3, count: Self.hidden1 * n * H * W / 4);                           tick(4)
         deconv2.forward(x: a3, y: output, col: col4, n: n, h: H / 2, w: W / 2)
         Sigmoid.forward(output, count: n * H * W);                                       tick(5)
     }
 
     /// Runs only the encoder: code[0 ..< 64*n*H/4*W/4] in [C, n, h, w] layout.
     public func encode(n: Int) {
+        precondition(n > 0 && n <= capacity)
         let (H, W) = (height, width)
+        let (h1, h2) = (Self.hidden1, Self.hidden2)
+        tick(-1)
         conv1.forward(x: input, y: a1, col: col1, n: n, h: H, w: W)
-        ReLU.forward(a1, count: Self.hidden1 * n * H * W)
-        pool.forward(x: a1, y: p1, argmax: argmax1, planes: Self.hidden1 * n, h: H, w: W)
+        ReLU.forward(a1, count: h1 * n * H * W);                                         tick(0)
+        pool.forward(x: a1, y: p1, argmax: argmax1, planes: h1 * n, h: H, w: W);          tick(1)
         conv2.forward(x: p1, y: a2, col: col2, n: n, h: H / 2, w: W / 2)
-        ReLU.forward(a2, count: Self.hidden2 * n * H * W / 4)
-        pool.forward(x: a2, y: code, argmax: argmax2, planes: Self.hidden2 * n, h: H / 2, w: W / 2)
+        ReLU.forward(a2, count: h2 * n * H * W / 4);                                     tick(2)
+        pool.forward(x: a2, y: code, argmax: argmax2, planes: h2 * n, h: H / 2, w: W / 2); tick(3)
     }
 
     /// Given gradOutput = dL/dz (pre-sigmoid) for the last forward of n images, writes the

@@ -105,7 +105,8 @@ public final class Progress {
     public func step(epoch: Int, epochs: Int, step: Int, steps: Int, samplesPerSecond: Double, loss: Double) {
         guard mode == .terminal, Date().timeIntervalSince(lastUpdate) >= 0.25 else { return }
         lastUpdate = Date()
-        let remaining = Double(steps - step) / max(Double(step), 1) * Date().timeIntervalSince(epochStart)
+        // rate from the steps this process has taken (a resumed epoch starts part-way)
+        let remaining = Double(steps - step) / max(Double(step - epochFirstStep), 1) * Date().timeIntervalSince(epochStart)
         let line = String(format: "epoch %d/%d  step %d/%d  %.0f samples/s  loss %.6f  ETA %@",
                           epoch, epochs, step, steps, samplesPerSecond, loss, Self.duration(remaining))
         FileHandle.standardOutput.write(Data(("\r\u{1B}[K" + line).utf8))
@@ -113,7 +114,9 @@ public final class Progress {
     }
 
     var epochStart = Date()
-    public func startEpoch() { epochStart = Date(); lastUpdate = Date() }
+    var epochFirstStep = 0
+    /// `atStep`: the steps of the epoch already done (non-zero after a mid-epoch resume).
+    public func startEpoch(atStep: Int = 0) { epochStart = Date(); epochFirstStep = atStep; lastUpdate = Date() }
 
     /// A line that stays (epoch summaries, evaluation results); not shown with --quiet unless
     /// `always` (messages a user must see, such as where to resume).

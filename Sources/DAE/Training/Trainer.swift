@@ -14,7 +14,8 @@
 // Fast mode (--reduce fast) replaces 2-7 with one forward/backward over the rank's share of the
 // batch and a float allreduce. Workers, buffers and the optimizer are built once; the loop itself
 // allocates nothing, except that Dispatch's concurrentPerform makes two small allocations per step
-// when a rank runs two or more worker threads (measured with a malloc-counting LD_PRELOAD).
+// when a rank runs two or more worker threads (counted in review with an LD_PRELOAD malloc hook,
+// which is not part of the repository).
 
 import Foundation
 
