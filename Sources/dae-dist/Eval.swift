@@ -28,16 +28,14 @@ struct Eval: ParsableCommand {
             let threadCount = try threadsPerRank(threads, communicator)
             if let limit, limit < 1 { throw DAEError.badFlag("--limit", "must be at least 1, got \(limit)") }
             guard gridColumns >= 1 && gridColumns <= 1000 else { throw DAEError.badFlag("--grid-columns", "must be between 1 and 1000, got \(gridColumns)") }
-            let (tensors, metadata) = try SafeTensors.read(path: checkpoint)
+            let (model, params, metadata) = try Weights.loadModel(path: checkpoint)
             let noiseKind = try NoiseKind(parsing: noise ?? metadata["noise"] ?? "gaussian:0.5")
             let noiseSeed = seed ?? UInt64(metadata["seed"] ?? "") ?? 0
             var test = try Dataset.load(directory: dataDir, split: .test)
             if let limit { test = test.prefix(limit) }
-            let layout = ConvDenoiser.makeLayout()
-            let params = FloatBuffer(count: layout.count)
-            try Weights.load(tensors, into: params, layout: layout, path: checkpoint)
+            try model.check(height: test.height, width: test.width, source: test.source)
             BLASThreads.set(1)
-            let evaluator = Evaluator(data: test, noise: noiseKind, seed: noiseSeed, parameters: params, communicator: communicator,
+            let evaluator = Evaluator(model: model, data: test, noise: noiseKind, seed: noiseSeed, parameters: params, communicator: communicator,
                                       threads: threadCount)
             let start = Date()
             let metrics = evaluator.evaluate()

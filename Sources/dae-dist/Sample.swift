@@ -43,23 +43,22 @@ struct Sample: ParsableCommand {
             try config.validate()
             let threadCount = try threadsPerRank(threads, communicator)
             guard classifierEpochs >= 0 else { throw DAEError.badFlag("--classifier-epochs", "must be 0 or more, got \(classifierEpochs)") }
-            let (tensors, metadata) = try SafeTensors.read(path: checkpoint)
+            let (model, params, metadata) = try Weights.loadModel(path: checkpoint)
             config.noise = try NoiseKind(parsing: noise ?? metadata["noise"] ?? "gaussian:0.5")
-            let layout = ConvDenoiser.makeLayout()
-            let params = FloatBuffer(count: layout.count)
-            try Weights.load(tensors, into: params, layout: layout, path: checkpoint)
+            let layout = model.makeLayout()
             let test = try Dataset.load(directory: dataDir, split: .test)
+            try model.check(height: test.height, width: test.width, source: test.source)
             BLASThreads.set(1)
 
             let started = Date()
-            let sampler = Sampler(config: config, parameters: params, height: test.height, width: test.width, test: test,
+            let sampler = Sampler(config: config, model: model, parameters: params, height: test.height, width: test.width, test: test,
                                   communicator: communicator, threads: threadCount)
             sampler.run()
             var untrained: Sampler? = nil
             if !noUntrainedBaseline {
                 let random = FloatBuffer(count: layout.count)
                 initializeParameters(random, layout: layout, seed: seed)
-                untrained = Sampler(config: config, parameters: random, height: test.height, width: test.width, test: test,
+                untrained = Sampler(config: config, model: model, parameters: random, height: test.height, width: test.width, test: test,
                                     communicator: communicator, threads: threadCount)
                 untrained!.run()
             }

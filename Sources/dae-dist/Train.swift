@@ -6,17 +6,28 @@ import Foundation
 
 struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Train the reference convolutional denoising autoencoder.",
+        abstract: "Train a denoising autoencoder: the reference convolutional one, or a stacked one layer by layer.",
         discussion: """
             Defaults are the reference recipe: 20 epochs, batch 20, Adam lr 1e-3, gaussian:0.5 noise, MSE loss, seed 0.
+            --model stacked trains a fully connected stacked denoising autoencoder (Vincent et al.): each layer of --hidden
+            for --pretrain-epochs as a denoising autoencoder of the clean codes below it (default noise mask:0.25), then
+            --epochs of end-to-end fine-tuning of the whole stack (default 0).
             Start it with mpirun (see launch/run) to train data-parallel; results are the same on any number of ranks.
             """)
 
-    @Option(help: "Number of epochs.") var epochs = 20
+    @Option(help: "Model: conv (the reference ConvDenoiser) or stacked (fully connected, trained layer by layer).")
+    var model = "conv"
+    @Option(help: "Stacked model: hidden layer widths, input side first.") var hidden = "1000,1000,1000"
+    @Option(name: .customLong("pretrain-epochs"), help: "Stacked model: pre-training epochs per layer.") var pretrainEpochs = 10
+    @Option(help: "Stacked model: hidden units, sigmoid or relu.") var activation = "sigmoid"
+    @Flag(name: .customLong("tied-weights"), help: "Stacked model: each decoder uses its encoder's weight transposed.")
+    var tiedWeights = false
+    @Option(help: "Number of epochs (stacked model: end-to-end fine-tuning epochs after pre-training; default 20, stacked 0).")
+    var epochs: Int?
     @Option(name: .customLong("batch-size"), help: "Samples per optimizer step, over all ranks.") var batchSize = 20
     @Option(help: "Adam learning rate.") var lr: Float = 1e-3
-    @Option(help: "Input corruption: gaussian:F (clamp(x + F*N(0,1), 0, 1)), mask:P, saltpepper:P or none.")
-    var noise = "gaussian:0.5"
+    @Option(help: "Input corruption: gaussian:F (clamp(x + F*N(0,1), 0, 1)), mask:P, saltpepper:P or none (default: gaussian:0.5; stacked mask:0.25).")
+    var noise: String?
     @Option(help: "Reconstruction loss: mse or bce.") var loss = "mse"
     @Option(help: "Seed for initialisation, shuffling and noise.") var seed: UInt64 = 0
     @Option(help: "Train on the first N training samples only.") var limit: Int?
@@ -50,10 +61,26 @@ struct Train: ParsableCommand {
             let isRoot = communicator.rank == 0
 
             var config = TrainConfig()
-            config.epochs = epochs
+            switch model.lowercased() {
+            case "conv":
+                config.model = .conv
+            case "stacked":
+                guard let act = StackedSpec.Activation(rawValue: activation.lowercased()) else {
+                    throw DAEError.badFlag("--activation", "unknown activation '\(activation)'; use sigmoid or relu")
+                }
+                config.model = .stacked(StackedSpec(inputSize: 0, hidden: try StackedSpec.parseHidden(hidden), activation: act, tied: tiedWeights))
+            default:
+                throw DAEError.badFlag("--model", "unknown model '\(model)'; use conv or stacked")
+            }
+            let stacked = config.model != .conv
+            config.epochs = epochs ?? (stacked ? 0 : 20)
+            config.pretrainEpochs = pretrainEpochs
             config.batchSize = batchSize
             config.adam.lr = lr
-            config.noise = try NoiseKind(parsing: noise)
+            config.noise = try NoiseKind(parsing: noise ?? (stacked ? "mask:0.25" : "gaussian:0.5"))
+            if case .stacked(let spec) = config.model, spec.activation == .relu, case .gaussian = config.noise, spec.hidden.count > 1 {
+                throw DAEError.badFlag("--noise", "gaussian noise clamps to [0,1], which ReLU codes are not; use mask:P with --activation relu")
+            }
             guard let lossKind = LossKind(rawValue: loss.lowercased()) else {
                 throw DAEError.badFlag("--loss", "unknown loss '\(loss)'; use mse or bce")
             }
@@ -81,6 +108,10 @@ struct Train: ParsableCommand {
 
             var data = try Dataset.load(directory: dataDir, split: .train)
             if let limit { data = data.prefix(limit) }
+            if case .stacked(var spec) = config.model {
+                spec.inputSize = data.imageSize
+                config.model = .stacked(spec)
+            }
             let directory = runDir ?? defaultRunDirectory()
             let checkpoints = (directory as NSString).appendingPathComponent("checkpoints")
             let trainer = try Trainer(config: config, data: data, communicator: communicator, threads: threadCount)
@@ -90,7 +121,7 @@ struct Train: ParsableCommand {
                 throw DAEError.data(path: test.source, problem: "test images are \(test.height)x\(test.width) but training images \(data.height)x\(data.width)")
             }
             let evaluator = test.map {
-                Evaluator(data: $0, noise: config.noise, seed: config.seed, parameters: trainer.params, communicator: communicator,
+                Evaluator(model: config.model, data: $0, noise: config.noise, seed: config.seed, parameters: trainer.params, communicator: communicator,
                           threads: config.reduce == .exact ? threadCount : 1)
             }
             let progress = Progress(quiet: quiet)
@@ -98,7 +129,8 @@ struct Train: ParsableCommand {
             trainer.stopRequested = { StopSignals.requested }
             if isRoot {
                 say("dae-dist train: \(data.count) samples (\(data.height)x\(data.width)) from \(data.source)")
-                say("  \(config.epochs) epochs, batch \(config.batchSize), Adam lr \(config.adam.lr), noise \(config.noise), loss \(config.loss.rawValue), seed \(config.seed)")
+                let schedule = stacked ? "\(config.model.description): \(config.pretrainEpochs) pre-training epochs per layer, \(config.epochs) fine-tuning epochs" : "\(config.epochs) epochs"
+                say("  \(schedule), batch \(config.batchSize), Adam lr \(config.adam.lr), noise \(config.noise), loss \(config.loss.rawValue), seed \(config.seed)")
                 let threading = config.reduce == .exact
                     ? "\(trainer.workerCount) worker thread(s) x 1 BLAS thread, micro-batch \(trainer.effectiveMicroBatch)"
                     : "\(BLASThreads.current) BLAS thread(s)"
@@ -119,7 +151,7 @@ struct Train: ParsableCommand {
                             trainer.restore(state)
                             found = 1
                             let p = trainer.position
-                            say("resuming from \(path): step \(p.globalStep), epoch \(p.epoch) at step \(p.stepInEpoch)/\(trainer.stepsPerEpoch)")
+                            say("resuming from \(path): step \(p.globalStep), \(config.phaseName(p.phase))epoch \(p.epoch) at step \(p.stepInEpoch)/\(trainer.stepsPerEpoch)")
                             break
                         } catch let error as DAEError {
                             if resume != "auto" { throw error }
@@ -138,6 +170,7 @@ struct Train: ParsableCommand {
             if isRoot {
                 let settings: [(String, String)] = [
                     ("command", CommandLine.arguments.joined(separator: " ")),
+                    ("model", config.model.description), ("pretrain_epochs", stacked ? String(config.pretrainEpochs) : "-"),
                     ("epochs", String(config.epochs)), ("batch_size", String(config.batchSize)), ("lr", String(config.adam.lr)),
                     ("noise", config.noise.description), ("loss", config.loss.rawValue), ("seed", String(config.seed)),
                     ("data_dir", dataDir), ("train_samples", String(data.count)), ("image_size", "\(data.height)x\(data.width)"),
@@ -159,8 +192,11 @@ struct Train: ParsableCommand {
                 lastSaved = trainer.position.globalStep
             }
 
-            while trainer.position.epoch <= config.epochs {
-                let epoch = trainer.position.epoch
+            // Phase by phase (one for the convolutional model; a stacked model's layers, then
+            // fine-tuning), epoch by epoch.
+            while !trainer.finished {
+                let epoch = trainer.position.epoch, phase = trainer.position.phase
+                let epochs = trainer.phaseEpochs, phaseName = config.phaseName(phase)
                 let epochStart = Date()
                 var samplesThisRun = 0, lossSumSeen = trainer.position.epochLossSum, windowSum = 0.0, windowSteps = 0
                 progress.startEpoch(atStep: trainer.position.stepInEpoch)
@@ -170,7 +206,7 @@ struct Train: ParsableCommand {
                     lossSumSeen = p.epochLossSum
                     samplesThisRun += min(config.batchSize, data.count - (p.stepInEpoch - 1) * config.batchSize)
                     if isRoot {
-                        progress.step(epoch: p.epoch, epochs: config.epochs, step: p.stepInEpoch, steps: t.stepsPerEpoch,
+                        progress.step(epoch: p.epoch, epochs: epochs, step: p.stepInEpoch, steps: t.stepsPerEpoch,
                                       samplesPerSecond: Double(samplesThisRun) / max(Date().timeIntervalSince(epochStart), 1e-9),
                                       loss: p.epochLossSum / Double(p.stepInEpoch))
                         if logEvery > 0 {
@@ -188,15 +224,16 @@ struct Train: ParsableCommand {
                 let completed = trainer.position.stepInEpoch == 0
                 if completed {
                     if isRoot {
-                        progress.line(String(format: "epoch %3d/%d  loss %.6f  %7.0f samples/s  %6.1f s  (allreduce %.1f%%)",
-                                             r.epoch, config.epochs, r.meanLoss, r.samplesPerSecond, r.seconds,
+                        progress.line(phaseName + String(format: "epoch %3d/%d  loss %.6f  %7.0f samples/s  %6.1f s  (allreduce %.1f%%)",
+                                             r.epoch, epochs, r.meanLoss, r.samplesPerSecond, r.seconds,
                                              100 * r.reduceSeconds / max(r.seconds, 1e-9)))
                     }
                     // Evaluation: every rank scores its share of the test set; rank 0 writes the outputs.
                     var metrics: EvalMetrics? = nil
                     var grid: GrayImage? = nil
-                    if let evaluator, epoch % evalEvery == 0 || epoch == config.epochs {
+                    if let evaluator, epoch % evalEvery == 0 || epoch == epochs {
                         let evalStart = Date()
+                        evaluator.setPhase(phase)
                         metrics = evaluator.evaluate()
                         if isRoot {
                             grid = Grid.make(evaluator.sampleImages(columns: gridColumns), height: data.height, width: data.width, columns: gridColumns)
@@ -205,11 +242,13 @@ struct Train: ParsableCommand {
                     }
                     try outputs?.epochEnd(r, step: trainer.position.globalStep, eval: metrics, grid: grid, worldSize: communicator.size)
                 }
-                if r.stopped && trainer.position.epoch <= config.epochs {
+                // a stop after the very last step simply finishes; anywhere else it checkpoints and exits
+                let lastStep = trainer.position.epoch > epochs && config.phaseEpochs[(phase + 1)...].allSatisfy { $0 == 0 }
+                if r.stopped && !lastStep {
                     try saveCheckpoint()
                     if isRoot {
                         let p = trainer.position
-                        progress.line("stopped by \(StopSignals.lastName) after step \(p.globalStep) (epoch \(p.epoch), step \(p.stepInEpoch)/\(trainer.stepsPerEpoch)); checkpoint in \(checkpoints)", always: true)
+                        progress.line("stopped by \(StopSignals.lastName) after step \(p.globalStep) (\(phaseName)epoch \(p.epoch), step \(p.stepInEpoch)/\(trainer.stepsPerEpoch)); checkpoint in \(checkpoints)", always: true)
                         progress.line("resume with: dae-dist train --run-dir \(directory) --resume auto (and the same settings)", always: true)
                     }
                     communicator.barrier()
@@ -219,6 +258,9 @@ struct Train: ParsableCommand {
                 // here, after the position has moved to the next epoch)
                 if completed && (!noEpochCheckpoints || (checkpointEvery > 0 && trainer.position.globalStep % checkpointEvery == 0)) {
                     try saveCheckpoint()
+                }
+                if trainer.advancePhase() && isRoot && !trainer.finished {
+                    progress.line("\(config.phaseName(trainer.position.phase))begins: \(trainer.trainable.count) parameters train, fresh Adam", always: false)
                 }
             }
             if isRoot {

@@ -7,47 +7,49 @@
 import DAE
 import XCTest
 
-final class GradientCheckTests: XCTestCase {
-    /// Compares analytic and central-difference derivatives of `loss` with respect to
-    /// `values[indices]`; `loss` reads `values` through the pointer. With `skipKinks`, an index
-    /// whose one-sided differences disagree (the step crossed a ReLU or max-pool switch, where
-    /// the loss is not differentiable) is left out, and at most a fifth may be.
-    func check(_ name: String, values: UnsafeMutablePointer<Float>, indices: [Int], analytic: [Float],
-               h: Float = 1e-2, tolerance: Float = 2e-3, skipKinks: Bool = false, loss: () -> Double) {
-        var worst: Float = 0, scale: Float = 1e-3, skipped = 0
-        let center = loss()
-        for (k, i) in indices.enumerated() {
-            let saved = values[i]
-            values[i] = saved + h
-            let plus = loss()
-            values[i] = saved - h
-            let minus = loss()
-            values[i] = saved
-            if skipKinks {
-                let forward = (plus - center) / Double(h), backward = (center - minus) / Double(h)
-                if abs(forward - backward) > 0.1 * max(abs(forward), abs(backward), 1e-3) {
-                    skipped += 1
-                    continue
-                }
+// Shared with StackedTests.
+/// Compares analytic and central-difference derivatives of `loss` with respect to
+/// `values[indices]`; `loss` reads `values` through the pointer. With `skipKinks`, an index
+/// whose one-sided differences disagree (the step crossed a ReLU or max-pool switch, where
+/// the loss is not differentiable) is left out, and at most a fifth may be.
+func gradientCheck(_ name: String, values: UnsafeMutablePointer<Float>, indices: [Int], analytic: [Float],
+           h: Float = 1e-2, tolerance: Float = 2e-3, skipKinks: Bool = false, loss: () -> Double) {
+    var worst: Float = 0, scale: Float = 1e-3, skipped = 0
+    let center = loss()
+    for (k, i) in indices.enumerated() {
+        let saved = values[i]
+        values[i] = saved + h
+        let plus = loss()
+        values[i] = saved - h
+        let minus = loss()
+        values[i] = saved
+        if skipKinks {
+            let forward = (plus - center) / Double(h), backward = (center - minus) / Double(h)
+            if abs(forward - backward) > 0.1 * max(abs(forward), abs(backward), 1e-3) {
+                skipped += 1
+                continue
             }
-            let numeric = Float((plus - minus) / Double(2 * h))
-            worst = max(worst, abs(numeric - analytic[k]))
-            scale = max(scale, abs(analytic[k]))
         }
-        XCTAssertLessThan(worst / scale, tolerance, "\(name): finite differences disagree (max error \(worst), scale \(scale))")
-        XCTAssertLessThanOrEqual(skipped * 5, indices.count, "\(name): too many non-differentiable points")
+        let numeric = Float((plus - minus) / Double(2 * h))
+        worst = max(worst, abs(numeric - analytic[k]))
+        scale = max(scale, abs(analytic[k]))
     }
+    XCTAssertLessThan(worst / scale, tolerance, "\(name): finite differences disagree (max error \(worst), scale \(scale))")
+    XCTAssertLessThanOrEqual(skipped * 5, indices.count, "\(name): too many non-differentiable points")
+}
 
-    func sampleIndices(_ count: Int, _ k: Int) -> [Int] {
-        count <= k ? Array(0..<count) : (0..<k).map { ($0 * 7919 + 13) % count }
-    }
+func sampleIndices(_ count: Int, _ k: Int) -> [Int] {
+    count <= k ? Array(0..<count) : (0..<k).map { ($0 * 7919 + 13) % count }
+}
 
-    func dot(_ a: UnsafePointer<Float>, _ b: [Float]) -> Double {
-        var s = 0.0
-        for i in 0..<b.count { s += Double(a[i]) * Double(b[i]) }
-        return s
-    }
+func dot(_ a: UnsafePointer<Float>, _ b: [Float]) -> Double {
+    var s = 0.0
+    for i in 0..<b.count { s += Double(a[i]) * Double(b[i]) }
+    return s
+}
 
+
+final class GradientCheckTests: XCTestCase {
     func testConv2dGradients() {
         let (cin, cout, n, h, w) = (3, 4, 2, 5, 6)
         var layout = ParameterLayout()
@@ -66,9 +68,9 @@ final class GradientCheckTests: XCTestCase {
         _ = loss()
         conv.backward(dy: r, col: col.pointer, dx: dx.pointer, dcol: dcol.pointer, n: n, h: h, w: w)
         let all = Array(0..<layout.count)
-        check("conv2d weight+bias", values: params.pointer, indices: all, analytic: all.map { grads[$0] }, loss: loss)
+        gradientCheck("conv2d weight+bias", values: params.pointer, indices: all, analytic: all.map { grads[$0] }, loss: loss)
         let xs = Array(0..<x.count)
-        check("conv2d input", values: x.pointer, indices: xs, analytic: xs.map { dx[$0] }, loss: loss)
+        gradientCheck("conv2d input", values: x.pointer, indices: xs, analytic: xs.map { dx[$0] }, loss: loss)
     }
 
     func testConvTranspose2dGradients() {
@@ -89,9 +91,9 @@ final class GradientCheckTests: XCTestCase {
         _ = loss()
         deconv.backward(dy: r, x: x.pointer, dx: dx.pointer, dcol: dcol.pointer, n: n, h: h, w: w)
         let all = Array(0..<layout.count)
-        check("conv-transpose weight+bias", values: params.pointer, indices: all, analytic: all.map { grads[$0] }, loss: loss)
+        gradientCheck("conv-transpose weight+bias", values: params.pointer, indices: all, analytic: all.map { grads[$0] }, loss: loss)
         let xs = Array(0..<x.count)
-        check("conv-transpose input", values: x.pointer, indices: xs, analytic: xs.map { dx[$0] }, loss: loss)
+        gradientCheck("conv-transpose input", values: x.pointer, indices: xs, analytic: xs.map { dx[$0] }, loss: loss)
     }
 
     func testConvTranspose2dHandComputed() {
@@ -139,7 +141,7 @@ final class GradientCheckTests: XCTestCase {
             model.backward(n: n)
             for slot in model.layout.slots {
                 let indices = sampleIndices(slot.count, 40).map { $0 + slot.offset }
-                check("\(lossKind) \(slot.name)", values: model.params.pointer, indices: indices,
+                gradientCheck("\(lossKind) \(slot.name)", values: model.params.pointer, indices: indices,
                       analytic: indices.map { model.grads[$0] }, h: 1e-3, tolerance: 3e-2, skipKinks: true, loss: loss)
             }
         }

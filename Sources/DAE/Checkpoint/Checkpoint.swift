@@ -33,7 +33,12 @@ public enum Checkpoint {
     /// (or, for those no flag sets, what they are).
     /// Others (epochs, threads, reduce mode, checkpoint cadence) may change on resume.
     static func fixedSettings(_ config: TrainConfig, data: Dataset, dataFingerprint: UInt32) -> [(key: String, flag: String, value: String)] {
-        [("model", "model", "ConvDenoiser"),
+        var settings: [(key: String, flag: String, value: String)] = [("model", "--model", config.model.name)]
+        if case .stacked = config.model {
+            settings += [("model_shape", "--hidden, --activation or --tied-weights", config.model.description),
+                         ("pretrain_epochs", "--pretrain-epochs", String(config.pretrainEpochs))]
+        }
+        return settings + [
          ("image_size", "--data-dir", "\(data.height)x\(data.width)"),
          ("train_samples", "--limit", String(data.count)),
          ("data_fingerprint", "--data-dir", String(format: "%08x", dataFingerprint)),
@@ -63,13 +68,14 @@ public enum Checkpoint {
         tensors += Weights.tensors(trainer.optimizer.v, layout: trainer.layout, prefix: optimizerPrefix + "exp_avg_sq.")
         var metadata: [String: String] = [
             "format": format, "format_version": version,
-            "epoch": String(p.epoch), "step_in_epoch": String(p.stepInEpoch),
+            "phase": String(p.phase), "epoch": String(p.epoch), "step_in_epoch": String(p.stepInEpoch),
             "global_step": String(p.globalStep), "samples_seen": String(p.samplesSeen),
             "epoch_loss_sum": String(p.epochLossSum), "epoch_loss_sum_bits": String(p.epochLossSum.bitPattern, radix: 16),
             "optimizer": "Adam", "optimizer.step": String(trainer.optimizer.step),
             "epochs": String(config.epochs), "micro_batch": String(config.microBatch), "reduce": config.reduce.rawValue,
             "world_size": String(trainer.communicator.size),
         ]
+        for (key, value) in config.model.metadata where key != "model" { metadata[key] = value }
         for setting in fixedSettings(config, data: trainer.data, dataFingerprint: dataFingerprint) {
             metadata[setting.key] = setting.value
         }
@@ -105,6 +111,7 @@ public enum Checkpoint {
             return value
         }
         var position = TrainingPosition()
+        position.phase = metadata["phase"] == nil ? 0 : try integer("phase")   // absent before the stacked model
         position.epoch = try integer("epoch", min: 1)
         position.stepInEpoch = try integer("step_in_epoch")
         position.globalStep = try integer("global_step")
@@ -115,7 +122,10 @@ public enum Checkpoint {
         }
         position.epochLossSum = Double(bitPattern: bits)
         let step = try integer("optimizer.step")
-        guard step == position.globalStep else { throw fail("optimizer.step \(step) disagrees with global_step \(position.globalStep)") }
+        // Adam restarts with each phase of a stacked model, so its count can trail the global step.
+        guard step <= position.globalStep, position.phase > 0 || step == position.globalStep else {
+            throw fail("optimizer.step \(step) disagrees with global_step \(position.globalStep)")
+        }
 
         let parameters = FloatBuffer(count: layout.count), m = FloatBuffer(count: layout.count), v = FloatBuffer(count: layout.count)
         try Weights.load(tensors, into: parameters, layout: layout, path: path)
@@ -135,6 +145,9 @@ public enum Checkpoint {
                 let what = setting.key == "data_fingerprint" ? "training data (fingerprint)" : setting.key.replacingOccurrences(of: "_", with: " ")
                 throw DAEError.badFlag(setting.flag, "the checkpoint \(path) was trained with \(what) \(stored), this run has \(setting.value); use the same setting to resume, or a new --run-dir to start afresh")
             }
+        }
+        guard state.position.phase < config.phaseEpochs.count else {
+            throw DAEError.checkpoint(path: path, problem: "phase \(state.position.phase) does not exist in this run's \(config.phaseEpochs.count) phases")
         }
         guard state.position.stepInEpoch <= stepsPerEpoch else {
             throw DAEError.checkpoint(path: path, problem: "position step \(state.position.stepInEpoch) is beyond the \(stepsPerEpoch) steps of an epoch")

@@ -35,4 +35,15 @@ public enum Weights {
             t.values.withUnsafeBufferPointer { (params.pointer + slot.offset).update(from: $0.baseAddress!, count: slot.count) }
         }
     }
+
+    /// Reads a weights file or checkpoint: which model it holds (from its metadata), its
+    /// parameters, and its metadata.
+    public static func loadModel(path: String) throws(DAEError) -> (model: ModelSpec, params: FloatBuffer, metadata: [String: String]) {
+        let (tensors, metadata) = try SafeTensors.read(path: path)
+        let model = try ModelSpec(metadata: metadata, path: path)
+        let layout = model.makeLayout()
+        let params = FloatBuffer(count: layout.count)
+        try load(tensors, into: params, layout: layout, path: path)
+        return (model, params, metadata)
+    }
 }

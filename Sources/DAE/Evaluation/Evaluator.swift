@@ -32,27 +32,35 @@ public final class Evaluator: @unchecked Sendable {
     static let perImage = 6
 
     final class EvalWorker: @unchecked Sendable {
-        let model: ConvDenoiser
+        let model: DenoisingNetwork
         let clean: FloatBuffer
         let scratch: UnsafeMutablePointer<Double>
-        init(data: Dataset, batch: Int, parameters: FloatBuffer) {
-            model = ConvDenoiser(height: data.height, width: data.width, capacity: batch, sharedParameters: parameters)
+        init(model spec: ModelSpec, data: Dataset, batch: Int, parameters: FloatBuffer) {
+            model = spec.makeNetwork(height: data.height, width: data.width, capacity: batch, parameters: parameters)
+            model.setImageAutoencoder(afterPhase: Int.max)
             clean = FloatBuffer(count: batch * data.imageSize)
             scratch = .allocate(capacity: 5 * data.imageSize)
         }
         deinit { scratch.deallocate() }
     }
 
-    public init(data: Dataset, noise: NoiseKind, seed: UInt64, parameters: FloatBuffer,
+    /// Scores `model` (reading `parameters`) on `data`: by default the whole image autoencoder;
+    /// `setPhase` selects a stacked model's layers trained so far.
+    public init(model: ModelSpec = .conv, data: Dataset, noise: NoiseKind, seed: UInt64, parameters: FloatBuffer,
                 communicator: Communicator = SingleProcess(), threads: Int = 1, batch: Int = 50) {
         self.data = data; self.noise = noise; self.seed = seed; self.communicator = communicator
         self.batch = min(batch, data.count)
-        workers = (0..<max(1, threads)).map { _ in EvalWorker(data: data, batch: min(batch, data.count), parameters: parameters) }
+        workers = (0..<max(1, threads)).map { _ in EvalWorker(model: model, data: data, batch: min(batch, data.count), parameters: parameters) }
         scores = .allocate(capacity: data.count * Self.perImage)
         scores.initialize(repeating: 0, count: data.count * Self.perImage)
     }
 
     deinit { scores.deallocate() }
+
+    /// Evaluates the image autoencoder made of what training phases 0...phase have trained.
+    public func setPhase(_ phase: Int) {
+        for worker in workers { worker.model.setImageAutoencoder(afterPhase: phase) }
+    }
 
     /// Runs worker's model on test images first ..< first+n: clean targets in worker.clean, noisy
     /// inputs in model.input, reconstructions in model.output.

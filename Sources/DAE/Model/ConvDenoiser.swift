@@ -13,7 +13,7 @@
 // workspaces are one arena allocated for a maximum batch `capacity`, so forward and backward
 // allocate nothing. Any batch n <= capacity can run.
 
-public final class ConvDenoiser {
+public final class ConvDenoiser: DenoisingNetwork {
     public static let hidden1 = 32, hidden2 = 64
 
     public let height: Int, width: Int, capacity: Int
@@ -93,6 +93,20 @@ public final class ConvDenoiser {
     }
 
     public var parameterCount: Int { layout.count }
+
+    // DenoisingNetwork: one phase, images in and out, the encoder's code as features.
+    public var inputSize: Int { height * width }
+    public var outputActivation: OutputActivation { .sigmoid }
+    public var trainable: Range<Int> { 0 ..< layout.count }
+    public func setPhase(_ phase: Int) {}
+    public func setImageAutoencoder(afterPhase phase: Int) {}
+    public func target(images: UnsafePointer<Float>, n: Int) -> UnsafePointer<Float> { images }
+    public var codeShape: [Int] { [Self.hidden2, height / 4, width / 4] }
+    /// code is [C, n, h, w]: sample i's planes are n*h*w apart.
+    public func copyCode(sample i: Int, n: Int, into out: UnsafeMutablePointer<Float>) {
+        let plane = height / 4 * width / 4
+        for c in 0..<Self.hidden2 { (out + c * plane).update(from: code + (c * n + i) * plane, count: plane) }
+    }
 
     // Optional per-phase timing for the benchmark (launch/bench): when `phaseSeconds` is set, each
     // layer's forward and backward adds its wall time to its slot (see `phaseNames`).

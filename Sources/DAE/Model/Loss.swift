@@ -9,6 +9,9 @@
 //   MSE: L = 1/M sum (y - t)^2                          dL/dz = 2 (y - t) / M * y (1 - y)
 //   BCE: L = -1/M sum [t log y + (1 - t) log(1 - y)]    dL/dz = (y - t) / max(y (1 - y), 1e-12) / M * y (1 - y)
 //        with each log clamped at -100, exactly as torch.nn.BCELoss (forward and backward).
+//
+// A stacked autoencoder's upper layers with ReLU units reconstruct through a ReLU instead
+// (`activation: .relu`, MSE only): dL/dz = 2 (y - t) / M * (y > 0).
 
 #if canImport(Glibc)
 import Glibc
@@ -39,10 +42,16 @@ public enum LossKind: String, Sendable, CaseIterable {
         return total
     }
 
-    /// dL/dz for the pre-sigmoid output z, for `count` values of a loss averaged over `meanOver`.
+    /// dL/dz for the pre-activation output z, for `count` values of a loss averaged over `meanOver`.
     public func backward(output y: UnsafePointer<Float>, target t: UnsafePointer<Float>,
-                         gradient dz: UnsafeMutablePointer<Float>, count: Int, meanOver: Int) {
+                         gradient dz: UnsafeMutablePointer<Float>, count: Int, meanOver: Int,
+                         activation: OutputActivation = .sigmoid) {
         let scale = 1 / Float(meanOver)
+        if activation == .relu {
+            precondition(self == .mse, "a ReLU output is trained with MSE")
+            for i in 0..<count { dz[i] = y[i] > 0 ? 2 * (y[i] - t[i]) * scale : 0 }
+            return
+        }
         switch self {
         case .mse:
             for i in 0..<count {

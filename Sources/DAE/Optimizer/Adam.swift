@@ -42,9 +42,22 @@ public final class Adam {
         v.withUnsafeBufferPointer { self.v.pointer.update(from: $0.baseAddress!, count: $0.count) }
     }
 
+    /// A fresh optimizer, as a new torch.optim.Adam: moments zero, step 0 (a stacked model's next
+    /// pre-training phase starts this way).
+    public func reset() {
+        step = 0
+        m.pointer.update(repeating: 0, count: m.count)
+        v.pointer.update(repeating: 0, count: v.count)
+    }
+
     /// One update of `params` from `grads` (both flat, same layout).
     public func update(params: FloatBuffer, grads: FloatBuffer) {
-        precondition(params.count == m.count && grads.count == m.count)
+        update(params: params, grads: grads, range: 0 ..< params.count)
+    }
+
+    /// One update of the elements in `range` only (the parameters the current phase trains).
+    public func update(params: FloatBuffer, grads: FloatBuffer, range: Range<Int>) {
+        precondition(params.count == m.count && grads.count == m.count && range.upperBound <= m.count)
         step += 1
         let t = Double(step)
         let biasCorrection1 = 1 - pow(Double(config.beta1), t)
@@ -54,7 +67,7 @@ public final class Adam {
         let oneMinusBeta1 = 1 - config.beta1, beta2 = config.beta2, oneMinusBeta2 = 1 - config.beta2
         let eps = config.eps
         let p = params.pointer, g = grads.pointer, m = m.pointer, v = v.pointer
-        for i in 0..<params.count {
+        for i in range {
             let gi = g[i]
             m[i] = m[i] + oneMinusBeta1 * (gi - m[i])
             v[i] = v[i] * beta2 + oneMinusBeta2 * gi * gi

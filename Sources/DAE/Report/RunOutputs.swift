@@ -50,7 +50,12 @@ public final class RunOutputs {
                                      "samples_per_s": result.samplesPerSecond, "seconds": result.seconds,
                                      "allreduce_seconds": result.reduceSeconds, "world_size": worldSize,
                                      "time": ISO8601DateFormatter().string(from: Date())]
-        try tensorboard.scalar("train/loss", result.meanLoss, step: step)
+        // A stacked model's phases: "layer 2" or "fine-tune" in the record, its own loss curve
+        // (each layer reconstructs something else), its own grid file names.
+        let phase = result.phaseName.trimmingCharacters(in: .whitespaces)
+        let tag = phase.replacingOccurrences(of: " ", with: "")
+        if !phase.isEmpty { record["phase"] = phase }
+        try tensorboard.scalar(tag.isEmpty ? "train/loss" : "train/loss_\(tag)", result.meanLoss, step: step)
         try tensorboard.scalar("train/samples_per_second", result.samplesPerSecond, step: step)
         if let eval {
             record["eval"] = MetricsLog.dictionary(eval)
@@ -61,7 +66,7 @@ public final class RunOutputs {
         }
         if let grid {
             let png = PNG.encode(grid)
-            let path = String(format: "%@/samples/epoch-%03d.png", directory, result.epoch)
+            let path = String(format: "%@/samples/%@epoch-%03d.png", directory, tag.isEmpty ? "" : tag + "-", result.epoch)
             try writeFileAtomically(png, to: path)
             try tensorboard.image("samples/noisy_reconstructed_clean", png: png, width: grid.width, height: grid.height, step: step)
             latestGrid = png

@@ -41,15 +41,17 @@ public final class Sampler: @unchecked Sendable {
     let height: Int, width: Int
     let test: Dataset?
     let communicator: Communicator
-    let workers: [ConvDenoiser]
+    let workers: [DenoisingNetwork]
     public let frames: UnsafeMutablePointer<Float>     // [chain][frame][pixel]
     let frameCount: Int
 
-    public init(config: SampleConfig, parameters: FloatBuffer, height: Int, width: Int, test: Dataset?,
+    public init(config: SampleConfig, model: ModelSpec = .conv, parameters: FloatBuffer, height: Int, width: Int, test: Dataset?,
                 communicator: Communicator = SingleProcess(), threads: Int = 1) {
         self.config = config; self.height = height; self.width = width; self.test = test; self.communicator = communicator
         workers = (0..<max(1, threads)).map { _ in
-            ConvDenoiser(height: height, width: width, capacity: Self.group, sharedParameters: parameters)
+            let network = model.makeNetwork(height: height, width: width, capacity: Self.group, parameters: parameters)
+            network.setImageAutoencoder(afterPhase: Int.max)
+            return network
         }
         frameCount = config.frameSteps.count
         frames = .allocate(capacity: config.chains * frameCount * height * width)
@@ -77,7 +79,7 @@ public final class Sampler: @unchecked Sendable {
         communicator.allreduceSum(frames, count: config.chains * frameCount * pixels)
     }
 
-    func runGroup(_ g: Int, on model: ConvDenoiser) {
+    func runGroup(_ g: Int, on model: DenoisingNetwork) {
         let first = g * Self.group, n = min(Self.group, config.chains - first)
         let state = model.output          // x_t lives in the output buffer between steps
         for i in 0..<n {

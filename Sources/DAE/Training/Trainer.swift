@@ -11,6 +11,10 @@
 //   7. workers' accumulators summed, then one integer allreduce over all ranks (with each
 //      micro-batch's loss riding along in its own slot); back to Float
 //   8. Adam: the same update on every rank, one pass over the flat parameter buffer
+// Only the phase's trainable slice of the parameters is accumulated, reduced and updated: all of
+// them for the convolutional model, one layer's during a stacked model's pre-training phase.
+// A stacked model's phases run one after another in `Train.swift`'s loop (`advancePhase`); each
+// starts with a fresh Adam, as a new torch.optim.Adam over that layer's parameters would.
 // Fast mode (--reduce fast) replaces 2-7 with one forward/backward over the rank's share of the
 // batch and a float allreduce. Workers, buffers and the optimizer are built once; the loop itself
 // allocates nothing, except that Dispatch's concurrentPerform makes two small allocations per step
@@ -27,7 +31,11 @@ public enum ReduceMode: String, Sendable, CaseIterable {
 }
 
 public struct TrainConfig: Sendable, Equatable {
+    public var model = ModelSpec.conv
+    /// The convolutional model's epochs; a stacked model's epochs of end-to-end fine-tuning (0: none).
     public var epochs = 20
+    /// A stacked model's pre-training epochs per layer.
+    public var pretrainEpochs = 10
     public var batchSize = 20
     public var adam = AdamConfig()
     public var noise = NoiseKind.gaussian(factor: 0.5)
@@ -40,19 +48,41 @@ public struct TrainConfig: Sendable, Equatable {
 
     /// Rejects values no run could use; each error names its flag.
     public func validate() throws(DAEError) {
-        guard epochs >= 1 else { throw .badFlag("--epochs", "must be at least 1, got \(epochs)") }
+        if case .stacked = model {
+            guard epochs >= 0 else { throw .badFlag("--epochs", "must be 0 or more (fine-tuning epochs), got \(epochs)") }
+            guard pretrainEpochs >= 0 else { throw .badFlag("--pretrain-epochs", "must be 0 or more, got \(pretrainEpochs)") }
+            guard epochs + pretrainEpochs > 0 else { throw .badFlag("--pretrain-epochs", "the stacked model needs --pretrain-epochs or --epochs (fine-tuning) above 0") }
+        } else {
+            guard epochs >= 1 else { throw .badFlag("--epochs", "must be at least 1, got \(epochs)") }
+        }
         guard batchSize >= 1 else { throw .badFlag("--batch-size", "must be at least 1, got \(batchSize)") }
         guard batchSize <= 65_536 else { throw .badFlag("--batch-size", "\(batchSize) is larger than the 65536 supported") }
         guard adam.lr.isFinite, adam.lr > 0 else { throw .badFlag("--lr", "must be a positive number, got \(adam.lr)") }
         guard microBatch >= 1 else { throw .badFlag("--micro-batch", "must be at least 1, got \(microBatch)") }
         if let limit { guard limit >= 1 else { throw .badFlag("--limit", "must be at least 1, got \(limit)") } }
     }
+
+    /// Epochs of each phase: [epochs] for the convolutional model; for a stacked model with L
+    /// layers, pretrainEpochs for each of phases 0..<L, then `epochs` of fine-tuning (phase L).
+    public var phaseEpochs: [Int] {
+        switch model {
+        case .conv: return [epochs]
+        case .stacked(let s): return Array(repeating: pretrainEpochs, count: s.hidden.count) + [epochs]
+        }
+    }
+
+    /// How logs name a phase: "" for the one phase of the convolutional model, else "layer k " or "fine-tune ".
+    public func phaseName(_ phase: Int) -> String {
+        guard case .stacked(let s) = model else { return "" }
+        return phase < s.hidden.count ? "layer \(phase + 1) " : "fine-tune "
+    }
 }
 
 /// Where training stands. With randomness keyed by (seed, epoch, sample index), this and the seed
 /// are all the random state there is: a checkpoint stores it and a resumed run continues exactly.
 public struct TrainingPosition: Sendable, Equatable {
-    public var epoch = 1             // the epoch in progress, 1-based
+    public var phase = 0             // the phase in progress (a stacked model's layer, or fine-tuning)
+    public var epoch = 1             // the epoch in progress within the phase, 1-based
     public var stepInEpoch = 0       // steps of that epoch already taken
     public var globalStep = 0        // optimizer steps since the start of training
     public var samplesSeen = 0       // training samples processed since the start
@@ -62,7 +92,9 @@ public struct TrainingPosition: Sendable, Equatable {
 
 /// What one epoch did (or, if training was stopped, the part of it done in this process).
 public struct EpochResult: Sendable {
-    public var epoch: Int              // 1-based
+    public var phase = 0
+    public var phaseName = ""          // "" (convolutional model), "layer k " or "fine-tune "
+    public var epoch: Int              // 1-based, within the phase
     public var meanLoss: Double        // mean of the batch losses (each a per-pixel mean), whole epoch
     public var samples: Int            // samples processed by this process's run of the epoch
     public var seconds: Double
@@ -74,13 +106,13 @@ public struct EpochResult: Sendable {
 /// One thread's replica: reads the shared parameters, owns its activations, gradients and
 /// integer gradient accumulator. Workers only write their own memory and their own loss slots.
 final class Worker: @unchecked Sendable {
-    let model: ConvDenoiser
-    let clean: FloatBuffer                          // [capacity, H, W] loss targets
+    let model: DenoisingNetwork
+    let clean: FloatBuffer                          // [capacity, H, W] clean images
     let accumulator: UnsafeMutablePointer<Int64>    // fixed-point gradient sum of its micro-batches
     var overflow = false
 
-    init(height: Int, width: Int, capacity: Int, parameters: FloatBuffer) {
-        model = ConvDenoiser(height: height, width: width, capacity: capacity, sharedParameters: parameters)
+    init(spec: ModelSpec, height: Int, width: Int, capacity: Int, parameters: FloatBuffer) {
+        model = spec.makeNetwork(height: height, width: width, capacity: capacity, parameters: parameters)
         clean = FloatBuffer(count: capacity * height * width)
         accumulator = .allocate(capacity: parameters.count)
         accumulator.initialize(repeating: 0, count: parameters.count)
@@ -98,7 +130,7 @@ public final class Trainer: @unchecked Sendable {
     public let optimizer: Adam
     public let layout: ParameterLayout
     let workers: [Worker]
-    let reduceBuffer: UnsafeMutablePointer<Int64>   // [params | a loss slot per micro-batch | overflow | stop]
+    let reduceBuffer: UnsafeMutablePointer<Int64>   // [trainable params | a loss slot per micro-batch | overflow | stop]
     let lossSlots: Int
     var order: [Int32] = []              // the epoch's permutation of sample indices
     var orderEpoch = 0                   // which epoch `order` holds
@@ -141,7 +173,8 @@ public final class Trainer: @unchecked Sendable {
                 throw .badFlag("--batch-size", "\(size) ranks but only \(fullBatch) samples per step; use at least \(size)")
             }
         }
-        let layout = ConvDenoiser.makeLayout()
+        try config.model.check(height: data.height, width: data.width, source: data.source)
+        let layout = config.model.makeLayout()
         let params = FloatBuffer(count: layout.count)
         self.layout = layout
         self.params = params
@@ -156,18 +189,49 @@ public final class Trainer: @unchecked Sendable {
         case .exact:
             BLASThreads.set(1)
             workers = (0..<threadCount).map { _ in
-                Worker(height: data.height, width: data.width, capacity: microBatch, parameters: params)
+                Worker(spec: config.model, height: data.height, width: data.width, capacity: microBatch, parameters: params)
             }
         case .fast:
             BLASThreads.set(threadCount)
-            workers = [Worker(height: data.height, width: data.width, capacity: (fullBatch + size - 1) / size, parameters: params)]
+            workers = [Worker(spec: config.model, height: data.height, width: data.width, capacity: (fullBatch + size - 1) / size, parameters: params)]
         }
         lossSlots = (fullBatch + microBatch - 1) / microBatch
         reduceBuffer = .allocate(capacity: layout.count + lossSlots + 2)
         reduceBuffer.initialize(repeating: 0, count: layout.count + lossSlots + 2)
         order.reserveCapacity(data.count)
         workerBody = { [unowned self] w in self.runWorker(w) }
+        _ = advancePhase()
     }
+
+    /// The parameters the current phase trains.
+    public var trainable: Range<Int> { workers[0].model.trainable }
+    /// True once every phase is done.
+    public var finished: Bool { position.phase >= config.phaseEpochs.count }
+    /// The epochs of the phase in progress.
+    public var phaseEpochs: Int { finished ? 0 : config.phaseEpochs[position.phase] }
+
+    /// Moves past finished (or empty) phases; entering a new phase starts a fresh optimizer and
+    /// points the workers' networks at it. Returns true when a new phase began. Called at every
+    /// epoch boundary by the training loop and after a restore, so that a resumed run takes the
+    /// same path as an uninterrupted one.
+    @discardableResult
+    public func advancePhase() -> Bool {
+        var moved = false
+        while !finished && position.epoch > config.phaseEpochs[position.phase] {
+            position.phase += 1
+            position.epoch = 1
+            position.stepInEpoch = 0
+            position.epochLossSum = 0
+            if !finished { optimizer.reset() }
+            moved = true
+        }
+        if !finished { for worker in workers { worker.model.setPhase(position.phase) } }
+        return moved
+    }
+
+    /// The noise and shuffle key for the phase's epoch: phase 0 keeps the plain epoch number, so
+    /// the convolutional model's streams are those of (seed, epoch); later phases draw new ones.
+    var randomEpoch: Int { position.phase << 20 + position.epoch }
 
     deinit { reduceBuffer.deallocate() }
 
@@ -180,19 +244,20 @@ public final class Trainer: @unchecked Sendable {
     /// (checkpoints). Throws if the loss stops being finite.
     public func trainEpoch(afterStep: (Trainer) throws(DAEError) -> Void = { _ throws(DAEError) in }) throws(DAEError) -> EpochResult {
         let start = Date()
-        let epoch = position.epoch
+        let epoch = position.epoch, keyEpoch = randomEpoch, phase = position.phase
+        let phaseName = config.phaseName(phase)
         var reduceSeconds = 0.0, samples = 0
-        if orderEpoch != epoch {
-            epochPermutation(count: data.count, seed: config.seed, epoch: epoch, into: &order)
-            orderEpoch = epoch
+        if orderEpoch != keyEpoch {
+            epochPermutation(count: data.count, seed: config.seed, epoch: keyEpoch, into: &order)
+            orderEpoch = keyEpoch
         }
         while position.stepInEpoch < stepsPerEpoch {
             try failures.check(rank: communicator.rank, step: position.globalStep + 1)
             let first = position.stepInEpoch * config.batchSize
             let plan = StepPlan(first: first, count: min(config.batchSize, data.count - first), microBatch: effectiveMicroBatch)
-            let batchLoss = try self.step(plan, epoch: epoch, reduceSeconds: &reduceSeconds)
+            let batchLoss = try self.step(plan, epoch: keyEpoch, reduceSeconds: &reduceSeconds)
             guard batchLoss.isFinite else {
-                throw .numeric("training diverged at epoch \(epoch), step \(position.stepInEpoch + 1): loss is \(batchLoss); try a smaller --lr")
+                throw .numeric("training diverged at \(phaseName)epoch \(epoch), step \(position.stepInEpoch + 1): loss is \(batchLoss); try a smaller --lr")
             }
             position.stepInEpoch += 1
             position.globalStep += 1
@@ -201,11 +266,11 @@ public final class Trainer: @unchecked Sendable {
             samples += plan.count
             try afterStep(self)
             if stopAgreed && position.stepInEpoch < stepsPerEpoch {
-                return EpochResult(epoch: epoch, meanLoss: position.epochLossSum / Double(position.stepInEpoch), samples: samples,
+                return EpochResult(phase: phase, phaseName: phaseName, epoch: epoch, meanLoss: position.epochLossSum / Double(position.stepInEpoch), samples: samples,
                                    seconds: Date().timeIntervalSince(start), reduceSeconds: reduceSeconds, stopped: true)
             }
         }
-        let result = EpochResult(epoch: epoch, meanLoss: position.epochLossSum / Double(stepsPerEpoch), samples: samples,
+        let result = EpochResult(phase: phase, phaseName: phaseName, epoch: epoch, meanLoss: position.epochLossSum / Double(stepsPerEpoch), samples: samples,
                                  seconds: Date().timeIntervalSince(start), reduceSeconds: reduceSeconds, stopped: stopAgreed)
         position.epoch += 1
         position.stepInEpoch = 0
@@ -213,9 +278,11 @@ public final class Trainer: @unchecked Sendable {
         return result
     }
 
-    /// One optimizer step over the global batch `plan`; returns the batch loss (a per-pixel mean).
+    /// One optimizer step over the global batch `plan`; returns the batch loss (a per-value mean).
+    /// `epoch` is the random key of the phase's epoch (see `randomEpoch`).
     func step(_ plan: StepPlan, epoch: Int, reduceSeconds: inout Double) throws(DAEError) -> Double {
-        let pixelsPerBatch = plan.count * data.imageSize
+        let pixelsPerBatch = plan.count * workers[0].model.inputSize
+        let range = trainable, count = range.count
         let loss: Double
         switch config.reduce {
         case .exact:
@@ -225,14 +292,14 @@ public final class Trainer: @unchecked Sendable {
             // 2-6: each worker takes every W-th micro-batch of this rank's run (see runWorker)
             task = WorkerTask(plan: plan, epoch: epoch, microBatches: mine, meanOver: pixelsPerBatch, limit: limit)
             // micro-batches of other ranks contribute 0 to their loss slots
-            for j in 0..<m where !mine.contains(j) { reduceBuffer[params.count + j] = 0 }
+            for j in 0..<m where !mine.contains(j) { reduceBuffer[count + j] = 0 }
             if workers.count == 1 { runWorker(0) } else { DispatchQueue.concurrentPerform(iterations: workers.count, execute: workerBody!) }
             // 7: sum the workers' integers, then over ranks; the loss slots and the overflow count ride along
-            reduceBuffer.update(from: workers[0].accumulator, count: params.count)
+            reduceBuffer.update(from: workers[0].accumulator, count: count)
             for worker in workers.dropFirst() {
-                for i in 0..<params.count { reduceBuffer[i] &+= worker.accumulator[i] }
+                for i in 0..<count { reduceBuffer[i] &+= worker.accumulator[i] }
             }
-            let overflowSlot = params.count + m, stopSlot = overflowSlot + 1
+            let overflowSlot = count + m, stopSlot = overflowSlot + 1
             var overflows: Int64 = 0
             for worker in workers where worker.overflow { overflows += 1 }
             reduceBuffer[overflowSlot] = overflows
@@ -244,23 +311,23 @@ public final class Trainer: @unchecked Sendable {
             if reduceBuffer[overflowSlot] != 0 {
                 throw .numeric("a gradient exceeded the exact reduction's range (|g| <= \(limit)) at epoch \(epoch): training has diverged; lower --lr, or use --reduce fast")
             }
-            FixedPoint.toFloat(reduceBuffer, into: grads.pointer, count: params.count)
+            FixedPoint.toFloat(reduceBuffer, into: grads.pointer + range.lowerBound, count: count)
             var total = 0.0
-            for j in 0..<m { total += Double(bitPattern: UInt64(bitPattern: reduceBuffer[params.count + j])) }
+            for j in 0..<m { total += Double(bitPattern: UInt64(bitPattern: reduceBuffer[count + j])) }
             loss = total / Double(pixelsPerBatch)
         case .fast:
             let worker = workers[0]
             let positions = plan.positions(rank: communicator.rank, size: communicator.size)
             var sum = 0.0
             if positions.isEmpty {
-                grads.pointer.update(repeating: 0, count: grads.count)   // more ranks than samples in this step
+                (grads.pointer + range.lowerBound).update(repeating: 0, count: count)   // more ranks than samples in this step
             } else {
                 sum = forwardBackward(worker, positions: positions, epoch: epoch, meanOver: pixelsPerBatch)
-                grads.copy(from: worker.model.grads)
+                (grads.pointer + range.lowerBound).update(from: worker.model.grads.pointer + range.lowerBound, count: count)
             }
             var lossAndStop = (sum, stopRequested() ? 1.0 : 0.0)
             let reduceStart = Date()
-            communicator.allreduceSum(grads.pointer, count: grads.count)
+            communicator.allreduceSum(grads.pointer + range.lowerBound, count: count)
             withUnsafeMutablePointer(to: &lossAndStop) {
                 $0.withMemoryRebound(to: Double.self, capacity: 2) { communicator.allreduceSum($0, count: 2) }
             }
@@ -269,22 +336,23 @@ public final class Trainer: @unchecked Sendable {
             loss = lossAndStop.0 / Double(pixelsPerBatch)
         }
         // 8: the same update on every rank
-        optimizer.update(params: params, grads: grads)
+        optimizer.update(params: params, grads: grads, range: range)
         return loss
     }
 
     /// One worker's share of the current step: micro-batches w, w+W, w+2W, ... of this rank's run.
     func runWorker(_ w: Int) {
         let worker = workers[w], task = task
-        worker.accumulator.update(repeating: 0, count: params.count)
+        let range = worker.model.trainable
+        worker.accumulator.update(repeating: 0, count: range.count)
         worker.overflow = false
         var j = task.microBatches.lowerBound + w
         while j < task.microBatches.upperBound {
             let sum = forwardBackward(worker, positions: task.plan.positions(ofMicroBatch: j),
                                       epoch: task.epoch, meanOver: task.meanOver)
-            reduceBuffer[params.count + j] = Int64(bitPattern: sum.bitPattern)   // this micro-batch's loss slot
-            if !FixedPoint.accumulate(worker.model.grads.pointer, into: worker.accumulator,
-                                      count: params.count, limit: task.limit) {
+            reduceBuffer[range.count + j] = Int64(bitPattern: sum.bitPattern)   // this micro-batch's loss slot
+            if !FixedPoint.accumulate(worker.model.grads.pointer + range.lowerBound, into: worker.accumulator,
+                                      count: range.count, limit: task.limit) {
                 worker.overflow = true
             }
             j += workers.count
@@ -296,20 +364,29 @@ public final class Trainer: @unchecked Sendable {
     /// and returns their summed loss.
     func forwardBackward(_ worker: Worker, positions: Range<Int>, epoch: Int, meanOver: Int) -> Double {
         let model = worker.model, pixels = data.imageSize, n = positions.count
-        // assemble clean targets and noisy inputs
+        // clean images; the phase's clean target (the images, or a stacked model's codes of them
+        // from the frozen layers below); its corrupted copy as the input
         for (i, position) in positions.enumerated() {
-            let index = Int(order[position])
-            let target = worker.clean.pointer + i * pixels
-            data.image(index, into: target)
-            config.noise.corrupt(target, into: model.input + i * pixels, count: pixels,
-                                 seed: config.seed, epoch: epoch, sampleIndex: index)
+            data.image(Int(order[position]), into: worker.clean.pointer + i * pixels)
+        }
+        let target = model.target(images: worker.clean.pointer, n: n), size = model.inputSize
+        for (i, position) in positions.enumerated() {
+            config.noise.corrupt(target + i * size, into: model.input + i * size, count: size,
+                                 seed: config.seed, epoch: epoch, sampleIndex: Int(order[position]))
         }
         model.forward(n: n)
-        let sum = config.loss.sum(output: model.output, target: worker.clean.pointer, count: n * pixels)
-        config.loss.backward(output: model.output, target: worker.clean.pointer, gradient: model.gradOutput,
-                             count: n * pixels, meanOver: meanOver)
+        let loss = Self.loss(config.loss, for: model)
+        let sum = loss.sum(output: model.output, target: target, count: n * size)
+        loss.backward(output: model.output, target: target, gradient: model.gradOutput,
+                      count: n * size, meanOver: meanOver, activation: model.outputActivation)
         model.backward(n: n)
         return sum
+    }
+
+    /// The loss of the current phase: the configured one, except that a ReLU output (a stacked
+    /// model's upper layer with ReLU units) is trained with MSE.
+    static func loss(_ configured: LossKind, for model: DenoisingNetwork) -> LossKind {
+        model.outputActivation == .relu ? .mse : configured
     }
 
     /// Takes over a checkpoint's state (on the rank that read it; then call `broadcastState`).
@@ -322,6 +399,7 @@ public final class Trainer: @unchecked Sendable {
             position.stepInEpoch = 0
             position.epochLossSum = 0
         }
+        advancePhase()
     }
 
     /// Copies rank `root`'s parameters, optimizer state and position to every rank.
@@ -331,23 +409,25 @@ public final class Trainer: @unchecked Sendable {
         communicator.broadcast(UnsafeMutableRawPointer(optimizer.v.pointer), count: params.count * 4, root: root)
         var fields: [Int64] = [Int64(optimizer.step), Int64(position.epoch), Int64(position.stepInEpoch),
                                Int64(position.globalStep), Int64(position.samplesSeen),
-                               Int64(bitPattern: position.epochLossSum.bitPattern)]
+                               Int64(bitPattern: position.epochLossSum.bitPattern), Int64(position.phase)]
         fields.withUnsafeMutableBytes { communicator.broadcast($0.baseAddress!, count: $0.count, root: root) }
         optimizer.restore(step: Int(fields[0]))
         position.epoch = Int(fields[1]); position.stepInEpoch = Int(fields[2])
         position.globalStep = Int(fields[3]); position.samplesSeen = Int(fields[4])
         position.epochLossSum = Double(bitPattern: UInt64(bitPattern: fields[5]))
+        position.phase = Int(fields[6])
+        advancePhase()
     }
 
     /// The final weights, named as the reference PyTorch model's state_dict.
     public func saveWeights(to path: String) throws(DAEError) {
-        try Weights.save(params, layout: layout, to: path, metadata: [
-            "format": "dae-dist weights",
-            "model": "ConvDenoiser",
-            "epochs": String(config.epochs),
-            "seed": String(config.seed),
-            "noise": config.noise.description,
-            "loss": config.loss.rawValue,
-        ])
+        var metadata = config.model.metadata
+        metadata["format"] = "dae-dist weights"
+        metadata["epochs"] = String(config.epochs)
+        if case .stacked = config.model { metadata["pretrain_epochs"] = String(config.pretrainEpochs) }
+        metadata["seed"] = String(config.seed)
+        metadata["noise"] = config.noise.description
+        metadata["loss"] = config.loss.rawValue
+        try Weights.save(params, layout: layout, to: path, metadata: metadata)
     }
 }

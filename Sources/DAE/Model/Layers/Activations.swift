@@ -27,4 +27,9 @@ public enum Sigmoid {
     public static func forward(_ x: UnsafeMutablePointer<Float>, count: Int) {
         for i in 0..<count { x[i] = 1 / (1 + expf(-x[i])) }
     }
+
+    /// dx = dy * y * (1 - y), in place on the gradient.
+    public static func backward(y: UnsafePointer<Float>, grad: UnsafeMutablePointer<Float>, count: Int) {
+        for i in 0..<count { grad[i] = grad[i] * (y[i] * (1 - y[i])) }
+    }
 }

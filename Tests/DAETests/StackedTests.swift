@@ -1,0 +1,117 @@
+// The stacked denoising autoencoder: finite-difference gradients in every phase (pre-training
+// each layer, fine-tuning the stack) with untied and tied weights and both activations; the
+// tied decoder against an explicit transposed copy; layer-wise training on a small subset.
+
+@testable import DAE
+import XCTest
+
+final class StackedTests: XCTestCase {
+    /// Checks the trainable parameters' gradients of `model` in `phase` against central differences.
+    func checkPhase(_ model: StackedDenoiser, phase: Int, n: Int, label: String) {
+        model.setPhase(phase)
+        let images = randomArray(n * model.spec.inputSize, seed: 21).map { ($0 + 1) / 2 }
+        let target = images.withUnsafeBufferPointer { Array(UnsafeBufferPointer(start: model.target(images: $0.baseAddress!, n: n), count: n * model.inputSize)) }
+        // a fixed corrupted input: the target with every third value zeroed (masking noise)
+        for i in 0..<target.count { model.input[i] = i % 3 == 0 ? 0 : target[i] }
+        let loss = Trainer.loss(.bce, for: model)
+        func value() -> Double {
+            model.forward(n: n)
+            return target.withUnsafeBufferPointer { loss.sum(output: model.output, target: $0.baseAddress!, count: n * model.inputSize) }
+        }
+        _ = value()
+        target.withUnsafeBufferPointer {
+            loss.backward(output: model.output, target: $0.baseAddress!, gradient: model.gradOutput, count: n * model.inputSize,
+                          meanOver: 1, activation: model.outputActivation)
+        }
+        model.backward(n: n)
+        let range = model.trainable
+        // Sigmoid units are smooth: a larger step keeps Float rounding of the loss out of the
+        // differences. ReLU has kinks, so a small step and skipping the points that straddle one.
+        let smooth = model.spec.activation == .sigmoid
+        for slot in model.layout.slots where range.contains(slot.offset) {
+            let indices = sampleIndices(slot.count, 30).map { $0 + slot.offset }
+            gradientCheck("\(label) phase \(phase) \(slot.name)", values: model.params.pointer, indices: indices,
+                          analytic: indices.map { model.grads[$0] }, h: smooth ? 3e-2 : 1e-3, tolerance: 3e-2, skipKinks: !smooth, loss: value)
+        }
+    }
+
+    func testGradientsInEveryPhase() {
+        for tied in [false, true] {
+            for activation in StackedSpec.Activation.allCases {
+                let spec = StackedSpec(inputSize: 12, hidden: [7, 5], activation: activation, tied: tied)
+                let model = StackedDenoiser(spec, capacity: 3)
+                model.initialize(seed: 4)
+                for phase in 0...2 {
+                    checkPhase(model, phase: phase, n: 3, label: "\(activation)\(tied ? " tied" : "")")
+                }
+            }
+        }
+    }
+
+    func testPhasesTrainTheirOwnSlices() {
+        let spec = StackedSpec(inputSize: 12, hidden: [7, 5], tied: true)
+        let model = StackedDenoiser(spec, capacity: 2)
+        let layout = model.layout
+        XCTAssertEqual(layout.slots.map(\.name), ["encoders.0.weight", "encoders.0.bias", "decoders.0.bias",
+                                                  "encoders.1.weight", "encoders.1.bias", "decoders.1.bias"])
+        model.setPhase(0); XCTAssertEqual(model.trainable, 0 ..< 7 * 12 + 7 + 12)
+        model.setPhase(1); XCTAssertEqual(model.trainable, 7 * 12 + 7 + 12 ..< layout.count)
+        XCTAssertEqual(model.inputSize, 7)
+        model.setPhase(2); XCTAssertEqual(model.trainable, 0 ..< layout.count)
+        XCTAssertEqual(model.inputSize, 12)
+        XCTAssertEqual(StackedDenoiser.makeLayout(StackedSpec(inputSize: 12, hidden: [7])).slots.map(\.shape),
+                       [[7, 12], [7], [12, 7], [12]])
+    }
+
+    func testTiedDecoderEqualsAnExplicitTranspose() {
+        // decoder(y) with tied weights must equal a Linear whose weight is W^T, written out.
+        let (inF, outF, n) = (5, 3, 2)
+        var layout = ParameterLayout()
+        let enc = Linear.register(&layout, prefix: "enc", inFeatures: inF, outFeatures: outF)
+        let bias = layout.add("dec.bias", shape: [inF], fanIn: outF)
+        let params = FloatBuffer(randomArray(layout.count, seed: 5)), grads = FloatBuffer(count: layout.count)
+        let tied = Linear(inFeatures: outF, outFeatures: inF, offsets: (enc.weight, bias), params: params, grads: grads, storedTransposed: true)
+        var plain = ParameterLayout()
+        let p = Linear.register(&plain, prefix: "dec", inFeatures: outF, outFeatures: inF)
+        let plainParams = FloatBuffer(count: plain.count), plainGrads = FloatBuffer(count: plain.count)
+        for o in 0..<outF { for i in 0..<inF { plainParams[p.weight + i * outF + o] = params[enc.weight + o * inF + i] } }
+        for i in 0..<inF { plainParams[p.bias + i] = params[bias + i] }
+        let explicit = Linear(inFeatures: outF, outFeatures: inF, offsets: p, params: plainParams, grads: plainGrads)
+        let y = FloatBuffer(randomArray(n * outF, seed: 6)), a = FloatBuffer(count: n * inF), b = FloatBuffer(count: n * inF)
+        tied.forward(x: y.pointer, y: a.pointer, n: n)
+        explicit.forward(x: y.pointer, y: b.pointer, n: n)
+        XCTAssertLessThan(relativeError(a.array, b.array), 1e-6)
+        let dy = FloatBuffer(randomArray(n * inF, seed: 7)), dxA = FloatBuffer(count: n * outF), dxB = FloatBuffer(count: n * outF)
+        tied.backward(dy: dy.pointer, x: y.pointer, dx: dxA.pointer, n: n)
+        explicit.backward(dy: dy.pointer, x: y.pointer, dx: dxB.pointer, n: n)
+        XCTAssertLessThan(relativeError(dxA.array, dxB.array), 1e-6)
+        for o in 0..<outF { for i in 0..<inF {
+            XCTAssertEqual(grads[enc.weight + o * inF + i], plainGrads[p.weight + i * outF + o], accuracy: 1e-6)
+        } }
+    }
+
+    func testLayerWiseTrainingLowersEachLayersLoss() throws {
+        let data = try Dataset.load(directory: repositoryRoot + "/data/mnist", split: .train).prefix(400)
+        var config = TrainConfig()
+        config.model = .stacked(StackedSpec(inputSize: data.imageSize, hidden: [64, 32]))
+        config.pretrainEpochs = 4
+        config.epochs = 1
+        config.noise = .mask(p: 0.25)
+        config.adam.lr = 3e-3
+        let trainer = try Trainer(config: config, data: data)
+        var firstAndLast: [Int: (Double, Double)] = [:]
+        while !trainer.finished {
+            let r = try trainer.trainEpoch()
+            let known = firstAndLast[r.phase]
+            firstAndLast[r.phase] = (known?.0 ?? r.meanLoss, r.meanLoss)
+            trainer.advancePhase()
+        }
+        XCTAssertEqual(firstAndLast.count, 3)
+        for phase in 0..<2 {
+            let (first, last) = firstAndLast[phase]!
+            XCTAssertLessThan(last, 0.9 * first, "layer \(phase + 1)'s reconstruction loss should fall: \(first) -> \(last)")
+        }
+        XCTAssertEqual(trainer.position.globalStep, 9 * 20)
+        XCTAssertEqual(trainer.optimizer.step, 20, "fine-tuning starts a fresh Adam")
+    }
+}
