@@ -17,17 +17,20 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
     ],
     targets: [
-        // System libraries, found by pkg-config (Debian: libopenblas-dev, zlib1g-dev).
+        // System libraries, found by pkg-config (Debian: libopenblas-dev, zlib1g-dev, libpng-dev).
         .systemLibrary(name: "CBLAS", pkgConfig: "openblas",
                        providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib",
                        providers: [.apt(["zlib1g-dev"])]),
+        // libpng (Debian: libpng-dev): PNG images in and out (denoise, grids).
+        .systemLibrary(name: "CPNG", pkgConfig: "libpng",
+                       providers: [.apt(["libpng-dev"])]),
         // Open MPI (Debian: libopenmpi-dev, openmpi-bin), only with the MPI trait.
         .systemLibrary(name: "CMPI", pkgConfig: "ompi-c",
                        providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]),
         // The library: data, model, kernels, optimizer, checkpoints, training loop.
         .target(name: "DAE", dependencies: [
-                    "CBLAS", "CZlib",
+                    "CBLAS", "CZlib", "CPNG",
                     .target(name: "CMPI", condition: .when(traits: ["MPI"])),
                 ]),
         // The command-line tool.

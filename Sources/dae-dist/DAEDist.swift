@@ -9,7 +9,7 @@ struct DAEDist: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dae-dist",
         abstract: "Data-parallel trainer for denoising autoencoders on BLAS kernels.",
-        subcommands: [Train.self, Eval.self, Sample.self, Bench.self])
+        subcommands: [Train.self, Eval.self, Denoise.self, Encode.self, Probe.self, Sample.self, Bench.self])
 }
 
 /// Writes a line to standard output at once (unbuffered), so progress shows up in logs as it happens.

@@ -13,13 +13,19 @@ import Foundation
 import Synchronization
 
 public struct SafeTensor: Sendable, Equatable {
+    /// F32, or U8 for small integers such as class labels (written one byte each; read back only
+    /// by other tools: dae-dist's own files are all F32).
+    public enum DType: String, Sendable { case f32 = "F32", u8 = "U8" }
     public var name: String
     public var shape: [Int]
     public var values: [Float]
-    public init(name: String, shape: [Int], values: [Float]) {
+    public var dtype: DType
+    public init(name: String, shape: [Int], values: [Float], dtype: DType = .f32) {
         precondition(shape.reduce(1, *) == values.count, "\(name): shape \(shape) does not match \(values.count) values")
-        self.name = name; self.shape = shape; self.values = values
+        precondition(dtype == .f32 || values.allSatisfy { $0 >= 0 && $0 <= 255 && $0 == $0.rounded() }, "\(name): U8 values must be integers 0...255")
+        self.name = name; self.shape = shape; self.values = values; self.dtype = dtype
     }
+    var byteCount: Int { values.count * (dtype == .f32 ? 4 : 1) }
 }
 
 public enum SafeTensors {
@@ -33,8 +39,8 @@ public enum SafeTensors {
         }
         var offset = 0
         for t in tensors {
-            let size = t.values.count * 4
-            entries.append("\(jsonString(t.name)):{\"dtype\":\"F32\",\"shape\":[\(t.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(offset + size)]}")
+            let size = t.byteCount
+            entries.append("\(jsonString(t.name)):{\"dtype\":\"\(t.dtype.rawValue)\",\"shape\":[\(t.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(offset + size)]}")
             offset += size
         }
         header += entries.joined(separator: ",") + "}"
@@ -46,6 +52,10 @@ public enum SafeTensors {
         withUnsafeBytes(of: &n) { out.append(contentsOf: $0) }
         out.append(contentsOf: headerBytes)
         for t in tensors {
+            if t.dtype == .u8 {
+                out.append(contentsOf: t.values.map { UInt8($0) })
+                continue
+            }
             for value in t.values {
                 var bits = value.bitPattern.littleEndian
                 withUnsafeBytes(of: &bits) { out.append(contentsOf: $0) }

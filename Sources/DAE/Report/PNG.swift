@@ -1,9 +1,8 @@
-// Grayscale PNG writing (8-bit, colour type 0) with zlib: the IDAT stream is zlib's compress2 at
-// level 9 over scanlines that each start with filter byte 0 (none); chunk CRCs are zlib's crc32.
-// And the sample-grid layout of torchvision's make_grid/save_image, so grids compare with a
-// PyTorch run's pixel for pixel.
+// Grayscale PNG files through libpng's simplified API: reading any PNG (palette, 16-bit, colour,
+// alpha) converted to 8-bit gray, and writing 8-bit gray. And the sample-grid layout of
+// torchvision's make_grid/save_image, so grids compare with a PyTorch run's pixel for pixel.
 
-import CZlib
+import CPNG
 
 public struct GrayImage: Sendable, Equatable {
     public var width: Int
@@ -17,34 +16,55 @@ public struct GrayImage: Sendable, Equatable {
 
 public enum PNG {
     static let signature: [UInt8] = [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]
+    /// The largest image `decode` accepts (pixels): a guard against decompression bombs.
+    public static let maxPixels = 1 << 26
 
+    /// An 8-bit grayscale PNG of `image`.
     public static func encode(_ image: GrayImage) -> [UInt8] {
-        var raw = [UInt8]()
-        raw.reserveCapacity((image.width + 1) * image.height)
-        for y in 0..<image.height {
-            raw.append(0)
-            raw.append(contentsOf: image.pixels[(y * image.width)..<((y + 1) * image.width)])
+        var png = png_image()
+        dae_png_image_init(&png)
+        png.width = png_uint_32(image.width); png.height = png_uint_32(image.height)
+        png.format = dae_png_format_gray()
+        var size: png_alloc_size_t = 0
+        return image.pixels.withUnsafeBytes { pixels -> [UInt8] in
+            // first call: the size; second: the bytes
+            let sized = png_image_write_to_memory(&png, nil, &size, 0, pixels.baseAddress, 0, nil)
+            precondition(sized != 0 || size > 0, "libpng could not size a \(image.width)x\(image.height) image")
+            var out = [UInt8](repeating: 0, count: Int(size))
+            let ok = out.withUnsafeMutableBytes { png_image_write_to_memory(&png, $0.baseAddress, &size, 0, pixels.baseAddress, 0, nil) }
+            precondition(ok != 0, "libpng failed to write a \(image.width)x\(image.height) image")
+            out.removeSubrange(Int(size)...)
+            return out
         }
-        var compressedSize = compressBound(uLong(raw.count))
-        var compressed = [UInt8](repeating: 0, count: Int(compressedSize))
-        let status = compress2(&compressed, &compressedSize, raw, uLong(raw.count), 9)
-        precondition(status == Z_OK, "zlib compress2 failed: \(status)")
-        compressed.removeSubrange(Int(compressedSize)...)
-
-        var header = [UInt8]()
-        header += bigEndian(UInt32(image.width)) + bigEndian(UInt32(image.height))
-        header += [8, 0, 0, 0, 0]     // bit depth 8, grayscale, deflate, adaptive filtering, no interlace
-        return signature + chunk("IHDR", header) + chunk("IDAT", compressed) + chunk("IEND", [])
     }
 
-    static func chunk(_ type: String, _ data: [UInt8]) -> [UInt8] {
-        let typeBytes = Array(type.utf8)
-        let body = typeBytes + data
-        let crc = body.withUnsafeBytes { crc32(bytes: $0[...]) }
-        return bigEndian(UInt32(data.count)) + body + bigEndian(crc)
+    /// Decodes a PNG file's bytes to 8-bit gray: colour is converted to gray by libpng (sRGB
+    /// luminance), 16-bit samples are reduced to 8, palettes are expanded, and transparent pixels
+    /// are composited onto black. Errors name `path`.
+    public static func decode(_ bytes: [UInt8], path: String) throws(DAEError) -> GrayImage {
+        guard bytes.count >= 8, Array(bytes.prefix(8)) == signature else {
+            throw DAEError.data(path: path, problem: "not a PNG file (no PNG signature)")
+        }
+        var png = png_image()
+        dae_png_image_init(&png)
+        defer { png_image_free(&png) }
+        func failure(_ what: String) -> DAEError {
+            let message = withUnsafeBytes(of: png.message) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            return DAEError.data(path: path, problem: "\(what): \(message.isEmpty ? "libpng error" : message)")
+        }
+        let begun = bytes.withUnsafeBytes { png_image_begin_read_from_memory(&png, $0.baseAddress, $0.count) }
+        guard begun != 0 else { throw failure("cannot read the PNG header") }
+        let (width, height) = (Int(png.width), Int(png.height))
+        guard width > 0, height > 0 else { throw DAEError.data(path: path, problem: "the image is empty (\(width)x\(height))") }
+        guard width * height <= maxPixels else {
+            throw DAEError.data(path: path, problem: "the image is \(width)x\(height), more than the \(maxPixels) pixels dae-dist reads")
+        }
+        png.format = dae_png_format_gray()
+        var pixels = [UInt8](repeating: 0, count: dae_png_image_size(&png))
+        let done = pixels.withUnsafeMutableBytes { png_image_finish_read(&png, nil, $0.baseAddress, 0, nil) }
+        guard done != 0 else { throw failure("cannot decode the image data (truncated or corrupt?)") }
+        return GrayImage(width: width, height: height, pixels: pixels)
     }
-
-    static func bigEndian(_ v: UInt32) -> [UInt8] { [UInt8(v >> 24), UInt8(v >> 16 & 0xFF), UInt8(v >> 8 & 0xFF), UInt8(v & 0xFF)] }
 }
 
 public enum Grid {

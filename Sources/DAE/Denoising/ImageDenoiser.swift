@@ -1,0 +1,46 @@
+// Denoising images with a trained model: any size for the convolutional model (sides padded to
+// multiples of 4 by repeating the edge pixels, as torch's 'replicate' padding, and the result
+// cropped back), the model's own input size for a stacked one.
+
+public final class ImageDenoiser {
+    public let model: ModelSpec
+    let params: FloatBuffer
+
+    public init(model: ModelSpec, params: FloatBuffer) {
+        self.model = model; self.params = params
+    }
+
+    /// Whether images of height x width can be denoised, and if not, why.
+    public func check(height: Int, width: Int, source: String) throws(DAEError) {
+        if case .stacked(let s) = model, height * width != s.inputSize {
+            throw DAEError.data(path: source, problem: "the image is \(height)x\(width) but the stacked model takes \(s.inputSize) pixels (28x28 for MNIST); use a convolutional model for other sizes")
+        }
+    }
+
+    /// `count` images of height x width (values in [0,1], [count, H, W]) into `out`, same layout.
+    public func denoise(_ images: UnsafePointer<Float>, count: Int, height: Int, width: Int,
+                        into out: UnsafeMutablePointer<Float>, batch: Int = 50) {
+        let (paddedH, paddedW) = model == .conv ? ((height + 3) / 4 * 4, (width + 3) / 4 * 4) : (height, width)
+        let capacity = min(batch, count)
+        let network = model.makeNetwork(height: paddedH, width: paddedW, capacity: capacity, parameters: params)
+        network.setImageAutoencoder(afterPhase: Int.max)
+        let size = paddedH * paddedW
+        var first = 0
+        while first < count {
+            let n = min(capacity, count - first)
+            for i in 0..<n {
+                let src = images + (first + i) * height * width, dst = network.input + i * size
+                for y in 0..<paddedH {
+                    let sy = min(y, height - 1)
+                    for x in 0..<paddedW { dst[y * paddedW + x] = src[sy * width + min(x, width - 1)] }
+                }
+            }
+            network.forward(n: n)
+            for i in 0..<n {
+                let src = network.output + i * size, dst = out + (first + i) * height * width
+                for y in 0..<height { (dst + y * width).update(from: src + y * paddedW, count: width) }
+            }
+            first += n
+        }
+    }
+}

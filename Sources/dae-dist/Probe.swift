@@ -1,0 +1,74 @@
+// dae-dist probe: how useful the learned features are, as a linear classifier's test accuracy.
+
+import ArgumentParser
+import DAE
+import Foundation
+
+struct Probe: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Train a linear softmax classifier on the encoder's features and report its test accuracy, next to raw pixels and an untrained encoder.",
+        discussion: """
+            Each classifier is full-batch Adam on standardised features of the training set. Under mpirun every rank holds
+            the features of its share of the training set; the results are the same on any number of ranks.
+            """)
+
+    @Option(help: "A checkpoint or weights file (model.safetensors).") var checkpoint: String
+    @Option(help: "Full-batch Adam iterations per classifier.") var iterations = 300
+    @Option(help: "Adam learning rate.") var lr: Float = 0.01
+    @Option(name: .customLong("data-dir"), help: "Folder with IDX files in MNIST's layout.") var dataDir = "data/mnist"
+    @Option(help: "Train the classifier on the first N training images only.") var limit: Int?
+    @Option(name: .customLong("test-limit"), help: "Score on the first N test images only.") var testLimit: Int?
+    @Option(help: "Seed of the untrained encoder's initialisation.") var seed: UInt64 = 0
+    @Flag(name: .customLong("no-baselines"), help: "Probe only the checkpoint's features (not raw pixels nor an untrained encoder).")
+    var noBaselines = false
+    @Option(help: "Threads per rank (default: the node's cores shared among its ranks).") var threads: Int?
+    @Flag(help: "Print each result as one JSON object.") var json = false
+
+    func run() throws {
+        try runReportingErrors { communicatorSlot in
+            let communicator = try Launch.makeCommunicator()
+            communicatorSlot = communicator
+            let threadCount = try threadsPerRank(threads, communicator)
+            guard iterations >= 1 else { throw DAEError.badFlag("--iterations", "must be at least 1, got \(iterations)") }
+            guard lr.isFinite, lr > 0 else { throw DAEError.badFlag("--lr", "must be a positive number, got \(lr)") }
+            if let limit, limit < 1 { throw DAEError.badFlag("--limit", "must be at least 1, got \(limit)") }
+            if let testLimit, testLimit < 1 { throw DAEError.badFlag("--test-limit", "must be at least 1, got \(testLimit)") }
+            let (model, params, _) = try Weights.loadModel(path: checkpoint)
+            let train = try Dataset.load(directory: dataDir, split: .train).prefix(limit ?? Int.max)
+            let test = try Dataset.load(directory: dataDir, split: .test).prefix(testLimit ?? Int.max)
+            try model.check(height: train.height, width: train.width, source: train.source)
+            BLASThreads.set(1)
+            var config = ProbeConfig()
+            config.iterations = iterations
+            config.lr = lr
+            var rows: [(String, FeatureExtractor.Source)] = []
+            if !noBaselines {
+                let random = FloatBuffer(count: model.makeLayout().count)
+                initializeParameters(random, layout: model.makeLayout(), seed: seed)
+                rows += [("raw pixels", .pixels), ("untrained encoder (seed \(seed))", .encoder(model, random))]
+            }
+            rows.append(("trained encoder", .encoder(model, params)))
+            if communicator.rank == 0 && !json {
+                say("linear probe: \(train.count) training / \(test.count) test images, \(iterations) full-batch Adam iterations, lr \(lr), \(communicator.size) rank(s)")
+                say("features of \(checkpoint) (\(model.description))")
+                say("  " + "features".padding(toLength: 32, withPad: " ", startingAt: 0) + "    dims  train loss  train acc  test acc  seconds")
+            }
+            for (name, source) in rows {
+                let extractor = FeatureExtractor(source, height: train.height, width: train.width, threads: threadCount)
+                let probe = LinearProbe(features: extractor, train: train, test: test, config: config,
+                                        communicator: communicator, threads: threadCount)
+                let r = probe.run()
+                guard communicator.rank == 0 else { continue }
+                if json {
+                    say(MetricsLog.json(["features": name, "dims": r.features, "train_loss": r.trainLoss, "train_accuracy": r.trainAccuracy,
+                                         "test_accuracy": r.testAccuracy, "seconds": r.seconds, "checkpoint": checkpoint,
+                                         "iterations": iterations, "train_images": train.count, "test_images": test.count]))
+                } else {
+                    say("  " + name.padding(toLength: 32, withPad: " ", startingAt: 0)
+                        + String(format: " %7d  %10.4f  %8.2f%%  %7.2f%%  %7.1f", r.features, r.trainLoss, 100 * r.trainAccuracy, 100 * r.testAccuracy, r.seconds))
+                }
+            }
+            communicator.barrier()
+        }
+    }
+}
