@@ -39,7 +39,8 @@ struct Denoise: ParsableCommand {
                 }
                 let bytes = [UInt8](data)
                 let name = (input as NSString).lastPathComponent
-                let isPNG = bytes.starts(with: [0x89, 0x50, 0x4E, 0x47])
+                // PNG by signature or by name (a .png that is not one gets PNG's error, not IDX's)
+                let isPNG = bytes.starts(with: [0x89, 0x50, 0x4E, 0x47]) || name.lowercased().hasSuffix(".png")
                 let stem = isPNG ? (name as NSString).deletingPathExtension : (name.hasSuffix(".gz") ? String(name.dropLast(3)) : name)
                 let target = (out as NSString).appendingPathComponent(isPNG ? stem + ".png" : stem)
                 if URL(fileURLWithPath: target).standardizedFileURL.path == URL(fileURLWithPath: input).standardizedFileURL.path {

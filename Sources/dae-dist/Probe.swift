@@ -15,6 +15,7 @@ struct Probe: ParsableCommand {
     @Option(help: "A checkpoint or weights file (model.safetensors).") var checkpoint: String
     @Option(help: "Full-batch Adam iterations per classifier.") var iterations = 300
     @Option(help: "Adam learning rate.") var lr: Float = 0.01
+    @Option(name: .customLong("weight-decay"), help: "L2 penalty on the classifier's weights (weight-decay/2 * |W|^2).") var weightDecay: Float = 1e-3
     @Option(name: .customLong("data-dir"), help: "Folder with IDX files in MNIST's layout.") var dataDir = "data/mnist"
     @Option(help: "Train the classifier on the first N training images only.") var limit: Int?
     @Option(name: .customLong("test-limit"), help: "Score on the first N test images only.") var testLimit: Int?
@@ -41,6 +42,8 @@ struct Probe: ParsableCommand {
             var config = ProbeConfig()
             config.iterations = iterations
             config.lr = lr
+            guard weightDecay.isFinite, weightDecay >= 0 else { throw DAEError.badFlag("--weight-decay", "must be 0 or more, got \(weightDecay)") }
+            config.weightDecay = weightDecay
             var rows: [(String, FeatureExtractor.Source)] = []
             if !noBaselines {
                 let random = FloatBuffer(count: model.makeLayout().count)
@@ -49,7 +52,7 @@ struct Probe: ParsableCommand {
             }
             rows.append(("trained encoder", .encoder(model, params)))
             if communicator.rank == 0 && !json {
-                say("linear probe: \(train.count) training / \(test.count) test images, \(iterations) full-batch Adam iterations, lr \(lr), \(communicator.size) rank(s)")
+                say("linear probe: \(train.count) training / \(test.count) test images, \(iterations) full-batch Adam iterations, lr \(lr), weight decay \(weightDecay), \(communicator.size) rank(s)")
                 say("features of \(checkpoint) (\(model.description))")
                 say("  " + "features".padding(toLength: 32, withPad: " ", startingAt: 0) + "    dims  train loss  train acc  test acc  seconds")
             }

@@ -15,6 +15,10 @@ final class CLITests: XCTestCase {
     struct Result { var status: Int32; var stdout: String; var stderr: String }
 
     func run(_ arguments: [String], environment: [String: String] = [:]) throws -> Result {
+        try Self.run(arguments, environment: environment)
+    }
+
+    static func run(_ arguments: [String], environment: [String: String] = [:]) throws -> Result {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: Self.binary)
         process.arguments = arguments

@@ -93,7 +93,7 @@ public enum SafeTensors {
             }
         }
         let dataCount = bytes.count - headerEnd
-        var entries: [(name: String, shape: [Int], begin: Int, end: Int)] = []
+        var entries: [(name: String, shape: [Int], begin: Int, end: Int, dtype: SafeTensor.DType)] = []
         for (name, value) in object where name != "__metadata__" {
             guard let info = value as? [String: Any], let dtype = info["dtype"] as? String,
                   let shapeList = info["shape"] as? [Any], let offsetList = info["data_offsets"] as? [Any] else {
@@ -101,7 +101,8 @@ public enum SafeTensors {
             }
             let shape = try integers(shapeList, what: "shape of '\(name)'", fail)
             let offsets = try integers(offsetList, what: "data_offsets of '\(name)'", fail)
-            guard dtype == "F32" else { throw fail("tensor '\(name)' has dtype \(dtype); only F32 is supported") }
+            guard let type = SafeTensor.DType(rawValue: dtype) else { throw fail("tensor '\(name)' has dtype \(dtype); only F32 (and U8) is supported") }
+            let width = type == .f32 ? 4 : 1
             guard offsets.count == 2 else { throw fail("tensor '\(name)' needs 2 data_offsets, has \(offsets.count)") }
             var count = 1
             for d in shape {
@@ -114,10 +115,10 @@ public enum SafeTensors {
             guard offsets[0] <= offsets[1], offsets[1] <= dataCount else {
                 throw fail("tensor '\(name)' has data_offsets \(offsets) outside the \(dataCount)-byte data section (truncated?)")
             }
-            guard offsets[1] - offsets[0] == count * 4 else {
-                throw fail("tensor '\(name)' has \(offsets[1] - offsets[0]) bytes of data but shape \(shape) needs \(count * 4)")
+            guard offsets[1] - offsets[0] == count * width else {
+                throw fail("tensor '\(name)' has \(offsets[1] - offsets[0]) bytes of data but shape \(shape) needs \(count * width)")
             }
-            entries.append((name, shape, offsets[0], offsets[1]))
+            entries.append((name, shape, offsets[0], offsets[1], type))
         }
         // The tensors must tile the data section exactly: no overlaps, no holes, nothing after.
         entries.sort { ($0.begin, $0.end) < ($1.begin, $1.end) }
@@ -131,6 +132,11 @@ public enum SafeTensors {
         guard expected == dataCount else { throw fail("\(dataCount - expected) bytes after the last tensor") }
         var tensors: [SafeTensor] = []
         for e in entries {
+            if e.dtype == .u8 {
+                let values = bytes[(headerEnd + e.begin)..<(headerEnd + e.end)].map(Float.init)
+                tensors.append(SafeTensor(name: e.name, shape: e.shape, values: values, dtype: .u8))
+                continue
+            }
             var values = [Float](repeating: 0, count: (e.end - e.begin) / 4)
             bytes.withUnsafeBufferPointer { raw in
                 let base = raw.baseAddress! + headerEnd + e.begin

@@ -16,6 +16,9 @@ import Foundation
 public struct ProbeConfig: Sendable {
     public var iterations = 300
     public var lr: Float = 0.01
+    /// L2 penalty weightDecay/2 * |W|^2 on the weights (not the biases), as a regularised
+    /// logistic regression: it keeps 3,136-dimensional features from being memorised.
+    public var weightDecay: Float = 0
     public static let chunk = 100
     public static let classes = 10
     public init() {}
@@ -184,6 +187,9 @@ public final class LinearProbe: @unchecked Sendable {
             for worker in workers { for i in 0..<count { reduceBuffer[i] &+= worker.accumulator[i] } }
             communicator.allreduceSum(reduceBuffer, count: count + allChunks)
             FixedPoint.toFloat(reduceBuffer, into: grads.pointer, count: count)
+            if config.weightDecay > 0 {
+                for i in 0..<(ProbeConfig.classes * featureSize) { grads[i] += config.weightDecay * params[i] }
+            }
             trainLoss = 0
             for j in 0..<allChunks { trainLoss += Double(bitPattern: UInt64(bitPattern: reduceBuffer[count + j])) }
             trainLoss /= Double(train.count)

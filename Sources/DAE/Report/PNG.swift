@@ -39,8 +39,8 @@ public enum PNG {
     }
 
     /// Decodes a PNG file's bytes to 8-bit gray: colour is converted to gray by libpng (sRGB
-    /// luminance), 16-bit samples are reduced to 8, palettes are expanded, and transparent pixels
-    /// are composited onto black. Errors name `path`.
+    /// luminance), 16-bit samples are scaled to 8 bits by value, palettes are expanded, and
+    /// transparent pixels are composited onto black. Errors name `path`.
     public static func decode(_ bytes: [UInt8], path: String) throws(DAEError) -> GrayImage {
         guard bytes.count >= 8, Array(bytes.prefix(8)) == signature else {
             throw DAEError.data(path: path, problem: "not a PNG file (no PNG signature)")
@@ -58,6 +58,15 @@ public enum PNG {
         guard width > 0, height > 0 else { throw DAEError.data(path: path, problem: "the image is empty (\(width)x\(height))") }
         guard width * height <= maxPixels else {
             throw DAEError.data(path: path, problem: "the image is \(width)x\(height), more than the \(maxPixels) pixels dae-dist reads")
+        }
+        if png.format & dae_png_flag_linear() != 0 {
+            // 16-bit samples: libpng takes them as linear light and would gamma-encode them on the
+            // way to 8 bits; read them as they are and scale (v / 257), as PIL and torchvision do.
+            png.format = dae_png_format_linear_y()
+            var wide = [UInt16](repeating: 0, count: width * height)
+            let done = wide.withUnsafeMutableBytes { png_image_finish_read(&png, nil, $0.baseAddress, 0, nil) }
+            guard done != 0 else { throw failure("cannot decode the image data (truncated or corrupt?)") }
+            return GrayImage(width: width, height: height, pixels: wide.map { UInt8((UInt32($0) + 128) / 257) })
         }
         png.format = dae_png_format_gray()
         var pixels = [UInt8](repeating: 0, count: dae_png_image_size(&png))

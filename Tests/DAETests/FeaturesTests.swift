@@ -1,0 +1,118 @@
+// Using a trained model: PNG decoding of every kind the issue names (and the broken ones), the
+// denoiser on sizes that are not multiples of 4, feature shapes, the linear probe's accuracy, and
+// the denoise/encode commands end to end.
+
+@testable import DAE
+import Foundation
+import XCTest
+
+final class FeaturesTests: XCTestCase {
+    func fixture(_ name: String) -> (bytes: [UInt8], path: String) {
+        let url = Bundle.module.url(forResource: "Fixtures/images/" + name, withExtension: nil)!
+        return ([UInt8](try! Data(contentsOf: url)), url.path)
+    }
+
+    func testEveryPNGKindDecodesToTheSameGrayDigit() throws {
+        let gray = try PNG.decode(fixture("gray.png").bytes, path: "gray.png")
+        XCTAssertEqual([gray.width, gray.height], [28, 28])
+        XCTAssertEqual(gray.pixels.max(), 255)
+        for name in ["rgb.png", "palette.png", "sixteen.png", "alpha.png"] {
+            let image = try PNG.decode(fixture(name).bytes, path: name)
+            XCTAssertEqual([image.width, image.height], [28, 28], name)
+            let worst = zip(image.pixels, gray.pixels).map { abs(Int($0) - Int($1)) }.max()!
+            XCTAssertLessThanOrEqual(worst, 1, "\(name) decodes to other gray values than gray.png")
+        }
+    }
+
+    func testBrokenPNGsGiveAnErrorNamingTheFile() {
+        for (name, fragment) in [("notpng.png", "not a PNG file"), ("truncated.png", "truncated or corrupt"), ("zerowidth.png", "zerowidth.png")] {
+            XCTAssertThrowsError(try PNG.decode(fixture(name).bytes, path: name), name) { error in
+                let text = "\(error)"
+                XCTAssertTrue(text.contains(fragment) && text.contains(name) && !text.contains("\n"), text)
+            }
+        }
+        XCTAssertThrowsError(try PNG.decode([], path: "empty.png"))
+    }
+
+    func testPNGWriteReadRoundTripOfOddSizes() throws {
+        let image = GrayImage(width: 45, height: 30, pixels: (0..<1350).map { UInt8($0 % 256) })
+        XCTAssertEqual(try PNG.decode(PNG.encode(image), path: "x"), image)
+    }
+
+    func testDenoiserPadsAndCropsBackAnySize() {
+        let params = FloatBuffer(count: ConvDenoiser.makeLayout().count)
+        initializeParameters(params, layout: ConvDenoiser.makeLayout(), seed: 1)
+        let denoiser = ImageDenoiser(model: .conv, params: params)
+        // a 30x45 image denoised alone equals its top-left corner when denoised inside a 32x48
+        // image made by replicating its edges: padding is 'replicate' and the crop is top-left
+        let (h, w) = (30, 45)
+        let image = randomArray(h * w, seed: 2).map { ($0 + 1) / 2 }
+        var padded = [Float](repeating: 0, count: 32 * 48)
+        for y in 0..<32 { for x in 0..<48 { padded[y * 48 + x] = image[min(y, h - 1) * w + min(x, w - 1)] } }
+        var small = [Float](repeating: 0, count: h * w), big = [Float](repeating: 0, count: 32 * 48)
+        denoiser.denoise(image, count: 1, height: h, width: w, into: &small)
+        denoiser.denoise(padded, count: 1, height: 32, width: 48, into: &big)
+        for y in 0..<h { for x in 0..<w { XCTAssertEqual(small[y * w + x], big[y * 48 + x], accuracy: 1e-6) } }
+        XCTAssertThrowsError(try ImageDenoiser(model: .stacked(StackedSpec(inputSize: 784, hidden: [8])), params: params)
+            .check(height: 30, width: 45, source: "odd.png"))
+    }
+
+    func testFeatureShapes() {
+        let conv = FloatBuffer(count: ConvDenoiser.makeLayout().count)
+        XCTAssertEqual(FeatureExtractor(.encoder(.conv, conv), height: 28, width: 28).featureShape, [64, 7, 7])
+        let spec = StackedSpec(inputSize: 784, hidden: [20, 12])
+        XCTAssertEqual(FeatureExtractor(.encoder(.stacked(spec), FloatBuffer(count: StackedDenoiser.makeLayout(spec).count)), height: 28, width: 28).featureShape, [12])
+        XCTAssertEqual(FeatureExtractor(.pixels, height: 28, width: 28).featureShape, [784])
+    }
+
+    func testLinearProbeOnPixelsBeatsAFloor() throws {
+        // (small: tests run as a debug build)
+        let train = try Dataset.load(directory: repositoryRoot + "/data/mnist", split: .train).prefix(600)
+        let test = try Dataset.load(directory: repositoryRoot + "/data/mnist", split: .test).prefix(300)
+        var config = ProbeConfig()
+        config.iterations = 30
+        let result = LinearProbe(features: FeatureExtractor(.pixels, height: 28, width: 28), train: train, test: test, config: config).run()
+        XCTAssertGreaterThan(result.testAccuracy, 0.75, "a linear classifier on MNIST pixels should pass 75% even on 600 images")
+        XCTAssertGreaterThan(result.trainAccuracy, result.testAccuracy - 0.05)
+        // chance is 10%: the untrained convolutional encoder's features must also carry the digits
+        let params = FloatBuffer(count: ConvDenoiser.makeLayout().count)
+        initializeParameters(params, layout: ConvDenoiser.makeLayout(), seed: 0)
+        let random = LinearProbe(features: FeatureExtractor(.encoder(.conv, params), height: 28, width: 28, threads: 2),
+                                 train: train, test: test, config: config, threads: 2).run()
+        XCTAssertGreaterThan(random.testAccuracy, 0.75)
+    }
+
+    /// denoise and encode through the binary: a briefly trained model makes a noisy PNG cleaner
+    /// and keeps its size; encode writes features and labels of the right shapes.
+    func testDenoiseAndEncodeCommands() throws {
+        let dir = temporaryDirectory()
+        let train = try CLITests.run(["train", "--epochs", "2", "--limit", "1000", "--eval-every", "0", "--quiet", "--run-dir", dir + "/run"])
+        XCTAssertEqual(train.status, 0, train.stderr)
+        let weights = dir + "/run/model.safetensors"
+        let d = try CLITests.run(["denoise", "--checkpoint", weights, fixture("odd.png").path, fixture("gray.png").path,
+                             "--out", dir + "/out", "--add-noise", "gaussian:0.5"])
+        XCTAssertEqual(d.status, 0, d.stderr)
+        for name in ["odd", "gray"] {
+            let clean = try PNG.decode(fixture(name + ".png").bytes, path: name)
+            let noisy = try PNG.decode([UInt8](Data(contentsOf: URL(fileURLWithPath: "\(dir)/out/\(name).noisy.png"))), path: name)
+            let denoised = try PNG.decode([UInt8](Data(contentsOf: URL(fileURLWithPath: "\(dir)/out/\(name).png"))), path: name)
+            XCTAssertEqual([denoised.width, denoised.height], [clean.width, clean.height])
+            func mse(_ a: GrayImage) -> Double { zip(a.pixels, clean.pixels).map { pow(Double($0) - Double($1), 2) }.reduce(0, +) / Double(a.pixels.count) }
+            XCTAssertLessThan(mse(denoised), 0.8 * mse(noisy), "\(name): the denoised image should be closer to the original than the noisy one")
+        }
+        let bad = try CLITests.run(["denoise", "--checkpoint", weights, fixture("truncated.png").path, "--out", dir + "/out"])
+        XCTAssertEqual(bad.status, 1)
+        XCTAssertTrue(bad.stderr.contains("truncated.png"), bad.stderr)
+
+        let e = try CLITests.run(["encode", "--checkpoint", weights, "--split", "test", "--limit", "120", "--out", dir + "/features.safetensors"])
+        XCTAssertEqual(e.status, 0, e.stderr)
+        let (tensors, metadata) = try SafeTensors.read(path: dir + "/features.safetensors")
+        XCTAssertEqual(tensors.first { $0.name == "features" }?.shape, [120, 64, 7, 7])
+        let labels = tensors.first { $0.name == "labels" }
+        XCTAssertEqual(labels?.shape, [120]); XCTAssertEqual(labels?.dtype, .u8)
+        XCTAssertEqual(Array(labels!.values.prefix(5)), [7, 2, 1, 0, 4])
+        XCTAssertEqual(metadata["split"], "test")
+        let badSplit = try CLITests.run(["encode", "--checkpoint", weights, "--split", "validation", "--out", dir + "/x.safetensors"])
+        XCTAssertTrue(badSplit.status != 0 && badSplit.stderr.contains("--split"), badSplit.stderr)
+    }
+}
