@@ -9,6 +9,9 @@
 #     -np 2 and in one process) ends bitwise equal to the straight run, with the same loss lines
 #   - SIGUSR1/SIGTERM: the job stops after a step, writes a checkpoint, exits 0, and resumes exactly
 #   - a crash in the middle of a checkpoint write leaves the previous one, which --resume auto takes
+#   - the stacked model: bitwise equal on 1, 2, 3 ranks through every phase, and resumed exactly
+#     from a checkpoint inside a layer's pre-training and from one at a layer's end
+#   - the linear probe: the same losses and accuracies on 1 and 3 ranks
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1   # CI runs as root
@@ -165,6 +168,42 @@ if [[ $status -ne 0 ]] && ls -a "$work/torn/checkpoints" | grep -q '\.tmp-' && g
     same_as_single "$work/torn" "$work/torn-resume.log" "crash mid-write: the previous checkpoint (step 12) resumed"
 else
     fail "crash mid-write (status $status)"; ls -a "$work/torn/checkpoints"; cat "$work/torn.log" "$work/torn-resume.log"
+fi
+
+# ---- the stacked model: same guarantees in every phase ----
+# 300 samples in batches of 20 = 15 steps per epoch: layer 1 is steps 1-15, layer 2 16-30,
+# fine-tuning 31-45
+stacked=(train --model stacked --hidden 64,32 --pretrain-epochs 1 --epochs 1 --batch-size 20 --micro-batch 5 --limit 300 --eval-every 0)
+"$bin" "${stacked[@]}" --tied-weights --run-dir "$work/st1" > "$work/st1.log" 2>&1 || { fail "stacked single-process run"; cat "$work/st1.log"; }
+for np in 2 3; do
+    "${mpi[@]}" -np "$np" "$bin" "${stacked[@]}" --tied-weights --run-dir "$work/st$np" > "$work/st$np.log" 2>&1
+    if cmp -s "$work/st1/model.safetensors" "$work/st$np/model.safetensors" && [[ "$(losses "$work/st1.log")" == "$(losses "$work/st$np.log")" ]]; then
+        pass "stacked (tied) -np $np: weights bitwise equal to the single process in all 3 phases"
+    else
+        fail "stacked -np $np differs"; cat "$work/st$np.log"
+    fi
+done
+# cut in layer 2 (step 27; checkpoints every 4 steps: resume from step 24, layer 2 at step 9/15),
+# and cut right after layer 2's end (step 31: resume from the epoch-end checkpoint at step 30)
+for cut in 27:24 31:30; do
+    at=${cut%:*}; from=${cut#*:}
+    DAE_DIST_FAIL_AT=1:$at "${mpi[@]}" -np 2 -x DAE_DIST_FAIL_AT "$bin" "${stacked[@]}" --tied-weights --checkpoint-every 4 --run-dir "$work/stcut$at" > "$work/stcut$at.log" 2>&1
+    "${mpi[@]}" -np 3 "$bin" "${stacked[@]}" --tied-weights --run-dir "$work/stcut$at" --resume auto > "$work/stcut$at-resume.log" 2>&1
+    if grep -q "resuming from .*step-0*$from" "$work/stcut$at-resume.log" && cmp -s "$work/st1/model.safetensors" "$work/stcut$at/model.safetensors"; then
+        pass "stacked cut at step $at under -np 2, resumed from step $from under -np 3: bitwise equal ($(grep -o 'step [0-9]*, [a-z-]* [0-9 ]*epoch [0-9]*' "$work/stcut$at-resume.log"))"
+    else
+        fail "stacked resume after a cut at step $at"; cat "$work/stcut$at-resume.log"
+    fi
+done
+
+# ---- the linear probe does not depend on the world size ----
+probeargs=(probe --checkpoint "$work/single/model.safetensors" --limit 1000 --test-limit 500 --iterations 20 --json)
+"$bin" "${probeargs[@]}" | sed 's/"seconds":[0-9.e-]*,//' > "$work/probe1.json" 2>&1
+"${mpi[@]}" -np 3 "$bin" "${probeargs[@]}" | sed 's/"seconds":[0-9.e-]*,//' > "$work/probe3.json" 2>&1
+if [[ $(wc -l < "$work/probe1.json") -eq 3 ]] && cmp -s "$work/probe1.json" "$work/probe3.json"; then
+    pass "probe with -np 3: the same losses and accuracies as one process ($(grep -o '"test_accuracy":[0-9.]*' "$work/probe1.json" | tr '\n' ' '))"
+else
+    fail "probe -np 3 differs"; cat "$work/probe1.json" "$work/probe3.json"
 fi
 
 echo "mpi-checks: $passed passed, $failed failed"
