@@ -24,3 +24,50 @@ class ConvDenoiser(nn.Module):
 
     def forward(self, x):
         return self.decoder(self.encoder(x))
+
+
+class StackedDenoiser(nn.Module):
+    """dae-dist's stacked denoising autoencoder (--model stacked), named as its weights files are:
+    encoders.j / decoders.j for layer j. With tied weights there is no decoders.j.weight and decoder
+    j multiplies by encoders.j.weight (the encoder's weight transposed). Build it from a weights
+    file's metadata: StackedDenoiser.from_metadata(safe_open(path, "pt").metadata())."""
+
+    def __init__(self, widths, activation="sigmoid", tied=False):
+        super().__init__()
+        import torch
+        self.act = torch.sigmoid if activation == "sigmoid" else torch.relu
+        self.tied = tied
+        self.encoders = nn.ModuleList(nn.Linear(widths[j], widths[j + 1]) for j in range(len(widths) - 1))
+        if tied:
+            self.decoders = nn.ModuleList(_TiedDecoder(self.encoders[j], widths[j]) for j in range(len(widths) - 1))
+        else:
+            self.decoders = nn.ModuleList(nn.Linear(widths[j + 1], widths[j]) for j in range(len(widths) - 1))
+
+    @staticmethod
+    def from_metadata(meta):
+        widths = [int(meta["input_size"])] + [int(w) for w in meta["hidden"].split(",")]
+        return StackedDenoiser(widths, meta["activation"], meta["tied_weights"] == "true")
+
+    def encode(self, x):
+        for encoder in self.encoders:
+            x = self.act(encoder(x))
+        return x
+
+    def forward(self, x):                      # x: [n, 784] in [0, 1]
+        import torch
+        y = self.encode(x)
+        for j in reversed(range(len(self.decoders))):
+            y = self.decoders[j](y)
+            y = torch.sigmoid(y) if j == 0 else self.act(y)
+        return y
+
+
+class _TiedDecoder(nn.Module):
+    def __init__(self, encoder, out_features):
+        super().__init__()
+        self.encoder = [encoder]               # a list: not a submodule, so no duplicate state_dict keys
+        import torch
+        self.bias = nn.Parameter(torch.zeros(out_features))
+
+    def forward(self, y):
+        return y @ self.encoder[0].weight + self.bias
