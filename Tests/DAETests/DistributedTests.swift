@@ -70,6 +70,23 @@ final class DistributedTests: XCTestCase {
         XCTAssertEqual(one[0], 1 << 40)
     }
 
+    func testFixedPointRoundsHalfToEvenAtEveryMagnitude() {
+        // ties (k + 1/2) * 2^-40 for even and odd k, both signs, small and near the 2^51 switch
+        // to rint(), and random values: each must give exactly round-half-even of x * 2^40
+        var values: [Float] = []
+        for k: Float in [0, 1, 2, 3, 1000, 1001] {
+            values += [(k + 0.5) * 0x1p-40, -(k + 0.5) * 0x1p-40]
+        }
+        values += [0x1p10, -0x1p10, 0x1p11 * 0.999, 0x1p11, -0x1p11, 0x1p11 * 1.001, 3000.25, -3000.75]
+        values += randomArray(1000, seed: 9).map { $0 * 0.01 }
+        var acc = [Int64](repeating: 0, count: values.count)
+        XCTAssertTrue(FixedPoint.accumulate(values, into: &acc, count: values.count, limit: 1e6))
+        for (x, a) in zip(values, acc) {
+            XCTAssertEqual(a, Int64((Double(x) * 0x1p40).rounded(.toNearestOrEven)), "\(x)")
+        }
+        XCTAssertEqual(acc[0], 0); XCTAssertEqual(acc[2], 2); XCTAssertEqual(acc[4], 2); XCTAssertEqual(acc[6], 4)
+    }
+
     func testFixedPointRejectsOverflowAndNaN() {
         var acc = [Int64](repeating: 0, count: 1)
         let limit = FixedPoint.limit(terms: 4)

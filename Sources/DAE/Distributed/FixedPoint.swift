@@ -26,7 +26,13 @@ public enum FixedPoint {
         for i in 0..<count {
             let x = Double(values[i])                       // exact: a Float fits in a Double
             if !(abs(x) <= limit) { ok = false; continue }  // also catches NaN
-            acc[i] &+= Int64((x * scale).rounded(.toNearestOrEven))
+            let y = x * scale                               // exact: a power-of-two scale
+            // Round half to even. Below 2^51 in magnitude, adding and subtracting 1.5 * 2^52 does it
+            // in the FPU's default rounding (the sum lands where the spacing of doubles is 1);
+            // `rounded(.toNearestOrEven)` gives the same bits but is a call to rint() on baseline
+            // x86-64, which made this loop the stacked model's bottleneck.
+            let r = abs(y) < 0x1p51 ? (y + 0x1.8p52) - 0x1.8p52 : y.rounded(.toNearestOrEven)
+            acc[i] &+= Int64(r)
         }
         return ok
     }
