@@ -9,6 +9,5 @@ static inline void dae_png_image_init(png_image *image) {
     image->version = PNG_IMAGE_VERSION;
 }
 static inline png_uint_32 dae_png_format_gray(void) { return PNG_FORMAT_GRAY; }
-static inline png_uint_32 dae_png_format_linear_y(void) { return PNG_FORMAT_LINEAR_Y; }
-static inline png_uint_32 dae_png_flag_linear(void) { return PNG_FORMAT_FLAG_LINEAR; }
+static inline png_uint_32 dae_png_flag_16bit_srgb(void) { return PNG_IMAGE_FLAG_16BIT_sRGB; }
 static inline size_t dae_png_image_size(const png_image *image) { return PNG_IMAGE_SIZE(*image); }

@@ -16,7 +16,7 @@ struct Denoise: ParsableCommand {
 
     @Option(help: "A checkpoint or weights file (model.safetensors).") var checkpoint: String
     @Argument(help: "PNG files or IDX image files (.gz or not).") var inputs: [String]
-    @Option(help: "Output folder (created if missing; must not be an input's folder).") var out: String
+    @Option(help: "Output folder (created if missing); no output may replace an input or another output.") var out: String
     @Option(name: .customLong("add-noise"), help: "Corrupt the inputs first: gaussian:F, mask:P or saltpepper:P.") var addNoise: String?
     @Option(help: "Seed of the added noise.") var seed: UInt64 = 0
     @Option(help: "BLAS threads (default: the machine's cores).") var threads: Int?
@@ -26,26 +26,43 @@ struct Denoise: ParsableCommand {
             guard !inputs.isEmpty else { throw DAEError.badFlag("INPUT", "give at least one PNG or IDX file") }
             let noise = try addNoise.map { text throws(DAEError) in try NoiseKind(parsing: text) }
             BLASThreads.set(try threadsPerRank(threads, SingleProcess()))
-            let (model, params, _) = try Weights.loadModel(path: checkpoint)
-            let denoiser = ImageDenoiser(model: model, params: params)
+            let (model, params, metadata) = try Weights.loadModel(path: checkpoint)
+            let denoiser = ImageDenoiser(model: model, params: params, afterPhase: Weights.trainedPhase(metadata))
+            // Every output path first: none may be an input or another output (two inputs of one
+            // name in different folders, say), so nothing is overwritten half-way through.
+            func resolved(_ path: String) -> String { URL(fileURLWithPath: path).resolvingSymlinksInPath().standardizedFileURL.path }
+            var plans: [(input: String, isPNG: Bool, target: String, noisy: String?)] = []
+            var claimed = Set(inputs.map(resolved))
+            for input in inputs {
+                guard let handle = FileHandle(forReadingAtPath: input) else {
+                    throw DAEError.data(path: input, problem: FileManager.default.fileExists(atPath: input) ? "cannot be read (permissions?)" : "no such file")
+                }
+                let head = [UInt8](handle.readData(ofLength: 8))
+                try? handle.close()
+                let name = (input as NSString).lastPathComponent
+                // PNG by signature or by name (a .png that is not one gets PNG's error, not IDX's)
+                let isPNG = head.starts(with: [0x89, 0x50, 0x4E, 0x47]) || name.lowercased().hasSuffix(".png")
+                let stem = isPNG ? (name as NSString).deletingPathExtension : (name.hasSuffix(".gz") ? String(name.dropLast(3)) : name)
+                let target = (out as NSString).appendingPathComponent(isPNG ? stem + ".png" : stem)
+                let noisy = noise == nil ? nil : (isPNG ? (out as NSString).appendingPathComponent(stem + ".noisy.png") : target + ".noisy")
+                for path in [target] + (noisy.map { [$0] } ?? []) {
+                    guard claimed.insert(resolved(path)).inserted else {
+                        throw DAEError.badFlag("--out", "\(path) would replace an input or another output (inputs of the same name?); choose another output folder or rename")
+                    }
+                }
+                plans.append((input, isPNG, target, noisy))
+            }
             do {
                 try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
             } catch {
                 throw DAEError.write(path: out, problem: "cannot create the output folder")
             }
-            for (index, input) in inputs.enumerated() {
+            for (index, plan) in plans.enumerated() {
+                let (input, isPNG, target) = (plan.input, plan.isPNG, plan.target)
                 guard let data = FileManager.default.contents(atPath: input) else {
-                    throw DAEError.data(path: input, problem: FileManager.default.fileExists(atPath: input) ? "cannot be read (permissions?)" : "no such file")
+                    throw DAEError.data(path: input, problem: "cannot be read")
                 }
                 let bytes = [UInt8](data)
-                let name = (input as NSString).lastPathComponent
-                // PNG by signature or by name (a .png that is not one gets PNG's error, not IDX's)
-                let isPNG = bytes.starts(with: [0x89, 0x50, 0x4E, 0x47]) || name.lowercased().hasSuffix(".png")
-                let stem = isPNG ? (name as NSString).deletingPathExtension : (name.hasSuffix(".gz") ? String(name.dropLast(3)) : name)
-                let target = (out as NSString).appendingPathComponent(isPNG ? stem + ".png" : stem)
-                if URL(fileURLWithPath: target).standardizedFileURL.path == URL(fileURLWithPath: input).standardizedFileURL.path {
-                    throw DAEError.badFlag("--out", "\(target) is the input \(input) itself; choose another output folder")
-                }
                 // The images as floats in [0,1], [count, H, W].
                 let count: Int, height: Int, width: Int, clean: [Float]
                 if isPNG {
@@ -85,8 +102,7 @@ struct Denoise: ParsableCommand {
                 }
                 try write(result, to: target)
                 var line = "wrote \(target) (\(count > 1 ? "\(count) images of " : "")\(width)x\(height))"
-                if noise != nil {
-                    let noisyPath = isPNG ? (out as NSString).appendingPathComponent(stem + ".noisy.png") : target + ".noisy"
+                if let noisyPath = plan.noisy {
                     try write(noisy, to: noisyPath)
                     let before = meanSquaredError(noisy, clean), after = meanSquaredError(result, clean)
                     line += String(format: " and %@: MSE to the original %.5f noisy -> %.5f denoised (PSNR %.2f -> %.2f dB)",

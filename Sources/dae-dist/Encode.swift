@@ -24,13 +24,14 @@ struct Encode: ParsableCommand {
             guard let which = Split(rawValue: split.lowercased()) else { throw DAEError.badFlag("--split", "unknown split '\(split)'; use train or test") }
             if let limit, limit < 1 { throw DAEError.badFlag("--limit", "must be at least 1, got \(limit)") }
             let threadCount = try threadsPerRank(threads, SingleProcess())
-            let (model, params, _) = try Weights.loadModel(path: checkpoint)
+            let (model, params, stored) = try Weights.loadModel(path: checkpoint)
             var data = try Dataset.load(directory: dataDir, split: which)
             if let limit { data = data.prefix(limit) }
             try model.check(height: data.height, width: data.width, source: data.source)
             BLASThreads.set(1)
             let start = Date()
-            let extractor = FeatureExtractor(.encoder(model, params), height: data.height, width: data.width, threads: threadCount)
+            let extractor = FeatureExtractor(.encoder(model, params), height: data.height, width: data.width, threads: threadCount,
+                                             afterPhase: Weights.trainedPhase(stored))
             let features = FloatBuffer(count: data.count * extractor.featureSize)
             extractor.extract(data, range: 0..<data.count, into: features.pointer)
             var metadata = model.metadata

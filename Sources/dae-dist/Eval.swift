@@ -37,6 +37,7 @@ struct Eval: ParsableCommand {
             BLASThreads.set(1)
             let evaluator = Evaluator(model: model, data: test, noise: noiseKind, seed: noiseSeed, parameters: params, communicator: communicator,
                                       threads: threadCount)
+            evaluator.setPhase(Weights.trainedPhase(metadata))
             let start = Date()
             let metrics = evaluator.evaluate()
             if communicator.rank == 0 {

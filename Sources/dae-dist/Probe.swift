@@ -34,10 +34,19 @@ struct Probe: ParsableCommand {
             guard lr.isFinite, lr > 0 else { throw DAEError.badFlag("--lr", "must be a positive number, got \(lr)") }
             if let limit, limit < 1 { throw DAEError.badFlag("--limit", "must be at least 1, got \(limit)") }
             if let testLimit, testLimit < 1 { throw DAEError.badFlag("--test-limit", "must be at least 1, got \(testLimit)") }
-            let (model, params, _) = try Weights.loadModel(path: checkpoint)
+            let (model, params, metadata) = try Weights.loadModel(path: checkpoint)
             let train = try Dataset.load(directory: dataDir, split: .train).prefix(limit ?? Int.max)
             let test = try Dataset.load(directory: dataDir, split: .test).prefix(testLimit ?? Int.max)
             try model.check(height: train.height, width: train.width, source: train.source)
+            if test.height != train.height || test.width != train.width {
+                throw DAEError.data(path: test.source, problem: "test images are \(test.height)x\(test.width) but training images \(train.height)x\(train.width)")
+            }
+            for data in [train, test] {
+                if let bad = data.labels.first(where: { Int($0) >= ProbeConfig.classes }) {
+                    throw DAEError.data(path: data.source, problem: "label \(bad) found; the probe classifies \(ProbeConfig.classes) classes (0-9)")
+                }
+            }
+            let phase = Weights.trainedPhase(metadata)
             BLASThreads.set(1)
             var config = ProbeConfig()
             config.iterations = iterations
@@ -57,10 +66,10 @@ struct Probe: ParsableCommand {
                 say("  " + "features".padding(toLength: 32, withPad: " ", startingAt: 0) + "    dims  train loss  train acc  test acc  seconds")
             }
             for (name, source) in rows {
-                let extractor = FeatureExtractor(source, height: train.height, width: train.width, threads: threadCount)
+                let extractor = FeatureExtractor(source, height: train.height, width: train.width, threads: threadCount, afterPhase: phase)
                 let probe = LinearProbe(features: extractor, train: train, test: test, config: config,
                                         communicator: communicator, threads: threadCount)
-                let r = probe.run()
+                let r = try probe.run()
                 guard communicator.rank == 0 else { continue }
                 if json {
                     say(MetricsLog.json(["features": name, "dims": r.features, "train_loss": r.trainLoss, "train_accuracy": r.trainAccuracy,

@@ -17,9 +17,9 @@ struct Train: ParsableCommand {
 
     @Option(help: "Model: conv (the reference ConvDenoiser) or stacked (fully connected, trained layer by layer).")
     var model = "conv"
-    @Option(help: "Stacked model: hidden layer widths, input side first.") var hidden = "1000,1000,1000"
-    @Option(name: .customLong("pretrain-epochs"), help: "Stacked model: pre-training epochs per layer.") var pretrainEpochs = 10
-    @Option(help: "Stacked model: hidden units, sigmoid or relu.") var activation = "sigmoid"
+    @Option(help: "Stacked model: hidden layer widths, input side first (default 1000,1000,1000).") var hidden: String?
+    @Option(name: .customLong("pretrain-epochs"), help: "Stacked model: pre-training epochs per layer (default 10).") var pretrainEpochs: Int?
+    @Option(help: "Stacked model: hidden units, sigmoid or relu (default sigmoid).") var activation: String?
     @Flag(name: .customLong("tied-weights"), help: "Stacked model: each decoder uses its encoder's weight transposed.")
     var tiedWeights = false
     @Option(help: "Number of epochs (stacked model: end-to-end fine-tuning epochs after pre-training; default 20, stacked 0).")
@@ -64,25 +64,35 @@ struct Train: ParsableCommand {
             switch model.lowercased() {
             case "conv":
                 config.model = .conv
-            case "stacked":
-                guard let act = StackedSpec.Activation(rawValue: activation.lowercased()) else {
-                    throw DAEError.badFlag("--activation", "unknown activation '\(activation)'; use sigmoid or relu")
+                // stacked-only flags would be silently ignored: a forgotten --model stacked
+                for (flag, given) in [("--hidden", hidden != nil), ("--pretrain-epochs", pretrainEpochs != nil),
+                                      ("--activation", activation != nil), ("--tied-weights", tiedWeights)] where given {
+                    throw DAEError.badFlag(flag, "applies to the stacked model only; add --model stacked")
                 }
-                config.model = .stacked(StackedSpec(inputSize: 0, hidden: try StackedSpec.parseHidden(hidden), activation: act, tied: tiedWeights))
+            case "stacked":
+                let activationName = activation ?? "sigmoid"
+                guard let act = StackedSpec.Activation(rawValue: activationName.lowercased()) else {
+                    throw DAEError.badFlag("--activation", "unknown activation '\(activationName)'; use sigmoid or relu")
+                }
+                config.model = .stacked(StackedSpec(inputSize: 0, hidden: try StackedSpec.parseHidden(hidden ?? "1000,1000,1000"), activation: act, tied: tiedWeights))
             default:
                 throw DAEError.badFlag("--model", "unknown model '\(model)'; use conv or stacked")
             }
             let stacked = config.model != .conv
             config.epochs = epochs ?? (stacked ? 0 : 20)
-            config.pretrainEpochs = pretrainEpochs
+            config.pretrainEpochs = pretrainEpochs ?? 10
             // The stacked model's layers have far more parameters per sample of compute than the
             // convolutional one, so larger steps amortise the per-micro-batch reduction work
             // (measured: 572 samples/s at batch 20 / micro-batch 5, 2,527 at 100 / 25).
             config.batchSize = batchSize ?? (stacked ? 100 : 20)
             config.adam.lr = lr
             config.noise = try NoiseKind(parsing: noise ?? (stacked ? "mask:0.25" : "gaussian:0.5"))
-            if case .stacked(let spec) = config.model, spec.activation == .relu, case .gaussian = config.noise, spec.hidden.count > 1 {
-                throw DAEError.badFlag("--noise", "gaussian noise clamps to [0,1], which ReLU codes are not; use mask:P with --activation relu")
+            if case .stacked(let spec) = config.model, spec.activation == .relu, spec.hidden.count > 1 {
+                switch config.noise {
+                case .gaussian, .saltPepper:
+                    throw DAEError.badFlag("--noise", "\(config.noise) works in [0,1], which the ReLU codes of layers 2 and up are not; use mask:P with --activation relu")
+                default: break
+                }
             }
             guard let lossKind = LossKind(rawValue: loss.lowercased()) else {
                 throw DAEError.badFlag("--loss", "unknown loss '\(loss)'; use mse or bce")
@@ -114,6 +124,7 @@ struct Train: ParsableCommand {
             if case .stacked(var spec) = config.model {
                 spec.inputSize = data.imageSize
                 config.model = .stacked(spec)
+                try spec.checkSize()
             }
             let directory = runDir ?? defaultRunDirectory()
             let checkpoints = (directory as NSString).appendingPathComponent("checkpoints")
@@ -148,7 +159,9 @@ struct Train: ParsableCommand {
                     let candidates = resume == "auto" ? Checkpoint.list(in: checkpoints) : [resume]
                     for path in candidates {
                         do {
-                            let state = try Checkpoint.load(path: path, layout: trainer.layout)
+                            let state = try Checkpoint.load(path: path, layout: trainer.layout) { metadata throws(DAEError) in
+                                try Checkpoint.checkSettings(metadata, path: path, config: config, data: data, dataFingerprint: fingerprint)
+                            }
                             try Checkpoint.checkCompatible(state, path: path, config: config, data: data,
                                                            dataFingerprint: fingerprint, stepsPerEpoch: trainer.stepsPerEpoch)
                             trainer.restore(state)

@@ -71,13 +71,13 @@ final class FeaturesTests: XCTestCase {
         let test = try Dataset.load(directory: repositoryRoot + "/data/mnist", split: .test).prefix(300)
         var config = ProbeConfig()
         config.iterations = 30
-        let result = LinearProbe(features: FeatureExtractor(.pixels, height: 28, width: 28), train: train, test: test, config: config).run()
+        let result = try LinearProbe(features: FeatureExtractor(.pixels, height: 28, width: 28), train: train, test: test, config: config).run()
         XCTAssertGreaterThan(result.testAccuracy, 0.75, "a linear classifier on MNIST pixels should pass 75% even on 600 images")
         XCTAssertGreaterThan(result.trainAccuracy, result.testAccuracy - 0.05)
         // chance is 10%: the untrained convolutional encoder's features must also carry the digits
         let params = FloatBuffer(count: ConvDenoiser.makeLayout().count)
         initializeParameters(params, layout: ConvDenoiser.makeLayout(), seed: 0)
-        let random = LinearProbe(features: FeatureExtractor(.encoder(.conv, params), height: 28, width: 28, threads: 2),
+        let random = try LinearProbe(features: FeatureExtractor(.encoder(.conv, params), height: 28, width: 28, threads: 2),
                                  train: train, test: test, config: config, threads: 2).run()
         XCTAssertGreaterThan(random.testAccuracy, 0.75)
     }

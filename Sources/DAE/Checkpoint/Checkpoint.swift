@@ -86,7 +86,10 @@ public enum Checkpoint {
     }
 
     /// Reads and validates a checkpoint: format, checksum, every tensor present and finite.
-    public static func load(path: String, layout: ParameterLayout) throws(DAEError) -> CheckpointState {
+    /// `settings`, when given, checks the metadata before any tensor is read: a checkpoint of
+    /// another model then fails with its settings error (naming the flag), not a missing tensor.
+    public static func load(path: String, layout: ParameterLayout,
+                            settings: (([String: String]) throws(DAEError) -> Void)? = nil) throws(DAEError) -> CheckpointState {
         func fail(_ problem: String) -> DAEError { .checkpoint(path: path, problem: problem) }
         guard FileManager.default.fileExists(atPath: path) else { throw fail("no such file") }
         guard let data = FileManager.default.contents(atPath: path) else { throw fail("cannot be read (permissions?)") }
@@ -100,6 +103,7 @@ public enum Checkpoint {
         guard metadata["format_version"] == version else {
             throw fail("checkpoint format version \(metadata["format_version"] ?? "?") is not supported (this dae-dist reads \(version))")
         }
+        try settings?(metadata)
         guard let stored = metadata["data_crc32"], let actual = SafeTensors.dataChecksum(bytes),
               stored == String(format: "%08x", actual) else {
             throw fail("checksum mismatch: the tensor data is corrupt (stored \(metadata["data_crc32"] ?? "none"), computed \(SafeTensors.dataChecksum(bytes).map { String(format: "%08x", $0) } ?? "?")); resume from an older checkpoint")
@@ -139,18 +143,24 @@ public enum Checkpoint {
     /// Checks that the run's settings agree with the checkpoint's; the error names the flag.
     public static func checkCompatible(_ state: CheckpointState, path: String, config: TrainConfig,
                                        data: Dataset, dataFingerprint: UInt32, stepsPerEpoch: Int) throws(DAEError) {
-        for setting in fixedSettings(config, data: data, dataFingerprint: dataFingerprint) {
-            let stored = state.metadata[setting.key] ?? "(missing)"
-            if stored != setting.value {
-                let what = setting.key == "data_fingerprint" ? "training data (fingerprint)" : setting.key.replacingOccurrences(of: "_", with: " ")
-                throw DAEError.badFlag(setting.flag, "the checkpoint \(path) was trained with \(what) \(stored), this run has \(setting.value); use the same setting to resume, or a new --run-dir to start afresh")
-            }
-        }
+        try checkSettings(state.metadata, path: path, config: config, data: data, dataFingerprint: dataFingerprint)
         guard state.position.phase < config.phaseEpochs.count else {
             throw DAEError.checkpoint(path: path, problem: "phase \(state.position.phase) does not exist in this run's \(config.phaseEpochs.count) phases")
         }
         guard state.position.stepInEpoch <= stepsPerEpoch else {
             throw DAEError.checkpoint(path: path, problem: "position step \(state.position.stepInEpoch) is beyond the \(stepsPerEpoch) steps of an epoch")
+        }
+    }
+
+    /// Checks that the run's fixed settings agree with a checkpoint's metadata; the error names the flag.
+    public static func checkSettings(_ metadata: [String: String], path: String, config: TrainConfig,
+                                     data: Dataset, dataFingerprint: UInt32) throws(DAEError) {
+        for setting in fixedSettings(config, data: data, dataFingerprint: dataFingerprint) {
+            let stored = metadata[setting.key] ?? "(missing)"
+            if stored != setting.value {
+                let what = setting.key == "data_fingerprint" ? "training data (fingerprint)" : setting.key.replacingOccurrences(of: "_", with: " ")
+                throw DAEError.badFlag(setting.flag, "the checkpoint \(path) was trained with \(what) \(stored), this run has \(setting.value); use the same setting to resume, or a new --run-dir to start afresh")
+            }
         }
     }
 

@@ -36,6 +36,12 @@ public enum Weights {
         }
     }
 
+    /// The phase a file's model had reached: a checkpoint's `phase` (for a stacked model saved
+    /// during pre-training, the layers beyond it are untrained), or everything for a weights file.
+    public static func trainedPhase(_ metadata: [String: String]) -> Int {
+        metadata["phase"].flatMap { Int($0) }.map { max($0, 0) } ?? Int.max
+    }
+
     /// Reads a weights file or checkpoint: which model it holds (from its metadata), its
     /// parameters, and its metadata.
     public static func loadModel(path: String) throws(DAEError) -> (model: ModelSpec, params: FloatBuffer, metadata: [String: String]) {

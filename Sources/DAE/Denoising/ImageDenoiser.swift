@@ -5,13 +5,21 @@
 public final class ImageDenoiser {
     public let model: ModelSpec
     let params: FloatBuffer
+    let phase: Int
+    /// The largest image the convolutional model takes whole: its activations and workspaces need
+    /// about 1 KB per pixel (229 floats and 12 indices), so 2^22 pixels is about 4 GB.
+    public static let maxPixels = 1 << 22
 
-    public init(model: ModelSpec, params: FloatBuffer) {
-        self.model = model; self.params = params
+    /// `afterPhase`: for a stacked checkpoint saved during pre-training, the layers trained so far.
+    public init(model: ModelSpec, params: FloatBuffer, afterPhase: Int = Int.max) {
+        self.model = model; self.params = params; self.phase = afterPhase
     }
 
     /// Whether images of height x width can be denoised, and if not, why.
     public func check(height: Int, width: Int, source: String) throws(DAEError) {
+        if model == .conv, height * width > Self.maxPixels {
+            throw DAEError.data(path: source, problem: "the image is \(height)x\(width), more than the \(Self.maxPixels) pixels denoised at once (about 1 KB of memory each); crop or scale it first")
+        }
         if case .stacked(let s) = model, height * width != s.inputSize {
             throw DAEError.data(path: source, problem: "the image is \(height)x\(width) but the stacked model takes \(s.inputSize) pixels (28x28 for MNIST); use a convolutional model for other sizes")
         }
@@ -23,7 +31,7 @@ public final class ImageDenoiser {
         let (paddedH, paddedW) = model == .conv ? ((height + 3) / 4 * 4, (width + 3) / 4 * 4) : (height, width)
         let capacity = min(batch, count)
         let network = model.makeNetwork(height: paddedH, width: paddedW, capacity: capacity, parameters: params)
-        network.setImageAutoencoder(afterPhase: Int.max)
+        network.setImageAutoencoder(afterPhase: phase)
         let size = paddedH * paddedW
         var first = 0
         while first < count {

@@ -18,7 +18,9 @@ public final class FeatureExtractor: @unchecked Sendable {
     public var featureSize: Int { featureShape.reduce(1, *) }
     let networks: [DenoisingNetwork]
 
-    public init(_ source: Source, height: Int, width: Int, threads: Int = 1) {
+    /// `afterPhase`: for a stacked checkpoint saved during pre-training, encode with the layers
+    /// trained so far only.
+    public init(_ source: Source, height: Int, width: Int, threads: Int = 1, afterPhase: Int = Int.max) {
         switch source {
         case .pixels:
             featureShape = [height * width]
@@ -26,7 +28,7 @@ public final class FeatureExtractor: @unchecked Sendable {
         case .encoder(let model, let params):
             networks = (0..<max(1, threads)).map { _ in
                 let network = model.makeNetwork(height: height, width: width, capacity: Self.batch, parameters: params)
-                network.setImageAutoencoder(afterPhase: Int.max)
+                network.setImageAutoencoder(afterPhase: afterPhase)
                 return network
             }
             featureShape = networks[0].codeShape

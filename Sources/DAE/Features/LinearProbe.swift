@@ -49,6 +49,7 @@ public final class LinearProbe: @unchecked Sendable {
     final class ProbeWorker {
         let logits: FloatBuffer, grads: FloatBuffer
         let accumulator: UnsafeMutablePointer<Int64>
+        var overflow = false
         init(parameters: Int) {
             logits = FloatBuffer(count: ProbeConfig.chunk * ProbeConfig.classes)
             grads = FloatBuffer(count: parameters)
@@ -86,7 +87,7 @@ public final class LinearProbe: @unchecked Sendable {
         adam = Adam(parameterCount: count, config: AdamConfig(lr: config.lr))
         workers = (0..<max(1, threads)).map { _ in ProbeWorker(parameters: count) }
         let allChunks = (train.count + ProbeConfig.chunk - 1) / ProbeConfig.chunk
-        reduceBuffer = .allocate(capacity: count + allChunks)
+        reduceBuffer = .allocate(capacity: count + allChunks + 1)   // + the overflow count
         standardize()
     }
 
@@ -165,27 +166,34 @@ public final class LinearProbe: @unchecked Sendable {
     }
 
     /// Trains the classifier and scores it; every rank must call it and gets the same result.
-    public func run() -> ProbeResult {
+    public func run() throws(DAEError) -> ProbeResult {
         let start = Date()
         let count = params.count, allChunks = (train.count + ProbeConfig.chunk - 1) / ProbeConfig.chunk
         let limit = FixedPoint.limit(terms: allChunks)
         var trainLoss = 0.0
         for _ in 0..<config.iterations {
-            reduceBuffer.initialize(repeating: 0, count: count + allChunks)
+            reduceBuffer.initialize(repeating: 0, count: count + allChunks + 1)
             let body: @Sendable (Int) -> Void = { [self] w in
                 let worker = workers[w]
                 worker.accumulator.initialize(repeating: 0, count: count)
+                worker.overflow = false
                 var chunk = trainChunks.lowerBound + w
                 while chunk < trainChunks.upperBound {
                     let loss = chunkGradient(chunk, worker)
                     reduceBuffer[count + chunk] = Int64(bitPattern: loss.bitPattern)
-                    FixedPoint.accumulate(worker.grads.pointer, into: worker.accumulator, count: count, limit: limit)
+                    if !FixedPoint.accumulate(worker.grads.pointer, into: worker.accumulator, count: count, limit: limit) { worker.overflow = true }
                     chunk += workers.count
                 }
             }
             if workers.count == 1 { body(0) } else { DispatchQueue.concurrentPerform(iterations: workers.count, execute: body) }
-            for worker in workers { for i in 0..<count { reduceBuffer[i] &+= worker.accumulator[i] } }
-            communicator.allreduceSum(reduceBuffer, count: count + allChunks)
+            for worker in workers {
+                for i in 0..<count { reduceBuffer[i] &+= worker.accumulator[i] }
+                if worker.overflow { reduceBuffer[count + allChunks] += 1 }
+            }
+            communicator.allreduceSum(reduceBuffer, count: count + allChunks + 1)
+            guard reduceBuffer[count + allChunks] == 0 else {
+                throw .numeric("the probe's gradient left the exact reduction's range (NaN or |g| > \(limit)): the features hold NaN or huge values; lower --lr")
+            }
             FixedPoint.toFloat(reduceBuffer, into: grads.pointer, count: count)
             if config.weightDecay > 0 {
                 for i in 0..<(ProbeConfig.classes * featureSize) { grads[i] += config.weightDecay * params[i] }

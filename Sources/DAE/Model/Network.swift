@@ -86,14 +86,6 @@ public enum ModelSpec: Sendable, Equatable {
         }
     }
 
-    /// Phases with no fine-tuning counted: 1 for the convolutional model, L for a stacked one.
-    public var pretrainingPhases: Int {
-        switch self {
-        case .conv: return 0
-        case .stacked(let s): return s.hidden.count
-        }
-    }
-
     /// Checks that images of height x width fit the model.
     public func check(height: Int, width: Int, source: String) throws(DAEError) {
         switch self {
@@ -125,13 +117,15 @@ public enum ModelSpec: Sendable, Equatable {
         case nil, "ConvDenoiser":
             self = .conv
         case "StackedDenoiser":
-            guard let inputs = metadata["input_size"].flatMap({ Int($0) }), inputs > 0,
+            guard let inputs = metadata["input_size"].flatMap({ Int($0) }), (1...StackedSpec.maxInputSize).contains(inputs),
                   let hiddenText = metadata["hidden"], let activationText = metadata["activation"],
                   let activation = StackedSpec.Activation(rawValue: activationText) else {
                 throw DAEError.checkpoint(path: path, problem: "a StackedDenoiser file needs input_size, hidden and activation in its metadata")
             }
             let hidden = try StackedSpec.parseHidden(hiddenText, flag: path)
-            self = .stacked(StackedSpec(inputSize: inputs, hidden: hidden, activation: activation, tied: metadata["tied_weights"] == "true"))
+            let spec = StackedSpec(inputSize: inputs, hidden: hidden, activation: activation, tied: metadata["tied_weights"] == "true")
+            do { try spec.checkSize() } catch { throw DAEError.checkpoint(path: path, problem: "its stacked model is larger than dae-dist accepts") }
+            self = .stacked(spec)
         case let other?:
             throw DAEError.checkpoint(path: path, problem: "model '\(other)' is not one dae-dist knows (ConvDenoiser, StackedDenoiser)")
         }
@@ -148,6 +142,21 @@ public struct StackedSpec: Sendable, Equatable {
 
     public init(inputSize: Int, hidden: [Int], activation: Activation = .sigmoid, tied: Bool = false) {
         self.inputSize = inputSize; self.hidden = hidden; self.activation = activation; self.tied = tied
+    }
+
+    public static let maxInputSize = 1 << 24
+    /// The most parameters a stacked model may have: 100 million (400 MB per copy; training
+    /// keeps parameters, gradients, two Adam moments and integer accumulators).
+    public static let maxParameters = 100_000_000
+
+    /// Rejects models too large to train here, naming --hidden.
+    public func checkSize() throws(DAEError) {
+        var count = 0
+        let d = widths
+        for j in 0..<hidden.count { count += d[j] * d[j + 1] * (tied ? 1 : 2) + d[j] + d[j + 1] }
+        guard count <= Self.maxParameters else {
+            throw DAEError.badFlag("--hidden", "\(hidden.map(String.init).joined(separator: ",")) on \(inputSize) inputs makes \(count) parameters, more than the \(Self.maxParameters) supported; use narrower layers")
+        }
     }
 
     /// Widths from the input up: [inputSize, hidden...].

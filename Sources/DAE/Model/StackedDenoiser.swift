@@ -118,7 +118,13 @@ public final class StackedDenoiser: DenoisingNetwork {
         }
     }
 
-    public var codeShape: [Int] { [widths[layers]] }
+    /// The encoder's depth for features: that of the image autoencoder selected (all layers by default).
+    var encoderDepth: Int {
+        if case .deep(let depth) = mode { return depth }
+        return layers
+    }
+
+    public var codeShape: [Int] { [widths[encoderDepth]] }
 
     func activate(_ x: UnsafeMutablePointer<Float>, count: Int, _ kind: OutputActivation) {
         if kind == .relu { ReLU.forward(x, count: count) } else { Sigmoid.forward(x, count: count) }
@@ -197,9 +203,10 @@ public final class StackedDenoiser: DenoisingNetwork {
         }
     }
 
-    public func encode(n: Int) { encode(input, depth: layers, n: n) }
+    public func encode(n: Int) { encode(input, depth: encoderDepth, n: n) }
 
     public func copyCode(sample i: Int, n: Int, into out: UnsafeMutablePointer<Float>) {
-        out.update(from: codes[layers] + i * widths[layers], count: widths[layers])
+        let d = encoderDepth
+        out.update(from: codes[d] + i * widths[d], count: widths[d])
     }
 }

@@ -17,7 +17,7 @@ public struct GrayImage: Sendable, Equatable {
 public enum PNG {
     static let signature: [UInt8] = [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]
     /// The largest image `decode` accepts (pixels): a guard against decompression bombs.
-    public static let maxPixels = 1 << 26
+    public static let maxPixels = 1 << 24
 
     /// An 8-bit grayscale PNG of `image`.
     public static func encode(_ image: GrayImage) -> [UInt8] {
@@ -39,8 +39,10 @@ public enum PNG {
     }
 
     /// Decodes a PNG file's bytes to 8-bit gray: colour is converted to gray by libpng (sRGB
-    /// luminance), 16-bit samples are scaled to 8 bits by value, palettes are expanded, and
-    /// transparent pixels are composited onto black. Errors name `path`.
+    /// luminance), palettes are expanded, transparent pixels are composited onto black, and
+    /// 16-bit samples are reduced to 8 bits as sRGB values (by value, v/257, unless a gAMA or sRGB
+    /// chunk says otherwise: libpng's default would take untagged 16-bit data as linear light).
+    /// Errors name `path`.
     public static func decode(_ bytes: [UInt8], path: String) throws(DAEError) -> GrayImage {
         guard bytes.count >= 8, Array(bytes.prefix(8)) == signature else {
             throw DAEError.data(path: path, problem: "not a PNG file (no PNG signature)")
@@ -52,27 +54,24 @@ public enum PNG {
             let message = withUnsafeBytes(of: png.message) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
             return DAEError.data(path: path, problem: "\(what): \(message.isEmpty ? "libpng error" : message)")
         }
-        let begun = bytes.withUnsafeBytes { png_image_begin_read_from_memory(&png, $0.baseAddress, $0.count) }
-        guard begun != 0 else { throw failure("cannot read the PNG header") }
-        let (width, height) = (Int(png.width), Int(png.height))
-        guard width > 0, height > 0 else { throw DAEError.data(path: path, problem: "the image is empty (\(width)x\(height))") }
-        guard width * height <= maxPixels else {
-            throw DAEError.data(path: path, problem: "the image is \(width)x\(height), more than the \(maxPixels) pixels dae-dist reads")
+        // libpng reads from `bytes` until finish_read: both calls inside one borrow of them
+        let result: Result<GrayImage, DAEError> = bytes.withUnsafeBytes { file in
+            guard png_image_begin_read_from_memory(&png, file.baseAddress, file.count) != 0 else {
+                return .failure(failure("cannot read the PNG header"))
+            }
+            let (width, height) = (Int(png.width), Int(png.height))
+            guard width > 0, height > 0 else { return .failure(DAEError.data(path: path, problem: "the image is empty (\(width)x\(height))")) }
+            guard width * height <= maxPixels else {
+                return .failure(DAEError.data(path: path, problem: "the image is \(width)x\(height), more than the \(maxPixels) pixels dae-dist reads"))
+            }
+            png.format = dae_png_format_gray()
+            png.flags |= dae_png_flag_16bit_srgb()   // after begin_read, which sets the flags from the file
+            var pixels = [UInt8](repeating: 0, count: dae_png_image_size(&png))
+            let done = pixels.withUnsafeMutableBytes { png_image_finish_read(&png, nil, $0.baseAddress, 0, nil) }
+            guard done != 0 else { return .failure(failure("cannot decode the image data (truncated or corrupt?)")) }
+            return .success(GrayImage(width: width, height: height, pixels: pixels))
         }
-        if png.format & dae_png_flag_linear() != 0 {
-            // 16-bit samples: libpng takes them as linear light and would gamma-encode them on the
-            // way to 8 bits; read them as they are and scale (v / 257), as PIL and torchvision do.
-            png.format = dae_png_format_linear_y()
-            var wide = [UInt16](repeating: 0, count: width * height)
-            let done = wide.withUnsafeMutableBytes { png_image_finish_read(&png, nil, $0.baseAddress, 0, nil) }
-            guard done != 0 else { throw failure("cannot decode the image data (truncated or corrupt?)") }
-            return GrayImage(width: width, height: height, pixels: wide.map { UInt8((UInt32($0) + 128) / 257) })
-        }
-        png.format = dae_png_format_gray()
-        var pixels = [UInt8](repeating: 0, count: dae_png_image_size(&png))
-        let done = pixels.withUnsafeMutableBytes { png_image_finish_read(&png, nil, $0.baseAddress, 0, nil) }
-        guard done != 0 else { throw failure("cannot decode the image data (truncated or corrupt?)") }
-        return GrayImage(width: width, height: height, pixels: pixels)
+        return try result.get()
     }
 }
 

@@ -60,6 +60,9 @@ public struct TrainConfig: Sendable, Equatable {
         guard adam.lr.isFinite, adam.lr > 0 else { throw .badFlag("--lr", "must be a positive number, got \(adam.lr)") }
         guard microBatch >= 1 else { throw .badFlag("--micro-batch", "must be at least 1, got \(microBatch)") }
         if let limit { guard limit >= 1 else { throw .badFlag("--limit", "must be at least 1, got \(limit)") } }
+        // random streams are keyed by phase << 20 + epoch (see randomEpoch)
+        guard epochs < 1 << 20 else { throw .badFlag("--epochs", "must be below \(1 << 20), got \(epochs)") }
+        guard pretrainEpochs < 1 << 20 else { throw .badFlag("--pretrain-epochs", "must be below \(1 << 20), got \(pretrainEpochs)") }
     }
 
     /// Epochs of each phase: [epochs] for the convolutional model; for a stacked model with L
