@@ -32,6 +32,16 @@ final class FeaturesTests: XCTestCase {
             }
         }
         XCTAssertThrowsError(try PNG.decode([], path: "empty.png"))
+        // a header claiming 5000x5000 (more than PNG.maxPixels): refused before any allocation
+        var huge = fixture("gray.png").bytes
+        for (k, v) in [UInt32(5000), UInt32(5000)].enumerated() {
+            for b in 0..<4 { huge[16 + 4 * k + b] = UInt8(v >> (24 - 8 * b) & 0xFF) }
+        }
+        let crc = huge[12..<29].withUnsafeBytes { crc32(bytes: $0[...]) }
+        for b in 0..<4 { huge[29 + b] = UInt8(crc >> (24 - 8 * b) & 0xFF) }
+        XCTAssertThrowsError(try PNG.decode(huge, path: "huge.png")) { XCTAssertTrue("\($0)".contains("more than"), "\($0)") }
+        // and the denoiser's own limit for the convolutional model
+        XCTAssertThrowsError(try ImageDenoiser(model: .conv, params: FloatBuffer(count: 1)).check(height: 4096, width: 2048, source: "big.png"))
     }
 
     func testPNGWriteReadRoundTripOfOddSizes() throws {

@@ -32,8 +32,10 @@ public final class RunOutputs {
         tensorboard = try TensorBoardWriter(directory: directory + "/tensorboard")
         if let resumedAfter { try tensorboard.sessionStart(step: resumedAfter + 1) }
         // a resumed run's report starts with the grid of the last evaluation before it
-        if let last = metrics.epochRecords.last?["epoch"] as? NSNumber {
-            let path = String(format: "%@/samples/epoch-%03d.png", directory, last.intValue)
+        if let record = metrics.epochRecords.last, let last = record["epoch"] as? NSNumber {
+            // a stacked model's grids carry the phase in their name (see epochEnd)
+            let tag = ((record["phase"] as? String) ?? "").replacingOccurrences(of: " ", with: "")
+            let path = String(format: "%@/samples/%@epoch-%03d.png", directory, tag.isEmpty ? "" : tag + "-", last.intValue)
             if let data = FileManager.default.contents(atPath: path) { latestGrid = [UInt8](data); latestGridEpoch = last.intValue }
         }
     }
