@@ -49,7 +49,8 @@ for ((rep = 1; rep <= reps; rep++)); do
             launch/netns shape none
             if [[ $n -eq 2 && $b -eq 20 ]]; then   # the binding pitfall
                 d="$work/r$rep-bind-$n-$b"
-                ip netns exec "$DAE_NETNS_NAME-n1" mpirun -np 2 --hostfile hostfiles/netns-2 \
+                mkdir -p "/tmp/dae-netns-$DAE_NETNS_NAME/n1"
+                TMPDIR="/tmp/dae-netns-$DAE_NETNS_NAME/n1" ip netns exec "$DAE_NETNS_NAME-n1" mpirun -np 2 --hostfile hostfiles/netns-2 \
                     --mca plm_rsh_agent "$PWD/launch/netns-agent" --mca plm_rsh_no_tree_spawn 1 \
                     --mca btl tcp,self --mca btl_tcp_if_include 10.77.0.0/24 --mca oob_tcp_if_include 10.77.0.0/24 \
                     "$bin" train "${args[@]}" --batch-size "$b" --run-dir "$d" > /dev/null
