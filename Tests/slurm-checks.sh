@@ -14,14 +14,18 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1   # CI runs as root; mpirun in the job inherits it
 [[ $EUID -eq 0 ]] || { echo "slurm-checks: SKIPPED: needs root (installs and runs slurmctld, slurmd, munged)"; exit 0; }
+passed=0; failed=0
 work=$(mktemp -d /tmp/dae-slurm-checks.XXXXXX)   # a path every job step sees (one machine)
 export DAE_SLURM_DIR=$work/slurm
 export SLURM_CONF=$DAE_SLURM_DIR/slurm.conf
-cleanup() { launch/slurm-local down 2> /dev/null; rm -rf "$work"; }
+cleanup() {
+    launch/slurm-local down 2> /dev/null
+    if ((failed)); then rm -rf /tmp/dae-slurm-checks-logs; cp -r "$work/slurm/log" /tmp/dae-slurm-checks-logs && echo "slurm logs kept in /tmp/dae-slurm-checks-logs"; fi
+    rm -rf "$work"
+}
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-passed=0; failed=0
 pass() { echo "PASS: $1"; passed=$((passed + 1)); }
 fail() { echo "FAIL: $1"; failed=$((failed + 1)); }
 
@@ -38,8 +42,8 @@ wait_job_done() {   # $1 job id, $2 seconds: until the job reaches a final state
     for _ in $(seq $(($2 * 2))); do
         state=$(job_field "$1" JobState)
         case "$state" in COMPLETED|FAILED|CANCELLED|TIMEOUT|NODE_FAIL|OUT_OF_MEMORY) echo "$state"; return ;; esac
-        # a requeued job waits cred_expire + 1 s before it may start again; start it now instead
-        if [[ "$state" == PENDING && "$(job_field "$1" Restarts)" -gt 0 ]]; then scontrol update jobid="$1" StartTime=now 2>/dev/null; fi
+        # a requeued job waits (BeginTime) about cred_expire + 1 s (11 s here) before it starts again;
+        # `scontrol update jobid=N StartTime=now` skips that, but one run with it here ended FAILED, so wait
         sleep 0.5
     done
     echo "${state:-unknown}"
@@ -80,7 +84,8 @@ scancel --signal=USR1 --batch "$id"
 state=$(wait_job_done "$id" 300)
 if [[ "$state" == COMPLETED && "$(job_field "$id" Restarts)" -ge 1 ]] && grep -q "^stopped by" "$out" && grep -q "resuming from" "$out" &&
    cmp -s "$work/long/model.safetensors" "$work/preempt/model.safetensors"; then
-    pass "scancel --signal=USR1 --batch: $(grep -m1 -o 'stopped by.*' "$out" | cut -c1-60), requeued, $(grep -m1 -o 'resuming from [^ ]*' "$out" | sed 's|/.*/||'), bitwise equal to the uninterrupted run"
+    echo "preempted job $id: $(scontrol show job "$id" | grep -oE '(JobState|Restarts|SubmitTime|StartTime|EndTime)=[^ ]+' | tr '\n' ' ')"
+    pass "scancel --signal=USR1 --batch: $(grep -m1 -o 'stopped by SIGUSR1 after step [0-9]*' "$out"), requeued, resumed from $(grep -m1 -o 'resuming from [^:]*' "$out" | sed 's|.*/||'), bitwise equal to the uninterrupted run"
 else
     fail "preemption: job $id $state, restarts $(job_field "$id" Restarts)"; cat "$out"
 fi
