@@ -17,9 +17,13 @@ public enum ReLU {
         for i in 0..<count { x[i] = max(x[i], 0) }
     }
 
-    /// dx = dy * (y > 0), in place on the gradient.
+    /// dx = dy * (y > 0), in place on the gradient. The gradient is loaded unconditionally so that
+    /// the select vectorises (a load inside the ternary kept this loop scalar).
     public static func backward(y: UnsafePointer<Float>, grad: UnsafeMutablePointer<Float>, count: Int) {
-        for i in 0..<count { grad[i] = y[i] > 0 ? grad[i] : 0 }
+        for i in 0..<count {
+            let g = grad[i]
+            grad[i] = y[i] > 0 ? g : 0
+        }
     }
 }
 
