@@ -17,18 +17,25 @@ public struct MaxPool2d {
             let src = x + p * h * w
             let dst = y + p * oh * ow
             let arg = argmax + p * oh * ow
+            let w32 = Int32(w)
             for i in 0..<oh {
-                let top = src + 2 * i * w, bottom = top + w
-                let rowOffset = Int32(2 * i * w)
-                for j in 0..<ow {
+                // The inner loop walks pointers and a wrapping Int32 offset: checked index
+                // arithmetic (2 * j + 1, i * ow + j, ...) made it 3x slower (pool1 fwd 1.7 ms/step
+                // against 0.5 without the overflow checks). Offsets fit Int32: a plane is at most
+                // 2^22 pixels (ImageDenoiser's limit).
+                var top = src + 2 * i * w, bottom = top + w
+                var out = dst + i * ow, index = arg + i * ow
+                var at0 = Int32(2 * i * w)                  // offset of the window's top-left in the plane
+                for _ in 0..<ow {
                     // scan order: (0,0), (0,1), (1,0), (1,1); a later value wins only if larger (or NaN)
-                    var best = top[2 * j], at = Int32(2 * j)
-                    let b = top[2 * j + 1], c = bottom[2 * j], d = bottom[2 * j + 1]
-                    if b > best || b != b { best = b; at = Int32(2 * j + 1) }
-                    if c > best || c != c { best = c; at = Int32(w + 2 * j) }
-                    if d > best || d != d { best = d; at = Int32(w + 2 * j + 1) }
-                    dst[i * ow + j] = best
-                    arg[i * ow + j] = rowOffset + at
+                    var best = top[0], at = at0
+                    let b = top[1], c = bottom[0], d = bottom[1]
+                    if b > best || b != b { best = b; at = at0 &+ 1 }
+                    if c > best || c != c { best = c; at = at0 &+ w32 }
+                    if d > best || d != d { best = d; at = at0 &+ w32 &+ 1 }
+                    out.pointee = best
+                    index.pointee = at
+                    top += 2; bottom += 2; out += 1; index += 1; at0 &+= 2
                 }
             }
         }
