@@ -104,18 +104,12 @@ struct Denoise: ParsableCommand {
                 var line = "wrote \(target) (\(count > 1 ? "\(count) images of " : "")\(width)x\(height))"
                 if let noisyPath = plan.noisy {
                     try write(noisy, to: noisyPath)
-                    let before = meanSquaredError(noisy, clean), after = meanSquaredError(result, clean)
+                    let before = ImageMetrics.mse(noisy, clean, count: clean.count), after = ImageMetrics.mse(result, clean, count: clean.count)
                     line += String(format: " and %@: MSE to the original %.5f noisy -> %.5f denoised (PSNR %.2f -> %.2f dB)",
-                                   noisyPath, before, after, 10 * log10(1 / max(before, 1e-12)), 10 * log10(1 / max(after, 1e-12)))
+                                   noisyPath, before, after, ImageMetrics.psnr(mse: before), ImageMetrics.psnr(mse: after))
                 }
                 say(line)
             }
         }
-    }
-
-    func meanSquaredError(_ a: [Float], _ b: [Float]) -> Double {
-        var s = 0.0
-        for i in 0..<a.count { let d = Double(a[i] - b[i]); s += d * d }
-        return s / Double(max(a.count, 1))
     }
 }

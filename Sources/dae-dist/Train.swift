@@ -83,7 +83,8 @@ struct Train: ParsableCommand {
             config.pretrainEpochs = pretrainEpochs ?? 10
             // The stacked model's layers have far more parameters per sample of compute than the
             // convolutional one, so larger steps amortise the per-micro-batch reduction work
-            // (measured: 572 samples/s at batch 20 / micro-batch 5, 2,527 at 100 / 25).
+            // (measured for 784-1000-1000: about 700 samples/s at batch 20 / micro-batch 5, about
+            // 2,600 at 100 / 25; docs/features.md).
             config.batchSize = batchSize ?? (stacked ? 100 : 20)
             config.adam.lr = lr
             config.noise = try NoiseKind(parsing: noise ?? (stacked ? "mask:0.25" : "gaussian:0.5"))

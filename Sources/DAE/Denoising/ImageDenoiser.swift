@@ -30,8 +30,7 @@ public final class ImageDenoiser {
                         into out: UnsafeMutablePointer<Float>, batch: Int = 50) {
         let (paddedH, paddedW) = model == .conv ? ((height + 3) / 4 * 4, (width + 3) / 4 * 4) : (height, width)
         let capacity = min(batch, count)
-        let network = model.makeNetwork(height: paddedH, width: paddedW, capacity: capacity, parameters: params)
-        network.setImageAutoencoder(afterPhase: phase)
+        let network = model.makeImageAutoencoder(height: paddedH, width: paddedW, capacity: capacity, parameters: params, afterPhase: phase)
         let size = paddedH * paddedW
         var first = 0
         while first < count {

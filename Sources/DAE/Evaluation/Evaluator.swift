@@ -36,8 +36,7 @@ public final class Evaluator: @unchecked Sendable {
         let clean: FloatBuffer
         let scratch: UnsafeMutablePointer<Double>
         init(model spec: ModelSpec, data: Dataset, batch: Int, parameters: FloatBuffer) {
-            model = spec.makeNetwork(height: data.height, width: data.width, capacity: batch, parameters: parameters)
-            model.setImageAutoencoder(afterPhase: Int.max)
+            model = spec.makeImageAutoencoder(height: data.height, width: data.width, capacity: batch, parameters: parameters)
             clean = FloatBuffer(count: batch * data.imageSize)
             scratch = .allocate(capacity: 5 * data.imageSize)
         }

@@ -27,9 +27,7 @@ public final class FeatureExtractor: @unchecked Sendable {
             networks = []
         case .encoder(let model, let params):
             networks = (0..<max(1, threads)).map { _ in
-                let network = model.makeNetwork(height: height, width: width, capacity: Self.batch, parameters: params)
-                network.setImageAutoencoder(afterPhase: afterPhase)
-                return network
+                model.makeImageAutoencoder(height: height, width: width, capacity: Self.batch, parameters: params, afterPhase: afterPhase)
             }
             featureShape = networks[0].codeShape
         }

@@ -86,6 +86,16 @@ public enum ModelSpec: Sendable, Equatable {
         }
     }
 
+    /// The image-to-image autoencoder (pixels in, pixels out) for evaluation, sampling, features
+    /// and denoising: all of the model, or for a stacked checkpoint saved during pre-training the
+    /// layers trained up to `afterPhase` (see `Weights.trainedPhase`).
+    public func makeImageAutoencoder(height: Int, width: Int, capacity: Int, parameters: FloatBuffer,
+                                     afterPhase: Int = Int.max) -> DenoisingNetwork {
+        let network = makeNetwork(height: height, width: width, capacity: capacity, parameters: parameters)
+        network.setImageAutoencoder(afterPhase: afterPhase)
+        return network
+    }
+
     /// Checks that images of height x width fit the model.
     public func check(height: Int, width: Int, source: String) throws(DAEError) {
         switch self {

@@ -33,11 +33,17 @@ public final class RunOutputs {
         if let resumedAfter { try tensorboard.sessionStart(step: resumedAfter + 1) }
         // a resumed run's report starts with the grid of the last evaluation before it
         if let record = metrics.epochRecords.last, let last = record["epoch"] as? NSNumber {
-            // a stacked model's grids carry the phase in their name (see epochEnd)
-            let tag = ((record["phase"] as? String) ?? "").replacingOccurrences(of: " ", with: "")
-            let path = String(format: "%@/samples/%@epoch-%03d.png", directory, tag.isEmpty ? "" : tag + "-", last.intValue)
+            let path = gridPath(phase: (record["phase"] as? String) ?? "", epoch: last.intValue)
             if let data = FileManager.default.contents(atPath: path) { latestGrid = [UInt8](data); latestGridEpoch = last.intValue }
         }
+    }
+
+    /// "layer 2" -> "layer2": a phase's name in file names and TensorBoard tags.
+    static func tag(_ phase: String) -> String { phase.replacingOccurrences(of: " ", with: "") }
+
+    /// samples/epoch-NNN.png, or samples/layer2-epoch-NNN.png for a stacked model's phase.
+    func gridPath(phase: String, epoch: Int) -> String {
+        String(format: "%@/samples/%@epoch-%03d.png", directory, phase.isEmpty ? "" : Self.tag(phase) + "-", epoch)
     }
 
     /// Mean training loss over the last --log-every steps.
@@ -55,9 +61,8 @@ public final class RunOutputs {
         // A stacked model's phases: "layer 2" or "fine-tune" in the record, its own loss curve
         // (each layer reconstructs something else), its own grid file names.
         let phase = result.phaseName.trimmingCharacters(in: .whitespaces)
-        let tag = phase.replacingOccurrences(of: " ", with: "")
         if !phase.isEmpty { record["phase"] = phase }
-        try tensorboard.scalar(tag.isEmpty ? "train/loss" : "train/loss_\(tag)", result.meanLoss, step: step)
+        try tensorboard.scalar(phase.isEmpty ? "train/loss" : "train/loss_\(Self.tag(phase))", result.meanLoss, step: step)
         try tensorboard.scalar("train/samples_per_second", result.samplesPerSecond, step: step)
         if let eval {
             record["eval"] = MetricsLog.dictionary(eval)
@@ -68,7 +73,7 @@ public final class RunOutputs {
         }
         if let grid {
             let png = PNG.encode(grid)
-            let path = String(format: "%@/samples/%@epoch-%03d.png", directory, tag.isEmpty ? "" : tag + "-", result.epoch)
+            let path = gridPath(phase: phase, epoch: result.epoch)
             try writeFileAtomically(png, to: path)
             try tensorboard.image("samples/noisy_reconstructed_clean", png: png, width: grid.width, height: grid.height, step: step)
             latestGrid = png

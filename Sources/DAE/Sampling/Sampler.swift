@@ -49,9 +49,7 @@ public final class Sampler: @unchecked Sendable {
                 communicator: Communicator = SingleProcess(), threads: Int = 1) {
         self.config = config; self.height = height; self.width = width; self.test = test; self.communicator = communicator
         workers = (0..<max(1, threads)).map { _ in
-            let network = model.makeNetwork(height: height, width: width, capacity: Self.group, parameters: parameters)
-            network.setImageAutoencoder(afterPhase: Int.max)
-            return network
+            model.makeImageAutoencoder(height: height, width: width, capacity: Self.group, parameters: parameters)
         }
         frameCount = config.frameSteps.count
         frames = .allocate(capacity: config.chains * frameCount * height * width)
