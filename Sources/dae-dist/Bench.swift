@@ -97,6 +97,6 @@ struct Bench: ParsableCommand {
         for (name, seconds) in rows {
             say("  " + name.padding(toLength: 24, withPad: " ", startingAt: 0) + String(format: " %6.1f%%  %7.3f ms/step", 100 * seconds / total, 1000 * seconds / Double(steps)))
         }
-        say("  (each layer's slot includes the ReLU/Sigmoid that follows it in the forward pass, and the ReLU before it in the backward pass)")
+        say("  (the encoder's ReLUs are fused into the pools; the decoder's ReLU and Sigmoid are in the slot of the layer before them, forward and backward)")
     }
 }

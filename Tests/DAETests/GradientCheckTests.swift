@@ -107,19 +107,52 @@ final class GradientCheckTests: XCTestCase {
         XCTAssertEqual(y.array, [2.5, 4.5, 6.5, 8.5])
     }
 
-    func testMaxPoolRoutesGradientToFirstMaximum() {
-        let pool = MaxPool2d()
-        // One 2x4 plane: windows [1 3; 3 0] (tie: first max at offset 1) and [0 0; 0 0] (all tie: offset 2).
-        let x = FloatBuffer([1, 3, 0, 0,
-                             3, 0, 0, 0])
-        let y = FloatBuffer(count: 2), dx = FloatBuffer(count: 8)
-        let argmax = UnsafeMutablePointer<Int32>.allocate(capacity: 2)
-        defer { argmax.deallocate() }
-        pool.forward(x: x.pointer, y: y.pointer, argmax: argmax, planes: 1, h: 2, w: 4)
+    func testReLUMaxPoolRoutesGradientToFirstMaximum() {
+        let pool = ReLUMaxPool2d()
+        // One 2x4 plane: windows [1 3; 3 0] (tie: the first maximum, top-right) and [-1 -2; -3 -4]
+        // (maximum below 0: the ReLU gives 0 and no gradient passes).
+        let x = FloatBuffer([1, 3, -1, -2,
+                             3, 0, -3, -4])
+        let y = FloatBuffer(count: 2), dx = FloatBuffer([9, 9, 9, 9, 9, 9, 9, 9])
+        let at = UnsafeMutablePointer<Int32>.allocate(capacity: 2)
+        defer { at.deallocate() }
+        pool.forward(x: x.pointer, y: y.pointer, where: at, planes: 1, h: 2, w: 4)
         XCTAssertEqual(y.array, [3, 0])
-        XCTAssertEqual([argmax[0], argmax[1]], [1, 2])
-        pool.backward(dy: [10, 20], argmax: argmax, dx: dx.pointer, planes: 1, h: 2, w: 4)
-        XCTAssertEqual(dx.array, [0, 10, 20, 0, 0, 0, 0, 0])
+        XCTAssertEqual([at[0], at[1]], [1, 0])
+        pool.backward(dy: [10, 20], y: y.pointer, where: at, dx: dx.pointer, planes: 1, h: 2, w: 4)
+        XCTAssertEqual(dx.array, [0, 10, 0, 0, 0, 0, 0, 0])   // every value written, the old 9s gone
+    }
+
+    /// The SIMD path (four windows at a time, overlapping at a row's end) against a plain
+    /// ReLU-then-max-pool written out, on widths that take each path, with ties, NaN and -0.
+    func testReLUMaxPoolMatchesPlainLoops() {
+        let pool = ReLUMaxPool2d()
+        for (planes, h, w) in [(3, 4, 2), (2, 2, 6), (2, 6, 8), (3, 4, 14), (2, 14, 28), (1, 2, 18)] {
+            var x = randomArray(planes * h * w, seed: UInt64(w)).map { ($0 * 4).rounded() / 4 }   // many ties
+            x[1] = .nan; x[x.count - 1] = -0.0
+            let oh = h / 2, ow = w / 2
+            var expectY = [Float](repeating: 0, count: planes * oh * ow)
+            var expectDx = [Float](repeating: 0, count: x.count)
+            let dy = randomArray(expectY.count, seed: 99)
+            for p in 0..<planes { for i in 0..<oh { for j in 0..<ow {
+                var best: Float = 0, at = -1       // ReLU first, then the first maximum in scan order
+                for (dy_, dx_) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+                    let k = p * h * w + (2 * i + dy_) * w + 2 * j + dx_
+                    let v = x[k].isNaN ? x[k] : max(x[k], 0)
+                    if at < 0 || v > best || v.isNaN && !best.isNaN { best = v; at = k }
+                }
+                let o = (p * oh + i) * ow + j
+                expectY[o] = best
+                if best > 0 { expectDx[at] = dy[o] }
+            } } }
+            let xb = FloatBuffer(x), y = FloatBuffer(count: expectY.count), dx = FloatBuffer(count: x.count)
+            let at = UnsafeMutablePointer<Int32>.allocate(capacity: expectY.count)
+            defer { at.deallocate() }
+            pool.forward(x: xb.pointer, y: y.pointer, where: at, planes: planes, h: h, w: w)
+            XCTAssertEqual(y.array.map(\.bitPattern), expectY.map(\.bitPattern), "forward \(planes)x\(h)x\(w)")
+            pool.backward(dy: dy, y: y.pointer, where: at, dx: dx.pointer, planes: planes, h: h, w: w)
+            XCTAssertEqual(dx.array, expectDx, "backward \(planes)x\(h)x\(w)")
+        }
     }
 
     func testWholeModelGradientsBothLosses() {

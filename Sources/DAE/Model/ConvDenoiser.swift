@@ -6,8 +6,10 @@
 //                        ConvTranspose2d(32,1,2,stride=2), Sigmoid)           # decoder.2 .3
 //
 // For an H x W image (28 x 28 for MNIST) and a batch of n, activations are [C, n, h, w]:
-//   x [1,n,H,W] -conv1-> a1 [32,n,H,W] -pool-> p1 [32,n,H/2,W/2] -conv2-> a2 [64,n,H/2,W/2]
-//   -pool-> code [64,n,H/4,W/4] -deconv1-> a3 [32,n,H/2,W/2] -deconv2-> y [1,n,H,W]
+//   x [1,n,H,W] -conv1-> a1 [32,n,H,W] -ReLU+pool-> p1 [32,n,H/2,W/2] -conv2-> a2 [64,n,H/2,W/2]
+//   -ReLU+pool-> code [64,n,H/4,W/4] -deconv1-> a3 [32,n,H/2,W/2] -deconv2-> y [1,n,H,W]
+// Each encoder ReLU is fused with the max-pool after it (ReLUMaxPool2d), so a1 and a2 hold the
+// convolutions' outputs before the ReLU.
 //
 // Parameters and gradients are two flat buffers (see Parameters.swift); activations and
 // workspaces are one arena allocated for a maximum batch `capacity`, so forward and backward
@@ -23,15 +25,15 @@ public final class ConvDenoiser: DenoisingNetwork {
 
     let conv1: Conv2d, conv2: Conv2d
     let deconv1: ConvTranspose2d, deconv2: ConvTranspose2d
-    let pool = MaxPool2d()
+    let pool = ReLUMaxPool2d()
 
     // Activations (forward) and their gradients (backward), views into `arena`.
     public let input: UnsafeMutablePointer<Float>     // x    [1, n, H, W]: the (noisy) batch
     let col1: UnsafeMutablePointer<Float>             //      [9, n*H*W]
-    let a1: UnsafeMutablePointer<Float>               //      [32, n, H, W]  conv1 + ReLU
+    let a1: UnsafeMutablePointer<Float>               //      [32, n, H, W]  conv1 (before its ReLU)
     let p1: UnsafeMutablePointer<Float>               //      [32, n, H/2, W/2]
     let col2: UnsafeMutablePointer<Float>             //      [32*9, n*H/2*W/2]
-    let a2: UnsafeMutablePointer<Float>               //      [64, n, H/2, W/2] conv2 + ReLU
+    let a2: UnsafeMutablePointer<Float>               //      [64, n, H/2, W/2] conv2 (before its ReLU)
     public let code: UnsafeMutablePointer<Float>      //      [64, n, H/4, W/4] the encoder's output
     let col3: UnsafeMutablePointer<Float>             //      [32*4, n*H/4*W/4]
     let a3: UnsafeMutablePointer<Float>               //      [32, n, H/2, W/2] deconv1 + ReLU
@@ -40,7 +42,7 @@ public final class ConvDenoiser: DenoisingNetwork {
     public let gradOutput: UnsafeMutablePointer<Float> // dL/dz before the sigmoid, [1, n, H, W]
     let dA3: UnsafeMutablePointer<Float>, dCode: UnsafeMutablePointer<Float>
     let dA2: UnsafeMutablePointer<Float>, dP1: UnsafeMutablePointer<Float>, dA1: UnsafeMutablePointer<Float>
-    let argmax1: UnsafeMutablePointer<Int32>, argmax2: UnsafeMutablePointer<Int32>
+    let where1: UnsafeMutablePointer<Int32>, where2: UnsafeMutablePointer<Int32>   // pools' maximum positions
     let arena: Arena<Float>, indexArena: Arena<Int32>
 
     /// The reference model's parameter layout for images of height x width.
@@ -89,7 +91,7 @@ public final class ConvDenoiser: DenoisingNetwork {
         dA3 = arena.take(h1 * half); dCode = arena.take(h2 * quarter); dA2 = arena.take(h2 * half)
         dP1 = arena.take(h1 * half); dA1 = arena.take(h1 * full)
         indexArena = Arena(capacity: h1 * full / 4 + h2 * half / 4, zero: 0)
-        argmax1 = indexArena.take(h1 * full / 4); argmax2 = indexArena.take(h2 * half / 4)
+        where1 = indexArena.take(h1 * full / 4); where2 = indexArena.take(h2 * half / 4)
     }
 
     public var parameterCount: Int { layout.count }
@@ -110,8 +112,8 @@ public final class ConvDenoiser: DenoisingNetwork {
 
     // Optional per-phase timing for the benchmark (launch/bench): when `phaseSeconds` is set, each
     // layer's forward and backward adds its wall time to its slot (see `phaseNames`).
-    public static let phaseNames = ["conv1 fwd", "pool1 fwd", "conv2 fwd", "pool2 fwd", "deconv1 fwd", "deconv2 fwd",
-                                    "deconv2 bwd", "deconv1 bwd", "pool2 bwd", "conv2 bwd", "pool1 bwd", "conv1 bwd"]
+    public static let phaseNames = ["conv1 fwd", "relu+pool1 fwd", "conv2 fwd", "relu+pool2 fwd", "deconv1 fwd", "deconv2 fwd",
+                                    "deconv2 bwd", "deconv1 bwd", "relu+pool2 bwd", "conv2 bwd", "relu+pool1 bwd", "conv1 bwd"]
     public var phaseSeconds: UnsafeMutablePointer<Double>? = nil
     var phaseStart = 0.0
     @inline(__always) func tick(_ phase: Int) {
@@ -141,12 +143,10 @@ public final class ConvDenoiser: DenoisingNetwork {
         let (H, W) = (height, width)
         let (h1, h2) = (Self.hidden1, Self.hidden2)
         tick(-1)
-        conv1.forward(x: input, y: a1, col: col1, n: n, h: H, w: W)
-        ReLU.forward(a1, count: h1 * n * H * W);                                         tick(0)
-        pool.forward(x: a1, y: p1, argmax: argmax1, planes: h1 * n, h: H, w: W);          tick(1)
-        conv2.forward(x: p1, y: a2, col: col2, n: n, h: H / 2, w: W / 2)
-        ReLU.forward(a2, count: h2 * n * H * W / 4);                                     tick(2)
-        pool.forward(x: a2, y: code, argmax: argmax2, planes: h2 * n, h: H / 2, w: W / 2); tick(3)
+        conv1.forward(x: input, y: a1, col: col1, n: n, h: H, w: W);                         tick(0)
+        pool.forward(x: a1, y: p1, where: where1, planes: h1 * n, h: H, w: W);                 tick(1)
+        conv2.forward(x: p1, y: a2, col: col2, n: n, h: H / 2, w: W / 2);                     tick(2)
+        pool.forward(x: a2, y: code, where: where2, planes: h2 * n, h: H / 2, w: W / 2);       tick(3)
     }
 
     /// Given gradOutput = dL/dz (pre-sigmoid) for the last forward of n images, writes the
@@ -160,12 +160,10 @@ public final class ConvDenoiser: DenoisingNetwork {
         ReLU.backward(y: a3, grad: dA3, count: h1 * n * H * W / 4)
         deconv1.backward(dy: dA3, x: code, dx: dCode, dcol: col3, n: n, h: H / 4, w: W / 4);    tick(7)
         // encoder
-        pool.backward(dy: dCode, argmax: argmax2, dx: dA2, planes: h2 * n, h: H / 2, w: W / 2); tick(8)
-        ReLU.backward(y: a2, grad: dA2, count: h2 * n * H * W / 4)
+        pool.backward(dy: dCode, y: code, where: where2, dx: dA2, planes: h2 * n, h: H / 2, w: W / 2); tick(8)
         // col2 is done with once dW is computed, so it doubles as conv2's dcol workspace
         conv2.backward(dy: dA2, col: col2, dx: dP1, dcol: col2, n: n, h: H / 2, w: W / 2);     tick(9)
-        pool.backward(dy: dP1, argmax: argmax1, dx: dA1, planes: h1 * n, h: H, w: W);          tick(10)
-        ReLU.backward(y: a1, grad: dA1, count: h1 * n * H * W)
+        pool.backward(dy: dP1, y: p1, where: where1, dx: dA1, planes: h1 * n, h: H, w: W);     tick(10)
         conv1.backward(dy: dA1, col: col1, dx: nil, dcol: nil, n: n, h: H, w: W);              tick(11)
     }
 }
