@@ -76,21 +76,15 @@ public struct Conv2d {
             for ky in 0..<kernel {
                 for kx in 0..<kernel {
                     let row = col + ((c * kernel + ky) * kernel + kx) * pixels
-                    let dx = kx - padding
-                    // Valid output columns x are those with 0 <= x + dx < w.
-                    let x0 = max(0, -dx), x1 = min(w, w - dx)
                     for b in 0..<n {
                         let plane = src + (c * n + b) * h * w
                         for y in 0..<h {
-                            let out = row + (b * h + y) * w
                             let sy = y + ky - padding
-                            if sy < 0 || sy >= h || x1 <= x0 {
-                                out.update(repeating: 0, count: w)
-                                continue
+                            if sy < 0 || sy >= h {
+                                fillZero(row + (b * h + y) * w, w)
+                            } else {
+                                shiftedCopy(row + (b * h + y) * w, plane + sy * w, w, shift: kx - padding)
                             }
-                            if x0 > 0 { out.update(repeating: 0, count: x0) }
-                            (out + x0).update(from: plane + sy * w + x0 + dx, count: x1 - x0)
-                            if x1 < w { (out + x1).update(repeating: 0, count: w - x1) }
                         }
                     }
                 }
@@ -99,29 +93,76 @@ public struct Conv2d {
     }
 
     /// The adjoint of im2col: dx[c, b, y + ky - p, x + kx - p] += dcol[(c*k + ky)*k + kx, (b*h + y)*w + x].
+    /// Gathers each output value's k*k taps at once instead of k*k passes over dx after a
+    /// zero-fill: every value starts at 0 and takes its taps in (ky, kx) order, as the passes did,
+    /// so the bits are the same. Four values at a time where all of a row's taps exist (x from
+    /// k-1-p to w-p, the last group overlapping the one before), one at a time at the edges.
     func col2im(_ col: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, n: Int, h: Int, w: Int) {
-        let pixels = n * h * w
-        dst.update(repeating: 0, count: inChannels * pixels)
+        let pixels = n * h * w, k = kernel, p = padding
+        let inner0 = max(0, k - 1 - p), inner1 = min(w, w - p)      // x with every tap inside the row
+        let vectorised = inner1 - inner0 >= 4
         for c in 0..<inChannels {
-            for ky in 0..<kernel {
-                for kx in 0..<kernel {
-                    let row = col + ((c * kernel + ky) * kernel + kx) * pixels
-                    let dx = kx - padding
-                    let x0 = max(0, -dx), x1 = min(w, w - dx)
-                    if x1 <= x0 { continue }
-                    for b in 0..<n {
-                        let plane = dst + (c * n + b) * h * w
-                        for y in 0..<h {
-                            let sy = y + ky - padding
-                            if sy < 0 || sy >= h { continue }
-                            let from = row + (b * h + y) * w
-                            let to = plane + sy * w + dx
-                            for x in x0..<x1 { to[x] += from[x] }
+            let taps = col + c * k * k * pixels                          // tap t = ky*k + kx at taps + t*pixels
+            for b in 0..<n {
+                for sy in 0..<h {
+                    let out = dst + ((c * n + b) * h + sy) * w
+                    let ky0 = max(0, sy + p - h + 1), ky1 = min(k, sy + p + 1)   // rows y = sy - ky + p inside
+                    // out[x] = sum over (ky, kx) of taps[ky*k + kx][(b*h + y)*w + x - (kx - p)]
+                    @inline(__always) func value(_ x: Int) -> Float {
+                        var acc: Float = 0
+                        for ky in ky0..<ky1 {
+                            let from = taps + ky * k * pixels + (b * h + sy - ky + p) * w + x + p
+                            for kx in 0..<k where x - kx + p >= 0 && x - kx + p < w {
+                                acc += from[kx * pixels - kx]
+                            }
                         }
+                        return acc
+                    }
+                    if !vectorised {
+                        for x in 0..<w { out[x] = value(x) }
+                        continue
+                    }
+                    for x in 0..<inner0 { out[x] = value(x) }
+                    for x in inner1..<w { out[x] = value(x) }
+                    var x = inner0
+                    while true {
+                        var acc = SIMD4<Float>(repeating: 0)
+                        for ky in ky0..<ky1 {
+                            let from = taps + ky * k * pixels + (b * h + sy - ky + p) * w + x + p
+                            for kx in 0..<k { acc += load4(from + kx * pixels - kx) }
+                        }
+                        UnsafeMutableRawPointer(out + x).storeBytes(of: acc, as: SIMD4<Float>.self)
+                        if x + 4 == inner1 { break }
+                        x = min(x + 4, inner1 - 4)
                     }
                 }
             }
         }
+    }
+}
+
+/// out[0..<count] = 0, inline (a call to memset costs more than these short rows).
+@inline(__always) func fillZero(_ out: UnsafeMutablePointer<Float>, _ count: Int) {
+    var x = 0
+    while x + 4 <= count { UnsafeMutableRawPointer(out + x).storeBytes(of: SIMD4<Float>(), as: SIMD4<Float>.self); x += 4 }
+    while x < count { out[x] = 0; x += 1 }
+}
+
+/// out[x] = from[x + shift] where 0 <= x + shift < count, else 0; four at a time where possible
+/// (the last group overlapping the one before), inline instead of memmove/memset calls.
+@inline(__always) func shiftedCopy(_ out: UnsafeMutablePointer<Float>, _ from: UnsafePointer<Float>, _ count: Int, shift: Int) {
+    let x0 = max(0, -shift), x1 = min(count, count - shift)
+    if x1 - x0 < 4 {
+        for x in 0..<count { out[x] = x >= x0 && x < x1 ? from[x + shift] : 0 }
+        return
+    }
+    for x in 0..<x0 { out[x] = 0 }
+    for x in x1..<count { out[x] = 0 }
+    var x = x0
+    while true {
+        UnsafeMutableRawPointer(out + x).storeBytes(of: load4(from + x + shift), as: SIMD4<Float>.self)
+        if x + 4 == x1 { break }
+        x = min(x + 4, x1 - 4)
     }
 }
 
