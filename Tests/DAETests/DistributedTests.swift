@@ -77,14 +77,18 @@ final class DistributedTests: XCTestCase {
         for k: Float in [0, 1, 2, 3, 1000, 1001] {
             values += [(k + 0.5) * 0x1p-40, -(k + 0.5) * 0x1p-40]
         }
-        values += [0x1p10, -0x1p10, 0x1p11 * 0.999, 0x1p11, -0x1p11, 0x1p11 * 1.001, 3000.25, -3000.75]
+        values += [0x1p10, -0x1p10, 0x1p11 * 0.999, -0x1p11 * 0.999]
         values += randomArray(1000, seed: 9).map { $0 * 0.01 }
-        var acc = [Int64](repeating: 0, count: values.count)
-        XCTAssertTrue(FixedPoint.accumulate(values, into: &acc, count: values.count, limit: 1e6))
-        for (x, a) in zip(values, acc) {
-            XCTAssertEqual(a, Int64((Double(x) * 0x1p40).rounded(.toNearestOrEven)), "\(x)")
+        // all below 2^11: the vectorised path; with larger values added: the careful loop
+        let large: [Float] = [0x1p11, -0x1p11, 0x1p11 * 1.001, 3000.25, -3000.75]
+        for set in [values, values + large] {
+            var acc = [Int64](repeating: 0, count: set.count)
+            XCTAssertTrue(FixedPoint.accumulate(set, into: &acc, count: set.count, limit: 1e6))
+            for (x, a) in zip(set, acc) {
+                XCTAssertEqual(a, Int64((Double(x) * 0x1p40).rounded(.toNearestOrEven)), "\(x)")
+            }
+            XCTAssertEqual(acc[0], 0); XCTAssertEqual(acc[2], 2); XCTAssertEqual(acc[4], 2); XCTAssertEqual(acc[6], 4)
         }
-        XCTAssertEqual(acc[0], 0); XCTAssertEqual(acc[2], 2); XCTAssertEqual(acc[4], 2); XCTAssertEqual(acc[6], 4)
     }
 
     func testFixedPointRejectsOverflowAndNaN() {
@@ -95,6 +99,13 @@ final class DistributedTests: XCTestCase {
         XCTAssertFalse(FixedPoint.accumulate([Float(limit * 2)], into: &acc, count: 1, limit: limit))
         XCTAssertFalse(FixedPoint.accumulate([Float.nan], into: &acc, count: 1, limit: limit))
         XCTAssertFalse(FixedPoint.accumulate([-Float.infinity], into: &acc, count: 1, limit: limit))
+        // one NaN or infinity among many small values (the vectorised path's check)
+        for bad in [Float.nan, -Float.nan, Float.infinity] {
+            var values = randomArray(999, seed: 4).map { $0 * 0.01 }
+            values[500] = bad
+            var many = [Int64](repeating: 0, count: values.count)
+            XCTAssertFalse(FixedPoint.accumulate(values, into: &many, count: values.count, limit: limit), "\(bad)")
+        }
         // four values at the limit sum without wrapping around
         var big = [Int64](repeating: 0, count: 1)
         for _ in 0..<4 { XCTAssertTrue(FixedPoint.accumulate([-Float(limit)], into: &big, count: 1, limit: limit)) }

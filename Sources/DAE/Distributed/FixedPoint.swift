@@ -22,15 +22,31 @@ public enum FixedPoint {
     @discardableResult
     public static func accumulate(_ values: UnsafePointer<Float>, into acc: UnsafeMutablePointer<Int64>,
                                   count: Int, limit: Double) -> Bool {
+        // Gradients are almost always below 2^11 in magnitude, where |x * 2^40| < 2^51 and the fast
+        // loop below is exact; one vectorised pass finds out (NaN compares false and takes the
+        // careful loop).
+        var largest: Float = 0
+        for i in 0..<count {
+            let a = abs(values[i])
+            largest = a > largest || a != a ? a : largest     // a NaN sticks (max() would drop it)
+        }
+        if largest < 0x1p11 && Double(largest) <= limit {
+            // Round half to even: for |y| < 2^51, t = y + 1.5 * 2^52 lands where the spacing of
+            // doubles is 1, so the FPU's default rounding rounds y, and t's bit pattern is that of
+            // 1.5 * 2^52 plus round(y) (the binade does not change). Integer-only after the add,
+            // so the loop vectorises; a Double -> Int64 conversion has no SIMD form before AVX-512.
+            let magic = 0x1.8p52, magicBits = Int64(bitPattern: magic.bitPattern)
+            for i in 0..<count {
+                let t = Double(values[i]) * scale + magic      // the product is exact: a power-of-two scale
+                acc[i] &+= Int64(bitPattern: t.bitPattern) &- magicBits
+            }
+            return true
+        }
         var ok = true
         for i in 0..<count {
             let x = Double(values[i])                       // exact: a Float fits in a Double
             if !(abs(x) <= limit) { ok = false; continue }  // also catches NaN
             let y = x * scale                               // exact: a power-of-two scale
-            // Round half to even. Below 2^51 in magnitude, adding and subtracting 1.5 * 2^52 does it
-            // in the FPU's default rounding (the sum lands where the spacing of doubles is 1);
-            // `rounded(.toNearestOrEven)` gives the same bits but is a call to rint() on baseline
-            // x86-64, which made this loop the stacked model's bottleneck.
             let r = abs(y) < 0x1p51 ? (y + 0x1.8p52) - 0x1.8p52 : y.rounded(.toNearestOrEven)
             acc[i] &+= Int64(r)
         }
