@@ -74,26 +74,68 @@ final class GradientCheckTests: XCTestCase {
     }
 
     func testConvTranspose2dGradients() {
-        let (cin, cout, n, h, w) = (3, 2, 2, 3, 4)
-        var layout = ParameterLayout()
-        let offsets = ConvTranspose2d.register(&layout, prefix: "deconv", inChannels: cin, outChannels: cout, stride: 2)
-        let params = FloatBuffer(randomArray(layout.count, seed: 4)), grads = FloatBuffer(count: layout.count)
-        let deconv = ConvTranspose2d(inChannels: cin, outChannels: cout, stride: 2, offsets: offsets, params: params, grads: grads)
-        let x = FloatBuffer(randomArray(cin * n * h * w, seed: 5))
-        let y = FloatBuffer(count: cout * n * 4 * h * w)
-        let col = FloatBuffer(count: cout * 4 * n * h * w), dcol = FloatBuffer(count: cout * 4 * n * h * w)
-        let dx = FloatBuffer(count: x.count)
-        let r = randomArray(y.count, seed: 6)
-        func loss() -> Double {
-            deconv.forward(x: x.pointer, y: y.pointer, col: col.pointer, n: n, h: h, w: w)
-            return dot(y.pointer, r)
+        // widths 3 (scalar path), 4 (one SIMD group) and 7 (groups overlapping at the row's end)
+        for w in [3, 4, 7] {
+            let (cin, cout, n, h) = (3, 2, 2, 3)
+            var layout = ParameterLayout()
+            let offsets = ConvTranspose2d.register(&layout, prefix: "deconv", inChannels: cin, outChannels: cout, stride: 2)
+            let params = FloatBuffer(randomArray(layout.count, seed: 4)), grads = FloatBuffer(count: layout.count)
+            let deconv = ConvTranspose2d(inChannels: cin, outChannels: cout, stride: 2, offsets: offsets, params: params, grads: grads)
+            let x = FloatBuffer(randomArray(cin * n * h * w, seed: 5))
+            let y = FloatBuffer(count: cout * n * 4 * h * w)
+            let col = FloatBuffer(count: cout * 4 * n * h * w), dcol = FloatBuffer(count: cout * 4 * n * h * w)
+            let dx = FloatBuffer(count: x.count)
+            let r = randomArray(y.count, seed: 6)
+            func loss() -> Double {
+                deconv.forward(x: x.pointer, y: y.pointer, col: col.pointer, n: n, h: h, w: w)
+                return dot(y.pointer, r)
+            }
+            _ = loss()
+            let dy = FloatBuffer(r)
+            withExtendedLifetime(dy) {
+                deconv.backward(dy: dy.pointer, x: x.pointer, dx: dx.pointer, dcol: dcol.pointer, n: n, h: h, w: w)
+            }
+            let all = Array(0..<layout.count)
+            gradientCheck("conv-transpose w \(w) weight+bias", values: params.pointer, indices: all, analytic: all.map { grads[$0] }, loss: loss)
+            let xs = Array(0..<x.count)
+            gradientCheck("conv-transpose w \(w) input", values: x.pointer, indices: xs, analytic: xs.map { dx[$0] }, loss: loss)
+
+            // The ReLU fused into the gather gives the bits of a separate ReLU backward pass.
+            deconv.forward(x: x.pointer, y: y.pointer, col: col.pointer, n: n, h: h, w: w, activation: .relu)
+            let separate = FloatBuffer(r)
+            ReLU.backward(y: y.pointer, grad: separate.pointer, count: separate.count)
+            deconv.backward(dy: separate.pointer, x: x.pointer, dx: dx.pointer, dcol: dcol.pointer, n: n, h: h, w: w)
+            let expected = grads.array + dx.array
+            let fused = FloatBuffer(r)
+            deconv.backward(dy: fused.pointer, x: x.pointer, dx: dx.pointer, dcol: dcol.pointer, n: n, h: h, w: w,
+                            reluOutput: y.pointer)
+            XCTAssertEqual(grads.array + dx.array, expected, "fused ReLU backward, w \(w)")
+            XCTAssertEqual(fused.array, separate.array)
+            XCTAssertTrue(separate.array.contains(0) && expected.contains { $0 != 0 })
         }
-        _ = loss()
-        deconv.backward(dy: r, x: x.pointer, dx: dx.pointer, dcol: dcol.pointer, n: n, h: h, w: w)
-        let all = Array(0..<layout.count)
-        gradientCheck("conv-transpose weight+bias", values: params.pointer, indices: all, analytic: all.map { grads[$0] }, loss: loss)
-        let xs = Array(0..<x.count)
-        gradientCheck("conv-transpose input", values: x.pointer, indices: xs, analytic: xs.map { dx[$0] }, loss: loss)
+    }
+
+    func testConvTranspose2dFusedActivationsMatchSeparatePasses() {
+        for w in [3, 4, 7] {
+            let (cin, cout, n, h) = (3, 2, 2, 3)
+            var layout = ParameterLayout()
+            let offsets = ConvTranspose2d.register(&layout, prefix: "deconv", inChannels: cin, outChannels: cout, stride: 2)
+            let params = FloatBuffer(randomArray(layout.count, seed: 4)), grads = FloatBuffer(count: layout.count)
+            let deconv = ConvTranspose2d(inChannels: cin, outChannels: cout, stride: 2, offsets: offsets, params: params, grads: grads)
+            var xs = randomArray(cin * n * h * w, seed: 5)
+            xs[0] = .nan                                   // NaN must come through both activations
+            let x = FloatBuffer(xs), col = FloatBuffer(count: cout * 4 * n * h * w)
+            let plain = FloatBuffer(count: cout * n * 4 * h * w), fused = FloatBuffer(count: plain.count)
+            deconv.forward(x: x.pointer, y: plain.pointer, col: col.pointer, n: n, h: h, w: w)
+            let relu = FloatBuffer(plain.array), sigmoid = FloatBuffer(plain.array)
+            ReLU.forward(relu.pointer, count: relu.count)
+            Sigmoid.forward(sigmoid.pointer, count: sigmoid.count)
+            deconv.forward(x: x.pointer, y: fused.pointer, col: col.pointer, n: n, h: h, w: w, activation: .relu)
+            XCTAssertEqual(fused.array.map(\.bitPattern), relu.array.map(\.bitPattern), "ReLU, w \(w)")
+            deconv.forward(x: x.pointer, y: fused.pointer, col: col.pointer, n: n, h: h, w: w, activation: .sigmoid)
+            XCTAssertEqual(fused.array.map(\.bitPattern), sigmoid.array.map(\.bitPattern), "Sigmoid, w \(w)")
+            XCTAssertTrue(fused.array.contains { $0.isNaN })
+        }
     }
 
     func testConvTranspose2dHandComputed() {

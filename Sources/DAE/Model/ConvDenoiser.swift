@@ -131,10 +131,8 @@ public final class ConvDenoiser: DenoisingNetwork {
     public func forward(n: Int) {
         let (H, W) = (height, width)
         encode(n: n)
-        deconv1.forward(x: code, y: a3, col: col3, n: n, h: H / 4, w: W / 4)
-        ReLU.forward(a3, count: Self.hidden1 * n * H * W / 4);                           tick(4)
-        deconv2.forward(x: a3, y: output, col: col4, n: n, h: H / 2, w: W / 2)
-        Sigmoid.forward(output, count: n * H * W);                                       tick(5)
+        deconv1.forward(x: code, y: a3, col: col3, n: n, h: H / 4, w: W / 4, activation: .relu);      tick(4)
+        deconv2.forward(x: a3, y: output, col: col4, n: n, h: H / 2, w: W / 2, activation: .sigmoid); tick(5)
     }
 
     /// Runs only the encoder: code[0 ..< 64*n*H/4*W/4] in [C, n, h, w] layout.
@@ -157,8 +155,7 @@ public final class ConvDenoiser: DenoisingNetwork {
         tick(-1)
         // decoder, last layer first; col4 and col3 are reused as the gather workspaces
         deconv2.backward(dy: gradOutput, x: a3, dx: dA3, dcol: col4, n: n, h: H / 2, w: W / 2); tick(6)
-        ReLU.backward(y: a3, grad: dA3, count: h1 * n * H * W / 4)
-        deconv1.backward(dy: dA3, x: code, dx: dCode, dcol: col3, n: n, h: H / 4, w: W / 4);    tick(7)
+        deconv1.backward(dy: dA3, x: code, dx: dCode, dcol: col3, n: n, h: H / 4, w: W / 4, reluOutput: a3); tick(7)
         // encoder
         pool.backward(dy: dCode, y: code, where: where2, dx: dA2, planes: h2 * n, h: H / 2, w: W / 2); tick(8)
         // col2 is done with once dW is computed, so it doubles as conv2's dcol workspace
