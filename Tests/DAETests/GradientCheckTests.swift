@@ -73,6 +73,45 @@ final class GradientCheckTests: XCTestCase {
         gradientCheck("conv2d input", values: x.pointer, indices: xs, analytic: xs.map { dx[$0] }, loss: loss)
     }
 
+    /// Conv2d against a direct convolution written out (and its adjoint for dx, its weight sums
+    /// for dW), on shapes that take every edge of im2col/col2im's shifted plane copies: one-pixel
+    /// and one-column planes, kernels larger than the plane, padding 0, 1 and 2.
+    func testConv2dMatchesDirectConvolution() {
+        for (k, p, h, w) in [(3, 1, 1, 1), (3, 1, 1, 5), (3, 1, 4, 1), (3, 1, 5, 6), (5, 2, 3, 4), (1, 0, 2, 3), (5, 2, 7, 7), (5, 2, 1, 3)] {
+            let (cin, cout, n) = (2, 3, 2)
+            let oh = h + 2 * p - k + 1, ow = w + 2 * p - k + 1
+            precondition(oh == h && ow == w)             // the layer keeps the size: k = 2p + 1
+            var layout = ParameterLayout()
+            let offsets = Conv2d.register(&layout, prefix: "c", inChannels: cin, outChannels: cout, kernel: k)
+            let params = FloatBuffer(randomArray(layout.count, seed: 11)), grads = FloatBuffer(count: layout.count)
+            let conv = Conv2d(inChannels: cin, outChannels: cout, kernel: k, padding: p, offsets: offsets, params: params, grads: grads)
+            let xs = randomArray(cin * n * h * w, seed: 12), dys = randomArray(cout * n * h * w, seed: 13)
+            let x = FloatBuffer(xs), y = FloatBuffer(count: cout * n * h * w), dx = FloatBuffer(count: xs.count)
+            let col = FloatBuffer(count: cin * k * k * n * h * w), dcol = FloatBuffer(count: col.count)
+            conv.forward(x: x.pointer, y: y.pointer, col: col.pointer, n: n, h: h, w: w)
+            conv.backward(dy: dys, col: col.pointer, dx: dx.pointer, dcol: dcol.pointer, n: n, h: h, w: w)
+            // direct sums in Double, [C, N, H, W] layout
+            var expectY = [Double](repeating: 0, count: y.count), expectDx = [Double](repeating: 0, count: xs.count)
+            var expectDw = [Double](repeating: 0, count: cout * cin * k * k)
+            for o in 0..<cout { for b in 0..<n { for yy in 0..<h { for xx in 0..<w {
+                let yi = ((o * n + b) * h + yy) * w + xx
+                expectY[yi] = Double(params[cout * cin * k * k + o])
+                for c in 0..<cin { for ky in 0..<k { for kx in 0..<k {
+                    let sy = yy + ky - p, sx = xx + kx - p
+                    guard sy >= 0 && sy < h && sx >= 0 && sx < w else { continue }
+                    let wi = ((o * cin + c) * k + ky) * k + kx, xi = ((c * n + b) * h + sy) * w + sx
+                    expectY[yi] += Double(params[wi]) * Double(xs[xi])
+                    expectDx[xi] += Double(params[wi]) * Double(dys[yi])
+                    expectDw[wi] += Double(xs[xi]) * Double(dys[yi])
+                } } }
+            } } } }
+            let shape = "k \(k) p \(p) \(h)x\(w)"
+            for (i, e) in expectY.enumerated() { XCTAssertEqual(Double(y[i]), e, accuracy: 1e-5, "y \(shape)") }
+            for (i, e) in expectDx.enumerated() { XCTAssertEqual(Double(dx[i]), e, accuracy: 1e-5, "dx \(shape)") }
+            for (i, e) in expectDw.enumerated() { XCTAssertEqual(Double(grads[i]), e, accuracy: 1e-5, "dW \(shape)") }
+        }
+    }
+
     func testConvTranspose2dGradients() {
         // widths 3 (scalar path), 4 (one SIMD group) and 7 (groups overlapping at the row's end)
         for w in [3, 4, 7] {
