@@ -3,7 +3,7 @@
 // and the trainer giving the same bits with any number of worker threads. The runs over real
 // MPI ranks are in Tests/mpi-checks.sh.
 
-import DAE
+@testable import DAE
 import XCTest
 
 final class DistributedTests: XCTestCase {
@@ -177,5 +177,31 @@ final class DistributedTests: XCTestCase {
             XCTAssertTrue("\($0)".contains("srun --mpi=pmix"), "\($0)")
         }
         XCTAssertEqual(try Launch.makeCommunicator(["SLURM_NTASKS": "1"]).size, 1)
+    }
+}
+
+final class WorkerPoolTests: XCTestCase {
+    /// Every part runs exactly once per round, on spinning helpers and on parked ones (a zero spin
+    /// budget parks them between rounds), and a pool that goes away lets its threads end.
+    func testEveryPartRunsOncePerRound() {
+        for spin in [0.005, 0] {
+            let pool = WorkerPool(threads: 3, spinSeconds: spin)
+            let counts = UnsafeMutablePointer<Int>.allocate(capacity: 3)
+            counts.initialize(repeating: 0, count: 3)
+            defer { counts.deallocate() }
+            nonisolated(unsafe) let shared = counts
+            for round in 1...300 {
+                pool.run { part in shared[part] += 1 }
+                XCTAssertEqual([counts[0], counts[1], counts[2]], [round, round, round], "spin \(spin)")
+                if round % 100 == 0 { usleep(20_000) }      // a pause longer than the spin budget
+            }
+        }
+        let single = WorkerPool(threads: 1)
+        var ran = 0
+        withUnsafeMutablePointer(to: &ran) { p in
+            nonisolated(unsafe) let p = p
+            single.run { _ in p.pointee += 1 }
+        }
+        XCTAssertEqual(ran, 1)
     }
 }

@@ -16,10 +16,8 @@
 // A stacked model's phases run one after another in `Train.swift`'s loop (`advancePhase`); each
 // starts with a fresh Adam, as a new torch.optim.Adam over that layer's parameters would.
 // Fast mode (--reduce fast) replaces 2-7 with one forward/backward over the rank's share of the
-// batch and a float allreduce. Workers, buffers and the optimizer are built once; the loop itself
-// allocates nothing, except that Dispatch's concurrentPerform makes two small allocations per step
-// when a rank runs two or more worker threads (counted in review with an LD_PRELOAD malloc hook,
-// which is not part of the repository).
+// batch and a float allreduce. Workers, their threads (WorkerPool), buffers and the optimizer are
+// built once; the loop itself allocates nothing.
 
 import Foundation
 
@@ -154,6 +152,7 @@ public final class Trainer: @unchecked Sendable {
     }
     var task = WorkerTask()
     var workerBody: (@Sendable (Int) -> Void)? = nil
+    let pool: WorkerPool
 
     /// `threads` is this rank's share of the cores: worker threads in exact mode (each with
     /// single-threaded BLAS), BLAS threads in fast mode.
@@ -198,6 +197,7 @@ public final class Trainer: @unchecked Sendable {
             BLASThreads.set(threadCount)
             workers = [Worker(spec: config.model, height: data.height, width: data.width, capacity: (fullBatch + size - 1) / size, parameters: params)]
         }
+        pool = WorkerPool(threads: workers.count)
         lossSlots = (fullBatch + microBatch - 1) / microBatch
         reduceBuffer = .allocate(capacity: layout.count + lossSlots + 2)
         reduceBuffer.initialize(repeating: 0, count: layout.count + lossSlots + 2)
@@ -296,7 +296,7 @@ public final class Trainer: @unchecked Sendable {
             task = WorkerTask(plan: plan, epoch: epoch, microBatches: mine, meanOver: pixelsPerBatch, limit: limit)
             // micro-batches of other ranks contribute 0 to their loss slots
             for j in 0..<m where !mine.contains(j) { reduceBuffer[count + j] = 0 }
-            if workers.count == 1 { runWorker(0) } else { DispatchQueue.concurrentPerform(iterations: workers.count, execute: workerBody!) }
+            pool.run(workerBody!)
             // 7: sum the workers' integers, then over ranks; the loss slots and the overflow count ride along
             reduceBuffer.update(from: workers[0].accumulator, count: count)
             for worker in workers.dropFirst() {
