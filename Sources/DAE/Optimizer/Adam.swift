@@ -57,13 +57,28 @@ public final class Adam {
 
     /// One update of the elements in `range` only (the parameters the current phase trains).
     public func update(params: FloatBuffer, grads: FloatBuffer, range: Range<Int>) {
-        precondition(params.count == m.count && grads.count == m.count && range.upperBound <= m.count)
+        apply(beginStep(), params: params, grads: grads, range: range)
+    }
+
+    /// The per-step constants of one update, shared by the parts of a parameter range that
+    /// threads update side by side (`beginStep` once, then `apply` on each part).
+    public struct StepConstants: Sendable {
+        var stepSize: Float = 0, correction2: Float = 1
+    }
+
+    /// Counts the step and computes its bias corrections.
+    public func beginStep() -> StepConstants {
         step += 1
         let t = Double(step)
         let biasCorrection1 = 1 - pow(Double(config.beta1), t)
         let biasCorrection2Sqrt = (1 - pow(Double(config.beta2), t)).squareRoot()
-        let stepSize = Float(Double(config.lr) / biasCorrection1)
-        let correction2 = Float(biasCorrection2Sqrt)
+        return StepConstants(stepSize: Float(Double(config.lr) / biasCorrection1), correction2: Float(biasCorrection2Sqrt))
+    }
+
+    /// The update of the elements in `range` for a step begun with `beginStep`.
+    public func apply(_ constants: StepConstants, params: FloatBuffer, grads: FloatBuffer, range: Range<Int>) {
+        precondition(params.count == m.count && grads.count == m.count && range.upperBound <= m.count)
+        let stepSize = constants.stepSize, correction2 = constants.correction2
         let oneMinusBeta1 = 1 - config.beta1, beta2 = config.beta2, oneMinusBeta2 = 1 - config.beta2
         let eps = config.eps
         let p = params.pointer, g = grads.pointer, m = m.pointer, v = v.pointer

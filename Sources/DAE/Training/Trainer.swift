@@ -1,7 +1,7 @@
 // The training loop, data-parallel. Follow one optimizer step through `step(...)`:
 //   1. its samples: positions first ..< first+n of the epoch's permutation keyed by (seed, epoch),
 //      cut into micro-batches that do not depend on the world size (StepPlan); this rank takes a
-//      contiguous run of them, and its worker threads take turns within that run
+//      contiguous run of them, and each of its worker threads takes the next one not yet taken
 //   2. per micro-batch, on a worker: assemble clean images (x/255) and their corrupted copies, the
 //      noise keyed by (seed, epoch, sample index)
 //   3. forward: output = sigmoid(decoder(encoder(noisy)))
@@ -10,7 +10,8 @@
 //   6. exact mode: rounded to 64-bit fixed point and added to the worker's integer accumulator
 //   7. workers' accumulators summed, then one integer allreduce over all ranks (with each
 //      micro-batch's loss riding along in its own slot); back to Float
-//   8. Adam: the same update on every rank, one pass over the flat parameter buffer
+//   8. Adam: the same update on every rank, one pass over the flat parameter buffer (7's sum,
+//      the conversion and 8 split among the rank's threads by parts of the buffer)
 // Only the phase's trainable slice of the parameters is accumulated, reduced and updated: all of
 // them for the convolutional model, one layer's during a stacked model's pre-training phase.
 // A stacked model's phases run one after another in `Train.swift`'s loop (`advancePhase`); each
@@ -20,6 +21,7 @@
 // built once; the loop itself allocates nothing.
 
 import Foundation
+import Synchronization
 
 public enum ReduceMode: String, Sendable, CaseIterable {
     /// Fixed-point sums over fixed micro-batches: bitwise the same on any number of ranks/threads.
@@ -151,7 +153,13 @@ public final class Trainer: @unchecked Sendable {
         var limit = 0.0
     }
     var task = WorkerTask()
+    let nextMicroBatch = Atomic<Int>(0)    // the next micro-batch of task.microBatches to take
+    var adamStep = Adam.StepConstants()
+    /// The pool's jobs, made once: worker w's micro-batches, and part w of the integer sum and of
+    /// the conversion and update.
     var workerBody: (@Sendable (Int) -> Void)? = nil
+    var sumBody: (@Sendable (Int) -> Void)? = nil
+    var updateBody: (@Sendable (Int) -> Void)? = nil
     let pool: WorkerPool
 
     /// `threads` is this rank's share of the cores: worker threads in exact mode (each with
@@ -203,6 +211,8 @@ public final class Trainer: @unchecked Sendable {
         reduceBuffer.initialize(repeating: 0, count: layout.count + lossSlots + 2)
         order.reserveCapacity(data.count)
         workerBody = { [unowned self] w in self.runWorker(w) }
+        sumBody = { [unowned self] w in self.sumAccumulators(part: w) }
+        updateBody = { [unowned self] w in self.convertAndUpdate(part: w) }
         _ = advancePhase()
     }
 
@@ -292,16 +302,16 @@ public final class Trainer: @unchecked Sendable {
             let mine = plan.microBatches(rank: communicator.rank, size: communicator.size)
             let m = plan.microBatches
             let limit = FixedPoint.limit(terms: m)
-            // 2-6: each worker takes every W-th micro-batch of this rank's run (see runWorker)
+            // 2-6: the workers take this rank's micro-batches one at a time, whichever is free next
+            // (see runWorker: the integer sums do not depend on who took which)
             task = WorkerTask(plan: plan, epoch: epoch, microBatches: mine, meanOver: pixelsPerBatch, limit: limit)
+            nextMicroBatch.store(0, ordering: .relaxed)
             // micro-batches of other ranks contribute 0 to their loss slots
             for j in 0..<m where !mine.contains(j) { reduceBuffer[count + j] = 0 }
             pool.run(workerBody!)
-            // 7: sum the workers' integers, then over ranks; the loss slots and the overflow count ride along
-            reduceBuffer.update(from: workers[0].accumulator, count: count)
-            for worker in workers.dropFirst() {
-                for i in 0..<count { reduceBuffer[i] &+= worker.accumulator[i] }
-            }
+            // 7: sum the workers' integers (each thread a part of the parameters), then over ranks;
+            // the loss slots and the overflow count ride along
+            pool.run(sumBody!)
             let overflowSlot = count + m, stopSlot = overflowSlot + 1
             var overflows: Int64 = 0
             for worker in workers where worker.overflow { overflows += 1 }
@@ -314,7 +324,9 @@ public final class Trainer: @unchecked Sendable {
             if reduceBuffer[overflowSlot] != 0 {
                 throw .numeric("a gradient exceeded the exact reduction's range (|g| <= \(limit)) at epoch \(epoch): training has diverged; lower --lr, or use --reduce fast")
             }
-            FixedPoint.toFloat(reduceBuffer, into: grads.pointer + range.lowerBound, count: count)
+            // back to Float and 8: Adam, each thread a part of the parameters
+            adamStep = optimizer.beginStep()
+            pool.run(updateBody!)
             var total = 0.0
             for j in 0..<m { total += Double(bitPattern: UInt64(bitPattern: reduceBuffer[count + j])) }
             loss = total / Double(pixelsPerBatch)
@@ -337,20 +349,23 @@ public final class Trainer: @unchecked Sendable {
             reduceSeconds += Date().timeIntervalSince(reduceStart)
             stopAgreed = lossAndStop.1 != 0
             loss = lossAndStop.0 / Double(pixelsPerBatch)
+            // 8: the same update on every rank
+            optimizer.update(params: params, grads: grads, range: range)
         }
-        // 8: the same update on every rank
-        optimizer.update(params: params, grads: grads, range: range)
         return loss
     }
 
-    /// One worker's share of the current step: micro-batches w, w+W, w+2W, ... of this rank's run.
+    /// One worker's share of the current step: the next micro-batch of this rank's run not yet
+    /// taken, until none is left. A worker slowed down (by the machine's other load, say) takes
+    /// fewer; the bits do not change, since every micro-batch goes into an integer sum.
     func runWorker(_ w: Int) {
         let worker = workers[w], task = task
         let range = worker.model.trainable
         worker.accumulator.update(repeating: 0, count: range.count)
         worker.overflow = false
-        var j = task.microBatches.lowerBound + w
-        while j < task.microBatches.upperBound {
+        while true {
+            let j = task.microBatches.lowerBound + nextMicroBatch.add(1, ordering: .relaxed).oldValue
+            if j >= task.microBatches.upperBound { break }
             let sum = forwardBackward(worker, positions: task.plan.positions(ofMicroBatch: j),
                                       epoch: task.epoch, meanOver: task.meanOver)
             reduceBuffer[range.count + j] = Int64(bitPattern: sum.bitPattern)   // this micro-batch's loss slot
@@ -358,8 +373,31 @@ public final class Trainer: @unchecked Sendable {
                                       count: range.count, limit: task.limit) {
                 worker.overflow = true
             }
-            j += workers.count
         }
+    }
+
+    /// Part w of 0 ..< count when split among the pool's threads (multiples of 16 values, so that
+    /// no two threads write into one cache line).
+    func part(_ w: Int, of count: Int) -> Range<Int> {
+        let size = ((count + pool.count - 1) / pool.count + 15) / 16 * 16
+        return min(count, w * size) ..< min(count, (w + 1) * size)
+    }
+
+    /// reduceBuffer = the sum of the workers' accumulators, over part w of the trainable values.
+    func sumAccumulators(part w: Int) {
+        let values = part(w, of: trainable.count)
+        (reduceBuffer + values.lowerBound).update(from: workers[0].accumulator + values.lowerBound, count: values.count)
+        for worker in workers.dropFirst() {
+            for i in values { reduceBuffer[i] &+= worker.accumulator[i] }
+        }
+    }
+
+    /// Part w of the trainable values: the reduced integers back to Float gradients, and Adam.
+    func convertAndUpdate(part w: Int) {
+        let range = trainable, values = part(w, of: range.count)
+        FixedPoint.toFloat(reduceBuffer + values.lowerBound, into: grads.pointer + range.lowerBound + values.lowerBound, count: values.count)
+        optimizer.apply(adamStep, params: params, grads: grads,
+                        range: range.lowerBound + values.lowerBound ..< range.lowerBound + values.upperBound)
     }
 
     /// Forward and backward of the samples at `positions` of the epoch order on `worker`: leaves
