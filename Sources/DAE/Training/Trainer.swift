@@ -376,8 +376,8 @@ public final class Trainer: @unchecked Sendable {
         }
     }
 
-    /// Part w of 0 ..< count when split among the pool's threads (multiples of 16 values, so that
-    /// no two threads write into one cache line).
+    /// Part w of 0 ..< count when split among the pool's threads, in multiples of 16 values (128
+    /// bytes of the integer buffer), so that neighbouring parts share at most one cache line.
     func part(_ w: Int, of count: Int) -> Range<Int> {
         let size = ((count + pool.count - 1) / pool.count + 15) / 16 * 16
         return min(count, w * size) ..< min(count, (w + 1) * size)
