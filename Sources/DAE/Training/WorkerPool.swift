@@ -15,6 +15,7 @@ final class WorkerPool: @unchecked Sendable {
     /// Threads taking part, the caller included.
     let count: Int
     private let shared: Shared
+    private let running = Atomic<Bool>(false)   // a round in progress: `run` is not re-entrant
     private let helpers: [Thread]
 
     /// What the helper threads see: the round counter, the job, completion and parking.
@@ -48,6 +49,9 @@ final class WorkerPool: @unchecked Sendable {
                     var spins = 0
                     while next == seen {
                         spins += 1
+                        // every 1024 spins: let another thread have this core (more threads than
+                        // cores), and park once the budget is spent
+                        if spins & 1023 == 0 { sched_yield() }
                         if spins & 1023 == 0 && monotonicSeconds() - start > spinSeconds {
                             pthread_mutex_lock(mutex)
                             sleepers += 1
@@ -84,8 +88,12 @@ final class WorkerPool: @unchecked Sendable {
     }
 
     /// Runs body(0) on the calling thread and body(1) ... body(count-1) on the helpers, and
-    /// returns when all are done.
+    /// returns when all are done. One round at a time: calling it again from a job, or from two
+    /// threads at once, is a programming error and traps.
     func run(_ body: @escaping @Sendable (Int) -> Void) {
+        precondition(running.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged,
+                     "WorkerPool.run called while a round is in progress")
+        defer { running.store(false, ordering: .releasing) }
         guard count > 1 else { body(0); return }
         shared.job = body
         shared.finished.store(0, ordering: .relaxed)

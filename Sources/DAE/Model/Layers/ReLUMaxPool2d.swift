@@ -26,6 +26,7 @@ public struct ReLUMaxPool2d {
     /// x [planes, h, w] -> y [planes, h/2, w/2] and `where` of the same size (h and w even).
     public func forward(x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, where positions: UnsafeMutablePointer<Int32>,
                         planes: Int, h: Int, w: Int) {
+        precondition(h % 2 == 0 && w % 2 == 0, "ReLUMaxPool2d needs even sides, got \(h)x\(w)")
         let oh = h / 2, ow = w / 2
         for row in 0..<planes * oh {                 // output rows of all planes, in order
             let top = x + (row / oh) * h * w + (row % oh) * 2 * w, bottom = top + w
@@ -46,6 +47,7 @@ public struct ReLUMaxPool2d {
     /// dy, y [planes, h/2, w/2] (y and `where` from the forward pass) -> dx [planes, h, w]
     public func backward(dy: UnsafePointer<Float>, y: UnsafePointer<Float>, where positions: UnsafePointer<Int32>,
                          dx: UnsafeMutablePointer<Float>, planes: Int, h: Int, w: Int) {
+        precondition(h % 2 == 0 && w % 2 == 0, "ReLUMaxPool2d needs even sides, got \(h)x\(w)")  // dx is written window by window
         let oh = h / 2, ow = w / 2
         for row in 0..<planes * oh {
             let top = dx + (row / oh) * h * w + (row % oh) * 2 * w, bottom = top + w
