@@ -71,8 +71,9 @@ final class DistributedTests: XCTestCase {
     }
 
     func testFixedPointRoundsHalfToEvenAtEveryMagnitude() {
-        // ties (k + 1/2) * 2^-40 for even and odd k, both signs, small and near the 2^51 switch
-        // to rint(), and random values: each must give exactly round-half-even of x * 2^40
+        // ties (k + 1/2) * 2^-40 for even and odd k, both signs, small and near the 2^11 switch
+        // between the vectorised and the plain loop, and random values: each must give exactly
+        // round-half-even of x * 2^40
         var values: [Float] = []
         for k: Float in [0, 1, 2, 3, 1000, 1001] {
             values += [(k + 0.5) * 0x1p-40, -(k + 0.5) * 0x1p-40]

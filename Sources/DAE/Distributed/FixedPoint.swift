@@ -42,13 +42,12 @@ public enum FixedPoint {
             }
             return true
         }
+        // Some value is large, or not a number: the plain loop (rare, so rint() per value is fine).
         var ok = true
         for i in 0..<count {
             let x = Double(values[i])                       // exact: a Float fits in a Double
             if !(abs(x) <= limit) { ok = false; continue }  // also catches NaN
-            let y = x * scale                               // exact: a power-of-two scale
-            let r = abs(y) < 0x1p51 ? (y + 0x1.8p52) - 0x1.8p52 : y.rounded(.toNearestOrEven)
-            acc[i] &+= Int64(r)
+            acc[i] &+= Int64((x * scale).rounded(.toNearestOrEven))   // exact product: a power-of-two scale
         }
         return ok
     }

@@ -16,7 +16,6 @@ final class WorkerPool: @unchecked Sendable {
     let count: Int
     private let shared: Shared
     private let running = Atomic<Bool>(false)   // a round in progress: `run` is not re-entrant
-    private let helpers: [Thread]
 
     /// What the helper threads see: the round counter, the job, completion and parking.
     private final class Shared: @unchecked Sendable {
@@ -79,11 +78,11 @@ final class WorkerPool: @unchecked Sendable {
         count = max(1, threads)
         let shared = Shared(spinSeconds: spinSeconds)
         self.shared = shared
-        helpers = (1..<max(1, threads)).map { index in
+        // The helpers hold `shared` only, so the pool can go away; its deinit tells them to end.
+        for index in 1..<max(1, threads) {
             let thread = Thread { shared.serve(index) }
             thread.name = "dae-worker-\(index)"
             thread.start()
-            return thread
         }
     }
 

@@ -143,13 +143,6 @@ public struct Conv2d {
     }
 }
 
-/// out[0..<count] = 0, inline (a call to memset costs more than these short rows).
-@inline(__always) func fillZero(_ out: UnsafeMutablePointer<Float>, _ count: Int) {
-    var x = 0
-    while x + 4 <= count { UnsafeMutableRawPointer(out + x).storeBytes(of: SIMD4<Float>(), as: SIMD4<Float>.self); x += 4 }
-    while x < count { out[x] = 0; x += 1 }
-}
-
 /// out[r] = sum of row r of a [rows, columns] matrix, accumulated in Double (bias gradients).
 @inline(__always)
 func sumRows(_ m: UnsafePointer<Float>, rows: Int, columns: Int, into out: UnsafeMutablePointer<Float>) {

@@ -102,16 +102,3 @@ public struct ReLUMaxPool2d {
         UnsafeMutableRawPointer(at).storeBytes(of: k, as: SIMD4<Int32>.self)
     }
 }
-
-@inline(__always) func load4(_ p: UnsafePointer<Float>) -> SIMD4<Float> {
-    UnsafeRawPointer(p).loadUnaligned(as: SIMD4<Float>.self)
-}
-
-@inline(__always) func store8(_ p: UnsafeMutablePointer<Float>, _ v: SIMD8<Float>) {
-    UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD8<Float>.self)
-}
-
-/// (a0, b0, a1, b1, a2, b2, a3, b3)
-@inline(__always) func interleave(_ a: SIMD4<Float>, _ b: SIMD4<Float>) -> SIMD8<Float> {
-    SIMD8(a[0], b[0], a[1], b[1], a[2], b[2], a[3], b[3])
-}
