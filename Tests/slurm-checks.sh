@@ -7,9 +7,9 @@
 #   - srun --mpi=none -n 2 of the binary fails with dae-dist's error and trains nothing
 #   - preemption: scancel --signal=USR1 --batch mid-run -> the job checkpoints, exits and requeues
 #     itself, runs again from the checkpoint and finishes bitwise equal to an uninterrupted run
-#   - a job that hits its wall time with no warning signal: the next run resumes from the last
-#     periodic checkpoint (at most --checkpoint-every steps lost) and ends bitwise equal
-# Brings Slurm up in a directory of its own and always takes it down again (unless it was up).
+#   - a job that hits its wall time with no warning signal: the next run resumes from the newest
+#     checkpoint (in the recorded runs, the one dae-dist wrote on Slurm's TERM) and ends bitwise equal
+# Brings Slurm up in a directory of its own and always takes it down again.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1   # CI runs as root; mpirun in the job inherits it
@@ -93,7 +93,7 @@ fi
 # ---- wall time without a warning signal ----
 # The same script without its --signal line, a 1-minute limit, a run that needs about 2: Slurm
 # ends it at the limit (TERM, then KILL after KillWait). However the ranks end, the next job
-# resumes from a checkpoint at most --checkpoint-every steps old and ends bitwise equal.
+# resumes from the newest checkpoint and ends bitwise equal.
 # DAE_SLURM_WALLTIME=0 skips it (it takes about 3 minutes).
 if [[ "${DAE_SLURM_WALLTIME:-1}" == 1 ]]; then
     wall=(--epochs 4 --limit 30000 --eval-every 0 --checkpoint-every 100)
@@ -103,7 +103,6 @@ if [[ "${DAE_SLURM_WALLTIME:-1}" == 1 ]]; then
     id=$(DAE_DIST_RUN_DIR=$work/wall sbatch --parsable "${shape[@]:0:4}" --time=1 --no-requeue --job-name=dae-wall --output="$out" "$work/nosignal.sbatch" "${wall[@]}")
     state=$(wait_job_done "$id" 240)
     newest=$(ls "$work/wall/checkpoints" 2>/dev/null | grep -oE '[0-9]+' | sort -n | tail -n 1 | sed 's/^0*//')
-    reached=$(grep -oE 'step [0-9]+' "$out" | tail -n 1)
     echo "wall-time job $id: $state after $(job_field "$id" RunTime), newest checkpoint at step ${newest:-none}; its last lines:"
     tail -n 4 "$out" | sed 's/^/    /'
     out2=$work/wall2.out
