@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Multi-node checks on one machine (run by launch/test after Tests/mpi-checks.sh): "nodes" are
 # network namespaces on a bridge (launch/netns), ranks talk over TCP only (launch/multinode):
-#   - 2 nodes, unshaped links, 300 samples: weights bitwise equal to the single process, same loss lines
+#   - launch/multinode -N 2 as the README runs it (it makes and removes its own nodes), unshaped
+#     links, 300 samples: weights bitwise equal to the single process, same loss lines, no namespace left
 #   - a node vanishing from the network mid-run (its veth link deleted) ends the job non-zero within
 #     a bound (Open MPI's daemon keepalive, set by launch/multinode: 5 s + 3 x 2 s), and the last
 #     periodic checkpoint, resumed in one process, finishes bitwise equal to the straight run
@@ -52,9 +53,9 @@ newset() { s="mc$(( ($$ * 10 + ${#sets[@]}) % 1000000 ))"; sets+=("$s"); }
 # ---- 2 nodes over TCP, bitwise equal to one process ----
 args=(--epochs 2 --limit 300 --batch-size 20 --eval-every 0)
 "$bin" train "${args[@]}" --run-dir "$work/single" > "$work/single.log" 2>&1 || fail "single-process run"
+# launch/multinode as the README shows it: it makes the nodes itself and takes them down after
 newset
-if DAE_NETNS_NAME=$s launch/netns up 2 > "$work/up.log" 2>&1 &&
-   DAE_NETNS_NAME=$s launch/multinode --use -N 2 "${args[@]}" --run-dir "$work/two" > "$work/two.log" 2>&1; then
+if DAE_NETNS_NAME=$s launch/multinode -N 2 "${args[@]}" --run-dir "$work/two" > "$work/two.log" 2>&1; then
     if cmp -s "$work/single/model.safetensors" "$work/two/model.safetensors" && [[ "$(losses "$work/single.log")" == "$(losses "$work/two.log")" ]] &&
        grep -q "2 rank(s) (mpi, 1 on this node" "$work/two.log"; then
         pass "2 namespace nodes over TCP: weights bitwise equal to the single process, same loss lines"
@@ -62,9 +63,11 @@ if DAE_NETNS_NAME=$s launch/netns up 2 > "$work/up.log" 2>&1 &&
         fail "2 namespace nodes: weights or loss lines differ"; cat "$work/two.log"
     fi
 else
-    fail "2 namespace nodes: run failed"; cat "$work/up.log" "$work/two.log"
+    fail "2 namespace nodes: run failed"; cat "$work/two.log"
 fi
-DAE_NETNS_NAME=$s launch/netns down
+if ip netns list | grep -q "^$s-n"; then
+    fail "launch/multinode left its namespaces behind: $(ip netns list | grep "^$s-n" | tr '\n' ' ')"
+fi
 
 # ---- a node lost mid-run ----
 long=(--epochs 2 --limit 6000 --eval-every 0)
