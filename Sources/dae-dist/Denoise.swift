@@ -59,14 +59,13 @@ struct Denoise: ParsableCommand {
             }
             for (index, plan) in plans.enumerated() {
                 let (input, isPNG, target) = (plan.input, plan.isPNG, plan.target)
-                guard let data = FileManager.default.contents(atPath: input) else {
-                    throw DAEError.data(path: input, problem: "cannot be read")
-                }
-                let bytes = [UInt8](data)
                 // The images as floats in [0,1], [count, H, W].
                 let count: Int, height: Int, width: Int, clean: [Float]
                 if isPNG {
-                    let image = try PNG.decode(bytes, path: input)
+                    guard let data = FileManager.default.contents(atPath: input) else {
+                        throw DAEError.data(path: input, problem: "cannot be read")
+                    }
+                    let image = try PNG.decode([UInt8](data), path: input)
                     (count, height, width) = (1, image.height, image.width)
                     clean = image.pixels.map { Float($0) / 255 }
                 } else {

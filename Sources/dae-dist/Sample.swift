@@ -51,15 +51,16 @@ struct Sample: ParsableCommand {
             BLASThreads.set(1)
 
             let started = Date()
+            let phase = Weights.trainedPhase(metadata)
             let sampler = Sampler(config: config, model: model, parameters: params, height: test.height, width: test.width, test: test,
-                                  communicator: communicator, threads: threadCount)
+                                  communicator: communicator, threads: threadCount, afterPhase: phase)
             sampler.run()
             var untrained: Sampler? = nil
             if !noUntrainedBaseline {
                 let random = FloatBuffer(count: layout.count)
                 initializeParameters(random, layout: layout, seed: seed)
                 untrained = Sampler(config: config, model: model, parameters: random, height: test.height, width: test.width, test: test,
-                                    communicator: communicator, threads: threadCount)
+                                    communicator: communicator, threads: threadCount, afterPhase: phase)
                 untrained!.run()
             }
             let chainSeconds = Date().timeIntervalSince(started)

@@ -28,7 +28,7 @@ final class ReportTests: XCTestCase {
         XCTAssertLessThan(ImageMetrics.ssim(ramp, inverse, height: 28, width: 28, scratch: scratch), 0)
     }
 
-    /// Decodes our own grayscale PNGs (filter 0 only), checking every chunk CRC.
+    /// Checks the PNG signature, then decodes with libpng (`PNG.decode`).
     func decodePNG(_ bytes: [UInt8]) throws -> GrayImage {
         XCTAssertEqual(Array(bytes.prefix(8)), [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A])
         return try PNG.decode(bytes, path: "test.png")

@@ -161,9 +161,7 @@ public struct StackedSpec: Sendable, Equatable {
 
     /// Rejects models too large to train here, naming --hidden.
     public func checkSize() throws(DAEError) {
-        var count = 0
-        let d = widths
-        for j in 0..<hidden.count { count += d[j] * d[j + 1] * (tied ? 1 : 2) + d[j] + d[j + 1] }
+        let count = StackedDenoiser.makeLayout(self).count
         guard count <= Self.maxParameters else {
             throw DAEError.badFlag("--hidden", "\(hidden.map(String.init).joined(separator: ",")) on \(inputSize) inputs makes \(count) parameters, more than the \(Self.maxParameters) supported; use narrower layers")
         }

@@ -45,11 +45,13 @@ public final class Sampler: @unchecked Sendable {
     public let frames: UnsafeMutablePointer<Float>     // [chain][frame][pixel]
     let frameCount: Int
 
+    /// `afterPhase`: for a stacked checkpoint saved during pre-training, the layers trained so far
+    /// (`Weights.trainedPhase`), as `eval`, `denoise`, `encode` and `probe` use.
     public init(config: SampleConfig, model: ModelSpec = .conv, parameters: FloatBuffer, height: Int, width: Int, test: Dataset?,
-                communicator: Communicator = SingleProcess(), threads: Int = 1) {
+                communicator: Communicator = SingleProcess(), threads: Int = 1, afterPhase: Int = Int.max) {
         self.config = config; self.height = height; self.width = width; self.test = test; self.communicator = communicator
         workers = (0..<max(1, threads)).map { _ in
-            model.makeImageAutoencoder(height: height, width: width, capacity: Self.group, parameters: parameters)
+            model.makeImageAutoencoder(height: height, width: width, capacity: Self.group, parameters: parameters, afterPhase: afterPhase)
         }
         frameCount = config.frameSteps.count
         frames = .allocate(capacity: config.chains * frameCount * height * width)
