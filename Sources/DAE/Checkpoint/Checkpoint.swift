@@ -82,7 +82,8 @@ public enum Checkpoint {
         // The checksum covers the data section, which does not depend on the metadata.
         let dataOnly = SafeTensors.encode(tensors)
         metadata["data_crc32"] = String(format: "%08x", SafeTensors.dataChecksum(dataOnly)!)
-        try writeFileAtomically(SafeTensors.encode(tensors, metadata: metadata), to: path)
+        try writeFileAtomically(SafeTensors.encode(tensors, metadata: metadata), to: path,
+                                crashHalfway: FaultInjection.current.crashesNextCheckpointWrite())
     }
 
     /// Reads and validates a checkpoint: format, checksum, every tensor present and finite.

@@ -10,7 +10,6 @@
 
 import CZlib
 import Foundation
-import Synchronization
 
 public struct SafeTensor: Sendable, Equatable {
     /// F32, or U8 for small integers such as class labels (written one byte each; read back only
@@ -204,7 +203,8 @@ public enum SafeTensors {
 
 /// Writes bytes to `path` atomically: a temporary file in the same directory, fsync, rename,
 /// fsync of the directory. A crash at any moment leaves either the old file or the new one.
-public func writeFileAtomically(_ bytes: [UInt8], to path: String) throws(DAEError) {
+/// `crashHalfway` is the fault-injection hook of `Checkpoint.save` (FaultInjection.swift).
+public func writeFileAtomically(_ bytes: [UInt8], to path: String, crashHalfway: Bool = false) throws(DAEError) {
     let directory = (path as NSString).deletingLastPathComponent
     let dir = directory.isEmpty ? "." : directory
     do {
@@ -216,7 +216,7 @@ public func writeFileAtomically(_ bytes: [UInt8], to path: String) throws(DAEErr
     let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
     guard fd >= 0 else { throw DAEError.write(path: path, problem: String(cString: strerror(errno))) }
     var written = 0
-    let crashAt = path.contains("/checkpoints/") && crashingWrite()
+    let crashAt = crashHalfway
     let failure: String? = bytes.withUnsafeBytes { raw -> String? in
         while written < raw.count {
             if crashAt, written >= raw.count / 2 {
@@ -256,13 +256,4 @@ public func crc32(bytes: Slice<UnsafeRawBufferPointer>) -> UInt32 {
         start += n
     }
     return UInt32(truncatingIfNeeded: crc)
-}
-
-/// Test hook: DAE_DIST_CRASH_IN_WRITE=N makes the process die abruptly halfway through its N-th
-/// checkpoint write, as a SIGKILL or power cut would, to check that the previous file survives.
-private let atomicWrites = Atomic<Int>(0)
-private func crashingWrite() -> Bool {
-    let count = atomicWrites.add(1, ordering: .relaxed).newValue
-    guard let text = ProcessInfo.processInfo.environment["DAE_DIST_CRASH_IN_WRITE"], let n = Int(text) else { return false }
-    return n == count
 }

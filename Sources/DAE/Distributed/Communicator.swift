@@ -81,29 +81,3 @@ public enum Launch {
         return communicator
     }
 }
-
-/// Test hooks for the failure paths: DAE_DIST_FAIL_AT=R:S makes rank R throw an error when it
-/// reaches global step S; DAE_DIST_CRASH_AT=R:S makes it exit abruptly (as if killed), without
-/// any MPI call. Both exist so the tests can check that the job ends quickly and non-zero.
-public struct FailureInjection: Sendable {
-    public var failRank = -1, failStep = -1, crashRank = -1, crashStep = -1
-
-    public init(_ environment: [String: String] = ProcessInfo.processInfo.environment) {
-        func parse(_ key: String) -> (Int, Int) {
-            let parts = (environment[key] ?? "").split(separator: ":").compactMap { Int($0) }
-            return parts.count == 2 ? (parts[0], parts[1]) : (-1, -1)
-        }
-        (failRank, failStep) = parse("DAE_DIST_FAIL_AT")
-        (crashRank, crashStep) = parse("DAE_DIST_CRASH_AT")
-    }
-
-    public func check(rank: Int, step: Int) throws(DAEError) {
-        if rank == crashRank && step == crashStep {
-            FileHandle.standardError.write(Data("rank \(rank): crashing at step \(step) (DAE_DIST_CRASH_AT)\n".utf8))
-            _exit(86)
-        }
-        if rank == failRank && step == failStep {
-            throw DAEError.distributed("injected failure at step \(step) (DAE_DIST_FAIL_AT)")
-        }
-    }
-}

@@ -15,6 +15,10 @@ public struct EvalMetrics: Sendable, Equatable, Codable {
     public var mse: Double, psnr: Double, ssim: Double                 // reconstruction vs clean
     public var noisyMSE: Double, noisyPSNR: Double, noisySSIM: Double  // noisy input vs clean
 
+    enum CodingKeys: String, CodingKey {
+        case images, mse, psnr, ssim, noisyMSE = "noisy_mse", noisyPSNR = "noisy_psnr", noisySSIM = "noisy_ssim"
+    }
+
     public var summary: String {
         String(format: "eval: MSE %.6f  PSNR %.2f dB  SSIM %.4f   (noisy input: MSE %.6f  PSNR %.2f dB  SSIM %.4f)",
                mse, psnr, ssim, noisyMSE, noisyPSNR, noisySSIM)

@@ -6,15 +6,11 @@
 import Foundation
 
 public enum RunReport {
-    public static func render(title: String, configuration: [(String, String)], epochs: [[String: Any]],
+    public static func render(title: String, configuration: [(String, String)], epochs: [MetricsRecord],
                               gridPNG: [UInt8]?, gridEpoch: Int?) -> String {
-        func number(_ record: [String: Any], _ key: String, in sub: String? = nil) -> Double? {
-            let source = sub.flatMap { record[$0] as? [String: Any] } ?? (sub == nil ? record : nil)
-            return (source?[key] as? NSNumber)?.doubleValue
-        }
-        let losses = epochs.compactMap { r in number(r, "epoch").flatMap { e in number(r, "train_loss").map { (e, $0) } } }
-        let psnr = epochs.compactMap { r in number(r, "epoch").flatMap { e in number(r, "psnr", in: "eval").map { (e, $0) } } }
-        let noisy = epochs.compactMap { r in number(r, "epoch").flatMap { e in number(r, "noisy_psnr", in: "eval").map { (e, $0) } } }
+        let losses = epochs.map { (Double($0.epoch), $0.trainLoss) }
+        let psnr = epochs.compactMap { r in r.eval.map { (Double(r.epoch), $0.psnr) } }
+        let noisy = epochs.compactMap { r in r.eval.map { (Double(r.epoch), $0.noisyPSNR) } }
 
         var html = """
         <!DOCTYPE html>
@@ -47,9 +43,9 @@ public enum RunReport {
         html += "</div>\n<h2>Epochs</h2>\n<table><tr><th>epoch</th><th>step</th><th>train loss</th><th>test MSE</th><th>PSNR dB</th><th>SSIM</th><th>noisy PSNR dB</th><th>samples/s</th><th>seconds</th></tr>\n"
         for r in epochs {
             func cell(_ v: Double?, _ format: String) -> String { v.map { String(format: format, $0) } ?? "" }
-            html += "<tr><td>\(cell(number(r, "epoch"), "%.0f"))</td><td>\(cell(number(r, "step"), "%.0f"))</td><td>\(cell(number(r, "train_loss"), "%.6f"))</td>"
-            html += "<td>\(cell(number(r, "mse", in: "eval"), "%.6f"))</td><td>\(cell(number(r, "psnr", in: "eval"), "%.2f"))</td><td>\(cell(number(r, "ssim", in: "eval"), "%.4f"))</td>"
-            html += "<td>\(cell(number(r, "noisy_psnr", in: "eval"), "%.2f"))</td><td>\(cell(number(r, "samples_per_s", in: nil), "%.0f"))</td><td>\(cell(number(r, "seconds"), "%.1f"))</td></tr>\n"
+            html += "<tr><td>\(r.epoch)</td><td>\(r.step)</td><td>\(cell(r.trainLoss, "%.6f"))</td>"
+            html += "<td>\(cell(r.eval?.mse, "%.6f"))</td><td>\(cell(r.eval?.psnr, "%.2f"))</td><td>\(cell(r.eval?.ssim, "%.4f"))</td>"
+            html += "<td>\(cell(r.eval?.noisyPSNR, "%.2f"))</td><td>\(cell(r.samplesPerSecond, "%.0f"))</td><td>\(cell(r.seconds, "%.1f"))</td></tr>\n"
         }
         html += "</table>\n<h2>Configuration</h2>\n<table>\n"
         for (k, v) in configuration { html += "<tr><td class=\"k\">\(escape(k))</td><td style=\"text-align:left\">\(escape(v))</td></tr>\n" }

@@ -14,7 +14,7 @@
 //      the conversion and 8 split among the rank's threads by parts of the buffer)
 // Only the phase's trainable slice of the parameters is accumulated, reduced and updated: all of
 // them for the convolutional model, one layer's during a stacked model's pre-training phase.
-// A stacked model's phases run one after another in `Train.swift`'s loop (`advancePhase`); each
+// A stacked model's phases run one after another in TrainingRun's loop (`advancePhase`); each
 // starts with a fresh Adam, as a new torch.optim.Adam over that layer's parameters would.
 // Fast mode (--reduce fast) replaces 2-7 with one forward/backward over the rank's share of the
 // batch and a float allreduce. Workers, their threads (WorkerPool), buffers and the optimizer are
@@ -22,89 +22,6 @@
 
 import Foundation
 import Synchronization
-
-public enum ReduceMode: String, Sendable, CaseIterable {
-    /// Fixed-point sums over fixed micro-batches: bitwise the same on any number of ranks/threads.
-    case exact
-    /// One forward/backward per rank and a float allreduce: results vary with the world size.
-    case fast
-}
-
-public struct TrainConfig: Sendable, Equatable {
-    public var model = ModelSpec.conv
-    /// The convolutional model's epochs; a stacked model's epochs of end-to-end fine-tuning (0: none).
-    public var epochs = 20
-    /// A stacked model's pre-training epochs per layer.
-    public var pretrainEpochs = 10
-    public var batchSize = 20
-    public var adam = AdamConfig()
-    public var noise = NoiseKind.gaussian(factor: 0.5)
-    public var loss = LossKind.mse
-    public var seed: UInt64 = 0
-    public var limit: Int? = nil
-    public var microBatch = 5
-    public var reduce = ReduceMode.exact
-    public init() {}
-
-    /// Rejects values no run could use; each error names its flag.
-    public func validate() throws(DAEError) {
-        if case .stacked = model {
-            guard epochs >= 0 else { throw .badFlag("--epochs", "must be 0 or more (fine-tuning epochs), got \(epochs)") }
-            guard pretrainEpochs >= 0 else { throw .badFlag("--pretrain-epochs", "must be 0 or more, got \(pretrainEpochs)") }
-            guard epochs + pretrainEpochs > 0 else { throw .badFlag("--pretrain-epochs", "the stacked model needs --pretrain-epochs or --epochs (fine-tuning) above 0") }
-        } else {
-            guard epochs >= 1 else { throw .badFlag("--epochs", "must be at least 1, got \(epochs)") }
-        }
-        guard batchSize >= 1 else { throw .badFlag("--batch-size", "must be at least 1, got \(batchSize)") }
-        guard batchSize <= 65_536 else { throw .badFlag("--batch-size", "\(batchSize) is larger than the 65536 supported") }
-        guard adam.lr.isFinite, adam.lr > 0 else { throw .badFlag("--lr", "must be a positive number, got \(adam.lr)") }
-        guard microBatch >= 1 else { throw .badFlag("--micro-batch", "must be at least 1, got \(microBatch)") }
-        if let limit { guard limit >= 1 else { throw .badFlag("--limit", "must be at least 1, got \(limit)") } }
-        // random streams are keyed by phase << 20 + epoch (see randomEpoch)
-        guard epochs < 1 << 20 else { throw .badFlag("--epochs", "must be below \(1 << 20), got \(epochs)") }
-        guard pretrainEpochs < 1 << 20 else { throw .badFlag("--pretrain-epochs", "must be below \(1 << 20), got \(pretrainEpochs)") }
-    }
-
-    /// Epochs of each phase: [epochs] for the convolutional model; for a stacked model with L
-    /// layers, pretrainEpochs for each of phases 0..<L, then `epochs` of fine-tuning (phase L).
-    public var phaseEpochs: [Int] {
-        switch model {
-        case .conv: return [epochs]
-        case .stacked(let s): return Array(repeating: pretrainEpochs, count: s.hidden.count) + [epochs]
-        }
-    }
-
-    /// How logs name a phase: "" for the one phase of the convolutional model, else "layer k " or "fine-tune ".
-    public func phaseName(_ phase: Int) -> String {
-        guard case .stacked(let s) = model else { return "" }
-        return phase < s.hidden.count ? "layer \(phase + 1) " : "fine-tune "
-    }
-}
-
-/// Where training stands. With randomness keyed by (seed, epoch, sample index), this and the seed
-/// are all the random state there is: a checkpoint stores it and a resumed run continues exactly.
-public struct TrainingPosition: Sendable, Equatable {
-    public var phase = 0             // the phase in progress (a stacked model's layer, or fine-tuning)
-    public var epoch = 1             // the epoch in progress within the phase, 1-based
-    public var stepInEpoch = 0       // steps of that epoch already taken
-    public var globalStep = 0        // optimizer steps since the start of training
-    public var samplesSeen = 0       // training samples processed since the start
-    public var epochLossSum = 0.0    // sum of this epoch's batch losses so far (for its mean)
-    public init() {}
-}
-
-/// What one epoch did (or, if training was stopped, the part of it done in this process).
-public struct EpochResult: Sendable {
-    public var phase = 0
-    public var phaseName = ""          // "" (convolutional model), "layer k " or "fine-tune "
-    public var epoch: Int              // 1-based, within the phase
-    public var meanLoss: Double        // mean of the batch losses (each a per-pixel mean), whole epoch
-    public var samples: Int            // samples processed by this process's run of the epoch
-    public var seconds: Double
-    public var reduceSeconds: Double   // time in the gradient allreduce (waiting for peers included)
-    public var stopped = false         // a stop was requested (signal): the epoch is not complete
-    public var samplesPerSecond: Double { Double(samples) / max(seconds, 1e-9) }
-}
 
 /// One thread's replica: reads the shared parameters, owns its activations, gradients and
 /// integer gradient accumulator. Workers only write their own memory and their own loss slots.
@@ -137,7 +54,6 @@ public final class Trainer: @unchecked Sendable {
     let lossSlots: Int
     var order: [Int32] = []              // the epoch's permutation of sample indices
     var orderEpoch = 0                   // which epoch `order` holds
-    let failures = FailureInjection()
     public private(set) var position = TrainingPosition()
     /// Polled once per step; any rank answering true stops every rank after that same step
     /// (the answers ride along in the step's allreduce). Wired to SIGTERM/SIGINT/SIGUSR1 by the CLI.
@@ -161,6 +77,11 @@ public final class Trainer: @unchecked Sendable {
     var sumBody: (@Sendable (Int) -> Void)? = nil
     var updateBody: (@Sendable (Int) -> Void)? = nil
     let pool: WorkerPool
+    /// Where a step's time goes (`dae-dist bench --what phases`); nil, and free, in training.
+    /// Meaningful with one worker thread, whose layers then time themselves too.
+    public var profile: StepProfile? = nil {
+        didSet { (workers[0].model as? ConvDenoiser)?.phaseSeconds = profile?.layers }
+    }
 
     /// `threads` is this rank's share of the cores: worker threads in exact mode (each with
     /// single-threaded BLAS), BLAS threads in fast mode.
@@ -265,7 +186,7 @@ public final class Trainer: @unchecked Sendable {
             orderEpoch = keyEpoch
         }
         while position.stepInEpoch < stepsPerEpoch {
-            try failures.check(rank: communicator.rank, step: position.globalStep + 1)
+            try FaultInjection.current.beforeStep(rank: communicator.rank, step: position.globalStep + 1)
             let first = position.stepInEpoch * config.batchSize
             let plan = StepPlan(first: first, count: min(config.batchSize, data.count - first), microBatch: effectiveMicroBatch)
             let batchLoss = try self.step(plan, epoch: keyEpoch, reduceSeconds: &reduceSeconds)
@@ -326,7 +247,9 @@ public final class Trainer: @unchecked Sendable {
             }
             // back to Float and 8: Adam, each thread a part of the parameters
             adamStep = optimizer.beginStep()
+            let t = profile == nil ? 0 : monotonicSeconds()
             pool.run(updateBody!)
+            if let profile { profile.update += monotonicSeconds() - t }
             var total = 0.0
             for j in 0..<m { total += Double(bitPattern: UInt64(bitPattern: reduceBuffer[count + j])) }
             loss = total / Double(pixelsPerBatch)
@@ -369,6 +292,8 @@ public final class Trainer: @unchecked Sendable {
             let sum = forwardBackward(worker, positions: task.plan.positions(ofMicroBatch: j),
                                       epoch: task.epoch, meanOver: task.meanOver)
             reduceBuffer[range.count + j] = Int64(bitPattern: sum.bitPattern)   // this micro-batch's loss slot
+            let t = profile == nil ? 0 : monotonicSeconds()
+            defer { if let profile { profile.fixedPoint += monotonicSeconds() - t } }
             if !FixedPoint.accumulate(worker.model.grads.pointer + range.lowerBound, into: worker.accumulator,
                                       count: range.count, limit: task.limit) {
                 worker.overflow = true
@@ -405,6 +330,7 @@ public final class Trainer: @unchecked Sendable {
     /// and returns their summed loss.
     func forwardBackward(_ worker: Worker, positions: Range<Int>, epoch: Int, meanOver: Int) -> Double {
         let model = worker.model, pixels = data.imageSize, n = positions.count
+        var t = profile == nil ? 0 : monotonicSeconds()
         // clean images; the phase's clean target (the images, or a stacked model's codes of them
         // from the frozen layers below); its corrupted copy as the input
         for (i, position) in positions.enumerated() {
@@ -415,11 +341,14 @@ public final class Trainer: @unchecked Sendable {
             config.noise.corrupt(target + i * size, into: model.input + i * size, count: size,
                                  seed: config.seed, epoch: epoch, sampleIndex: Int(order[position]))
         }
+        if let profile { profile.assembly += monotonicSeconds() - t }
         model.forward(n: n)
+        if profile != nil { t = monotonicSeconds() }
         let loss = Self.loss(config.loss, for: model)
         let sum = loss.sum(output: model.output, target: target, count: n * size)
         loss.backward(output: model.output, target: target, gradient: model.gradOutput,
                       count: n * size, meanOver: meanOver, activation: model.outputActivation)
+        if let profile { profile.loss += monotonicSeconds() - t }
         model.backward(n: n)
         return sum
     }
@@ -431,7 +360,12 @@ public final class Trainer: @unchecked Sendable {
     }
 
     /// Takes over a checkpoint's state (on the rank that read it; then call `broadcastState`).
-    public func restore(_ state: CheckpointState) {
+    /// `path` names the checkpoint in the error when its tensors do not fit this model.
+    public func restore(_ state: CheckpointState, path: String = "checkpoint") throws(DAEError) {
+        for (name, values) in [("parameters", state.parameters), ("exp_avg", state.firstMoment), ("exp_avg_sq", state.secondMoment)]
+        where values.count != params.count {
+            throw .checkpoint(path: path, problem: "holds \(values.count) \(name) values, this model has \(params.count)")
+        }
         state.parameters.withUnsafeBufferPointer { params.pointer.update(from: $0.baseAddress!, count: params.count) }
         optimizer.restore(step: state.optimizerStep, m: state.firstMoment, v: state.secondMoment)
         position = state.position
@@ -470,5 +404,23 @@ public final class Trainer: @unchecked Sendable {
         metadata["noise"] = config.noise.description
         metadata["loss"] = config.loss.rawValue
         try Weights.save(params, layout: layout, to: path, metadata: metadata)
+    }
+}
+
+/// Accumulated wall time of the parts of a step, filled when set as `Trainer.profile`.
+public final class StepProfile {
+    public var assembly = 0.0     // clean images and their corrupted copies
+    public var loss = 0.0         // the loss and its gradient
+    public var fixedPoint = 0.0   // micro-batch gradients to fixed point
+    public var update = 0.0       // back to Float, and Adam
+    /// The convolutional model's layers, in the slots of ConvDenoiser.phaseNames.
+    public let layers = UnsafeMutablePointer<Double>.allocate(capacity: ConvDenoiser.phaseNames.count)
+
+    public init() { reset() }
+    deinit { layers.deallocate() }
+
+    public func reset() {
+        assembly = 0; loss = 0; fixedPoint = 0; update = 0
+        layers.initialize(repeating: 0, count: ConvDenoiser.phaseNames.count)
     }
 }

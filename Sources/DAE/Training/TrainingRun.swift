@@ -1,0 +1,236 @@
+// A whole training run, from "configuration + data + communicator" to the final weights. Follow a
+// run through `run()`:
+//   1. resume (optional): rank 0 reads the newest valid checkpoint (or the one named), checks its
+//      settings against this run's, and broadcasts its state to every rank
+//   2. phase by phase (one for the convolutional model; a stacked model's layers, then
+//      fine-tuning), epoch by epoch: Trainer.trainEpoch runs the steps (Trainer.swift follows one)
+//   3. after every step: the step's event, and a checkpoint every --checkpoint-every steps
+//   4. at an epoch's end: evaluation when due (every rank scores its share of the test set), the
+//      epoch's event, the epoch checkpoint; keep-K pruning after every checkpoint
+//   5. a stop request (a signal on any rank, agreed in a step's allreduce): a checkpoint, the
+//      stopped event, return
+//   6. the final weights (rank 0), the finished event
+// Observers (TrainingEvents.swift) see it all on rank 0: the command line prints progress, and
+// RunOutputs writes config.json, metrics.jsonl, samples/, tensorboard/ and report.html.
+
+import Foundation
+
+/// How a run is driven around its steps: where it writes, how often it checkpoints and evaluates.
+public struct RunSettings: Sendable {
+    /// The run directory: checkpoints/ and model.safetensors go here (nil: nothing is written).
+    public var directory: String?
+    public var resume: ResumeRequest? = nil
+    /// Also checkpoint every N steps (0: only at epoch ends).
+    public var checkpointEvery = 0
+    /// Checkpoint at every epoch's end.
+    public var epochCheckpoints = true
+    /// Checkpoints kept in <directory>/checkpoints (the newest).
+    public var keep = 3
+    /// Evaluate every E epochs and after the last one of a phase (0: never; needs test data).
+    public var evalEvery = 1
+    /// Test images per row of the sample grid.
+    public var gridColumns = 10
+
+    public init(directory: String?) { self.directory = directory }
+
+    /// Rejects values no run could use; each error names its flag.
+    public func validate() throws(DAEError) {
+        guard checkpointEvery >= 0 else { throw .badFlag("--checkpoint-every", "must be 0 or more, got \(checkpointEvery)") }
+        guard keep >= 1 else { throw .badFlag("--keep", "must be at least 1, got \(keep)") }
+        guard evalEvery >= 0 else { throw .badFlag("--eval-every", "must be 0 or more, got \(evalEvery)") }
+        guard (1...1000).contains(gridColumns) else { throw .badFlag("--grid-columns", "must be between 1 and 1000, got \(gridColumns)") }
+        if resume == .auto && directory == nil {
+            throw .badFlag("--resume", "'auto' looks in <run-dir>/checkpoints: pass the --run-dir of the run to continue")
+        }
+    }
+}
+
+public enum ResumeRequest: Sendable, Equatable {
+    /// The newest valid checkpoint in <run-dir>/checkpoints, or a fresh start when there is none.
+    case auto
+    /// This checkpoint file, or an error.
+    case path(String)
+
+    public init(_ text: String) { self = text == "auto" ? .auto : .path(text) }
+}
+
+/// How `run()` ended.
+public enum RunOutcome: Sendable, Equatable {
+    case finished
+    case stopped
+}
+
+public final class TrainingRun {
+    public let config: TrainConfig
+    public let settings: RunSettings
+    public let trainer: Trainer
+    public let communicator: Communicator
+    public let data: Dataset
+    /// This rank's threads, as given.
+    public let threads: Int
+    /// Scores the model at epoch ends (nil without test data or with evalEvery 0).
+    public let evaluator: Evaluator?
+    public var observers: [TrainingObserver] = []
+    /// Polled once per step on every rank; any rank answering true stops all of them after that step.
+    public var stopRequested: @Sendable () -> Bool {
+        get { trainer.stopRequested }
+        set { trainer.stopRequested = newValue }
+    }
+    let isRoot: Bool
+    let fingerprint: UInt32          // of the training data (rank 0), stored in checkpoints
+    var lastSaved = -1               // the global step of the last checkpoint written
+
+    /// `test`: the evaluation set (same image size as `data`). `threads`: this rank's share of the
+    /// cores (see Trainer.init).
+    public init(config: TrainConfig, settings: RunSettings, data: Dataset, test: Dataset?,
+                communicator: Communicator = SingleProcess(), threads: Int = 1) throws(DAEError) {
+        try settings.validate()
+        self.config = config
+        self.settings = settings
+        self.data = data
+        self.communicator = communicator
+        self.threads = threads
+        isRoot = communicator.rank == 0
+        trainer = try Trainer(config: config, data: data, communicator: communicator, threads: threads)
+        fingerprint = isRoot ? Checkpoint.fingerprint(data) : 0
+        if let test, settings.evalEvery > 0 {
+            guard test.height == data.height && test.width == data.width else {
+                throw .data(path: test.source, problem: "test images are \(test.height)x\(test.width) but training images \(data.height)x\(data.width)")
+            }
+            evaluator = Evaluator(model: config.model, data: test, noise: config.noise, seed: config.seed, parameters: trainer.params,
+                                  communicator: communicator, threads: config.reduce == .exact ? threads : 1)
+        } else {
+            evaluator = nil
+        }
+    }
+
+    /// <directory>/checkpoints.
+    public var checkpointDirectory: String? { settings.directory.map { ($0 as NSString).appendingPathComponent("checkpoints") } }
+
+    func emit(_ event: TrainingEvent) throws(DAEError) {
+        guard isRoot else { return }
+        for observer in observers { try observer.training(event) }
+    }
+
+    /// Trains to the end of the last phase, or until a stop request. Every rank calls it.
+    @discardableResult
+    public func run() throws(DAEError) -> RunOutcome {
+        if let request = settings.resume { try resume(request) }
+        let resumedAfter = trainer.position.globalStep > 0 ? trainer.position.globalStep : nil
+        try emit(.began(BeginReport(resumedAfter: resumedAfter, position: trainer.position)))
+        while !trainer.finished {
+            let phase = trainer.position.phase, epoch = trainer.position.epoch, phaseEpochs = trainer.phaseEpochs
+            let epochStart = Date(), firstStep = trainer.position.stepInEpoch
+            var samplesThisRun = 0, lossSeen = trainer.position.epochLossSum
+            let result = try trainer.trainEpoch { t throws(DAEError) in
+                let p = t.position
+                samplesThisRun += min(config.batchSize, data.count - (p.stepInEpoch - 1) * config.batchSize)
+                try emit(.stepDone(StepReport(position: p, phaseName: config.phaseName(phase), phaseEpochs: phaseEpochs,
+                                              stepsPerEpoch: t.stepsPerEpoch, batchLoss: p.epochLossSum - lossSeen,
+                                              stepsThisRun: p.stepInEpoch - firstStep, samplesThisRun: samplesThisRun,
+                                              secondsThisRun: Date().timeIntervalSince(epochStart))))
+                lossSeen = p.epochLossSum
+                if settings.checkpointEvery > 0, p.globalStep % settings.checkpointEvery == 0, p.stepInEpoch < t.stepsPerEpoch {
+                    try saveCheckpoint()
+                }
+            }
+            let completed = trainer.position.stepInEpoch == 0
+            if completed { try endEpoch(result, phase: phase, epoch: epoch, phaseEpochs: phaseEpochs) }
+            // a stop after the very last step simply finishes; anywhere else it checkpoints and returns
+            let lastStep = trainer.position.epoch > phaseEpochs && config.phaseEpochs[(phase + 1)...].allSatisfy { $0 == 0 }
+            if result.stopped && !lastStep {
+                let path = try saveCheckpoint()
+                try emit(.stopped(position: trainer.position, stepsPerEpoch: trainer.stepsPerEpoch, checkpoint: path))
+                communicator.barrier()
+                return .stopped
+            }
+            // epoch ends, and --checkpoint-every steps that fall on an epoch's last step (saved
+            // here, after the position has moved to the next epoch)
+            let every = settings.checkpointEvery
+            if completed && (settings.epochCheckpoints || (every > 0 && trainer.position.globalStep % every == 0)) {
+                try saveCheckpoint()
+            }
+            if trainer.advancePhase() && !trainer.finished {
+                try emit(.phaseBegan(phase: trainer.position.phase, name: config.phaseName(trainer.position.phase),
+                                     trainableParameters: trainer.trainable.count))
+            }
+        }
+        var weights: String? = nil
+        if isRoot, let directory = settings.directory {
+            weights = (directory as NSString).appendingPathComponent("model.safetensors")
+            try trainer.saveWeights(to: weights!)
+        }
+        try emit(.finished(weights: weights))
+        communicator.barrier()
+        return .finished
+    }
+
+    /// An epoch's end: evaluation when due (on every rank), then its event.
+    func endEpoch(_ result: EpochResult, phase: Int, epoch: Int, phaseEpochs: Int) throws(DAEError) {
+        var report = EpochReport(result: result, phaseEpochs: phaseEpochs, globalStep: trainer.position.globalStep,
+                                 worldSize: communicator.size)
+        if let evaluator, epoch % settings.evalEvery == 0 || epoch == phaseEpochs {
+            let start = Date()
+            evaluator.setPhase(phase)
+            report.eval = evaluator.evaluate()
+            if isRoot {
+                report.grid = Grid.make(evaluator.sampleImages(columns: settings.gridColumns), height: data.height, width: data.width,
+                                        columns: settings.gridColumns)
+            }
+            report.evalSeconds = Date().timeIntervalSince(start)
+        }
+        try emit(.epochEnded(report))
+    }
+
+    /// Rank 0 writes a checkpoint of the current position (once per position) and prunes old ones;
+    /// returns its path. Other ranks, and runs without a directory, write nothing.
+    @discardableResult
+    func saveCheckpoint() throws(DAEError) -> String? {
+        guard isRoot, let folder = checkpointDirectory else { return nil }
+        let path = (folder as NSString).appendingPathComponent(Checkpoint.fileName(globalStep: trainer.position.globalStep))
+        guard trainer.position.globalStep != lastSaved else { return path }
+        try Checkpoint.save(trainer, dataFingerprint: fingerprint, to: path)
+        Checkpoint.prune(folder, keep: settings.keep)
+        lastSaved = trainer.position.globalStep
+        try emit(.checkpointWritten(path: path, position: trainer.position))
+        return path
+    }
+
+    /// An error's text without the path it starts with (the event names the path).
+    static func problem(_ error: DAEError) -> String {
+        if case .checkpoint(_, let problem) = error { return problem }
+        return "\(error)"
+    }
+
+    /// Rank 0 reads and validates the checkpoint(s), then every rank receives the state.
+    func resume(_ request: ResumeRequest) throws(DAEError) {
+        var found: Int32 = 0
+        if isRoot {
+            let candidates: [String]
+            switch request {
+            case .auto: candidates = checkpointDirectory.map { Checkpoint.list(in: $0) } ?? []
+            case .path(let path): candidates = [path]
+            }
+            for path in candidates {
+                do {
+                    let state = try Checkpoint.load(path: path, layout: trainer.layout) { [config, data, fingerprint] metadata throws(DAEError) in
+                        try Checkpoint.checkSettings(metadata, path: path, config: config, data: data, dataFingerprint: fingerprint)
+                    }
+                    try Checkpoint.checkCompatible(state, path: path, config: config, data: data,
+                                                   dataFingerprint: fingerprint, stepsPerEpoch: trainer.stepsPerEpoch)
+                    try trainer.restore(state, path: path)
+                    found = 1
+                    try emit(.resumed(from: path, position: trainer.position, stepsPerEpoch: trainer.stepsPerEpoch))
+                    break
+                } catch {
+                    if request != .auto { throw error }
+                    if case .badFlag = error { throw error }      // a settings mismatch is not skipped
+                    try emit(.skippedCheckpoint(path: path, problem: Self.problem(error)))
+                }
+            }
+            if found == 0 { try emit(.noCheckpoint(directory: checkpointDirectory ?? "")) }
+        }
+        communicator.broadcast(&found, count: 4, root: 0)
+        if found == 1 { trainer.broadcastState() }
+    }
+}

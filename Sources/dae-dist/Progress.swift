@@ -1,0 +1,107 @@
+// Rank 0's lines on the terminal, as an observer of the TrainingRun: on a terminal, one line per
+// epoch that updates in place (step/total, samples/s, loss, ETA) and is then replaced by the
+// epoch's summary line; elsewhere (CI, Slurm logs) only the summary lines; with --quiet, only what a
+// user must see (where a run resumed from, where to resume a stopped one, the final weights).
+
+import DAE
+import Foundation
+
+final class Progress: TrainingObserver {
+    enum Mode { case terminal, lines, quiet }
+    let mode: Mode
+    var lastUpdate = Date.distantPast
+    var shown = false            // an in-place line is on the screen
+    let runDirectory: String?
+    let config: TrainConfig
+
+    /// Under mpirun a rank's stdout is a pseudo-terminal even when mpirun's own output goes to a
+    /// file, so ranks started by a launcher print plain lines unless DAE_DIST_PROGRESS=terminal
+    /// (launch/run sets it when its own stdout is a terminal); DAE_DIST_PROGRESS=lines forces lines.
+    init(quiet: Bool, config: TrainConfig, runDirectory: String?, environment: [String: String] = ProcessInfo.processInfo.environment) {
+        self.runDirectory = runDirectory
+        self.config = config
+        if quiet {
+            mode = .quiet
+        } else if let forced = environment["DAE_DIST_PROGRESS"] {
+            mode = forced == "terminal" ? .terminal : .lines
+        } else if Launch.startedByLauncher(environment) {
+            mode = .lines
+        } else {
+            mode = isatty(STDOUT_FILENO) != 0 ? .terminal : .lines
+        }
+    }
+
+    /// What is about to run: data, schedule, ranks and threads, parameters.
+    func header(_ run: TrainingRun) {
+        let config = run.config, trainer = run.trainer, data = run.data, communicator = run.communicator
+        say("dae-dist train: \(data.count) samples (\(data.height)x\(data.width)) from \(data.source)")
+        let schedule = config.model == .conv ? "\(config.epochs) epochs"
+            : "\(config.model.description): \(config.pretrainEpochs) pre-training epochs per layer, \(config.epochs) fine-tuning epochs"
+        say("  \(schedule), batch \(config.batchSize), Adam lr \(config.adam.lr), noise \(config.noise), loss \(config.loss.rawValue), seed \(config.seed)")
+        let threading = config.reduce == .exact
+            ? "\(trainer.workerCount) worker thread(s) x 1 BLAS thread, micro-batch \(trainer.effectiveMicroBatch)"
+            : "\(BLASThreads.current) BLAS thread(s)"
+        say("  \(communicator.size) rank(s) (\(communicator.name), \(communicator.localSize) on this node, \(ProcessInfo.processInfo.activeProcessorCount) cores), reduce \(config.reduce.rawValue), \(threading) per rank")
+        say("  \(trainer.layout.count) parameters, run dir \(runDirectory ?? "(none)")")
+    }
+
+    func training(_ event: TrainingEvent) {
+        switch event {
+        case .resumed(let path, let p, let steps):
+            line("resuming from \(path): step \(p.globalStep), \(phaseName(p))epoch \(p.epoch) at step \(p.stepInEpoch)/\(steps)", always: true)
+        case .skippedCheckpoint(let path, let problem):
+            FileHandle.standardError.write(Data("warning: skipping \(path): \(problem)\n".utf8))
+        case .noCheckpoint(let directory):
+            line("no checkpoint in \(directory): starting afresh", always: true)
+        case .stepDone(let s):
+            step(s)
+        case .epochEnded(let e):
+            let r = e.result
+            line(r.phaseName + String(format: "epoch %3d/%d  loss %.6f  %7.0f samples/s  %6.1f s  (allreduce %.1f%%)",
+                                      r.epoch, e.phaseEpochs, r.meanLoss, r.samplesPerSecond, r.seconds,
+                                      100 * r.reduceSeconds / max(r.seconds, 1e-9)))
+            if let eval = e.eval { line("  " + eval.summary + String(format: "  %.1f s", e.evalSeconds)) }
+        case .phaseBegan(_, let name, let trainable):
+            line("\(name)begins: \(trainable) parameters train, fresh Adam")
+        case .stopped(let p, let steps, let checkpoint):
+            let folder = checkpoint.map { ($0 as NSString).deletingLastPathComponent } ?? "(none: no run directory)"
+            line("stopped by \(StopSignals.lastName) after step \(p.globalStep) (\(phaseName(p))epoch \(p.epoch), step \(p.stepInEpoch)/\(steps)); checkpoint in \(folder)", always: true)
+            line("resume with: dae-dist train --run-dir \(runDirectory ?? "DIR") --resume auto (and the same settings)", always: true)
+        case .finished(let weights):
+            if let weights, let runDirectory {
+                line("wrote \(weights); report: \((runDirectory as NSString).appendingPathComponent("report.html"))", always: true)
+            }
+        case .began, .checkpointWritten:
+            break
+        }
+    }
+
+    /// The phase's name in a position line ("" for the convolutional model).
+    func phaseName(_ p: TrainingPosition) -> String { config.phaseName(p.phase) }
+
+    func step(_ s: StepReport) {
+        guard mode == .terminal, Date().timeIntervalSince(lastUpdate) >= 0.25 else { return }
+        lastUpdate = Date()
+        // rate from the steps this process has taken (a resumed epoch starts part-way)
+        let p = s.position
+        let remaining = Double(s.stepsPerEpoch - p.stepInEpoch) / Double(max(s.stepsThisRun, 1)) * s.secondsThisRun
+        let text = String(format: "epoch %d/%d  step %d/%d  %.0f samples/s  loss %.6f  ETA %@",
+                          p.epoch, s.phaseEpochs, p.stepInEpoch, s.stepsPerEpoch, Double(s.samplesThisRun) / max(s.secondsThisRun, 1e-9),
+                          p.epochLossSum / Double(p.stepInEpoch), Self.duration(remaining))
+        FileHandle.standardOutput.write(Data(("\r\u{1B}[K" + text).utf8))
+        shown = true
+    }
+
+    /// A line that stays (epoch summaries, evaluation results); not shown with --quiet unless
+    /// `always` (messages a user must see, such as where to resume).
+    func line(_ text: String, always: Bool = false) {
+        guard mode != .quiet || always else { return }
+        if shown { FileHandle.standardOutput.write(Data("\r\u{1B}[K".utf8)); shown = false }
+        FileHandle.standardOutput.write(Data((text + "\n").utf8))
+    }
+
+    static func duration(_ seconds: Double) -> String {
+        let s = Int(max(0, seconds))
+        return s >= 3600 ? String(format: "%d:%02d:%02d", s / 3600, s / 60 % 60, s % 60) : String(format: "%d:%02d", s / 60, s % 60)
+    }
+}
