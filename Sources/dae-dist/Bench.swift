@@ -12,15 +12,21 @@ struct Bench: ParsableCommand {
     @Option(name: .customLong("batch-size"), help: "Global batch of the measured steps.") var batchSize = 20
     @Option(name: .customLong("micro-batch"), help: "Micro-batch (as train's exact mode).") var microBatch = 5
     @Option(help: "Steps to measure after 20 warm-up steps.") var steps = 200
-    @Option(name: .customLong("data-dir")) var dataDir = "data/mnist"
+    @OptionGroup var data: DataOptions
+
+    func validate() throws {
+        guard ["gemm", "phases"].contains(what) else { throw DAEError.badFlag("--what", "use gemm or phases") }
+        guard batchSize >= 1 else { throw DAEError.badFlag("--batch-size", "must be at least 1, got \(batchSize)") }
+        guard microBatch >= 1 else { throw DAEError.badFlag("--micro-batch", "must be at least 1, got \(microBatch)") }
+        guard steps >= 1 else { throw DAEError.badFlag("--steps", "must be at least 1, got \(steps)") }
+    }
 
     func run() throws {
         try runReportingErrors { _ in
             BLASThreads.set(1)
             switch what {
             case "gemm": gemmRate()
-            case "phases": try phases()
-            default: throw DAEError.badFlag("--what", "use gemm or phases")
+            default: try phases()
             }
         }
     }
@@ -38,62 +44,39 @@ struct Bench: ParsableCommand {
         say(String(format: "sgemm %dx%dx%d, 1 thread: %.1f GFLOP/s", m, n, k, 2.0 * Double(m * n * k * reps) / seconds / 1e9))
     }
 
-    /// One process, one thread: where a training step's time goes.
+    /// One process, one thread: where a training step's time goes, measured on the real training
+    /// run (TrainingRun, no outputs) with the trainer's step profile switched on after the warm-up.
     func phases() throws {
-        let data = try Dataset.load(directory: dataDir, split: .train)
-        let u = min(microBatch, batchSize)
-        let model = ConvDenoiser(height: data.height, width: data.width, capacity: u)
-        model.initialize(seed: 0)
-        let adam = Adam(parameterCount: model.parameterCount, config: AdamConfig())
-        let clean = FloatBuffer(count: u * data.imageSize)
-        let accumulator = UnsafeMutablePointer<Int64>.allocate(capacity: model.parameterCount)
-        defer { accumulator.deallocate() }
-        let grads = FloatBuffer(count: model.parameterCount)
-        let layers = UnsafeMutablePointer<Double>.allocate(capacity: ConvDenoiser.phaseNames.count)
-        layers.initialize(repeating: 0, count: ConvDenoiser.phaseNames.count)
-        defer { layers.deallocate() }
-        var assembly = 0.0, lossTime = 0.0, fixedPoint = 0.0, optimizer = 0.0
-        let pixels = data.imageSize, noise = NoiseKind.gaussian(factor: 0.5)
-        var total = 0.0
-        for step in 0..<(20 + steps) {
-            if step == 20 { model.phaseSeconds = layers; assembly = 0; lossTime = 0; fixedPoint = 0; optimizer = 0 }
-            let stepStart = monotonicSeconds()
-            accumulator.update(repeating: 0, count: model.parameterCount)
-            var first = 0
-            while first < batchSize {
-                let n = min(u, batchSize - first)
-                var t = monotonicSeconds()
-                for i in 0..<n {
-                    let index = (step * batchSize + first + i) % data.count
-                    data.image(index, into: clean.pointer + i * pixels)
-                    noise.corrupt(clean.pointer + i * pixels, into: model.input + i * pixels, count: pixels, seed: 0, epoch: 1, sampleIndex: index)
-                }
-                assembly += monotonicSeconds() - t
-                model.forward(n: n)
-                t = monotonicSeconds()
-                _ = LossKind.mse.sum(output: model.output, target: clean.pointer, count: n * pixels)
-                LossKind.mse.backward(output: model.output, target: clean.pointer, gradient: model.gradOutput, count: n * pixels, meanOver: batchSize * pixels)
-                lossTime += monotonicSeconds() - t
-                model.backward(n: n)
-                t = monotonicSeconds()
-                FixedPoint.accumulate(model.grads.pointer, into: accumulator, count: model.parameterCount, limit: 1e6)
-                fixedPoint += monotonicSeconds() - t
-                first += n
-            }
-            var t = monotonicSeconds()
-            FixedPoint.toFloat(accumulator, into: grads.pointer, count: model.parameterCount)
-            fixedPoint += monotonicSeconds() - t
-            t = monotonicSeconds()
-            adam.update(params: model.params, grads: grads)
-            optimizer += monotonicSeconds() - t
-            if step >= 20 { total += monotonicSeconds() - stepStart }
-        }
-        var rows: [(String, Double)] = ConvDenoiser.phaseNames.enumerated().map { ($0.element, layers[$0.offset]) }
-        rows += [("batch assembly + noise", assembly), ("loss + its gradient", lossTime), ("fixed-point conversion", fixedPoint), ("Adam", optimizer)]
+        var config = TrainConfig()
+        config.batchSize = batchSize
+        config.microBatch = microBatch
+        config.epochs = 1_000
+        let train = try Dataset.load(directory: data.data, split: .train)
+        var settings = RunSettings(directory: nil)
+        settings.evalEvery = 0
+        let run = try TrainingRun(config: config, settings: settings, data: train, test: nil, threads: 1)
+        let profile = StepProfile(), warmUp = 20
+        // stop after warm-up + steps: the request is read during a step and takes effect after it
+        final class StopFlag: @unchecked Sendable { var raised = false }
+        let stop = StopFlag()
+        run.stopRequested = { stop.raised }
+        var start = 0.0, end = 0.0
+        run.observers = [ClosureObserver { event in
+            guard case .stepDone(let step) = event else { return }
+            let taken = step.position.globalStep
+            if taken == warmUp { run.trainer.profile = profile; profile.reset(); start = monotonicSeconds() }
+            if taken == warmUp + steps - 1 { stop.raised = true }
+            if taken == warmUp + steps { end = monotonicSeconds() }
+        }]
+        try run.run()
+        let total = end - start
+        var rows: [(String, Double)] = ConvDenoiser.phaseNames.enumerated().map { ($0.element, profile.layers[$0.offset]) }
+        rows += [("batch assembly + noise", profile.assembly), ("loss + its gradient", profile.loss),
+                 ("fixed-point conversion", profile.fixedPoint), ("sum, Float, Adam", profile.update)]
         let covered = rows.map(\.1).reduce(0, +)
         rows.append(("other", max(0, total - covered)))
         say(String(format: "per-phase breakdown: batch %d, micro-batch %d, 1 thread, %d steps, %.3f ms/step, %.0f samples/s",
-                   batchSize, u, steps, 1000 * total / Double(steps), Double(steps * batchSize) / total))
+                   batchSize, run.trainer.effectiveMicroBatch, steps, 1000 * total / Double(steps), Double(steps * batchSize) / total))
         for (name, seconds) in rows {
             say("  " + name.padding(toLength: 24, withPad: " ", startingAt: 0) + String(format: " %6.1f%%  %7.3f ms/step", 100 * seconds / total, 1000 * seconds / Double(steps)))
         }

@@ -18,57 +18,59 @@ final class CheckpointTests: XCTestCase {
         return c
     }
 
-    /// A trainer stopped after `steps` steps (mid-epoch), checkpointed to `path`.
-    func checkpointAfter(steps: Int, path: String) throws -> Trainer {
-        let trainer = try Trainer(config: config, data: Self.data)
-        let counter = StepCounter(stopAt: steps)
-        trainer.stopRequested = { counter.tick() }
-        while trainer.position.epoch <= config.epochs {
-            let r = try trainer.trainEpoch()
-            if r.stopped { break }
-        }
-        try Checkpoint.save(trainer, dataFingerprint: Checkpoint.fingerprint(Self.data), to: path)
-        return trainer
-    }
-
-    final class StepCounter: @unchecked Sendable {
-        var calls = 0
-        let stopAt: Int
-        init(stopAt: Int) { self.stopAt = stopAt }
-        func tick() -> Bool { calls += 1; return calls >= stopAt }
+    /// A run stopped after `steps` steps (mid-epoch, as by a signal) in a run directory under
+    /// `dir`; returns it and the checkpoint it wrote.
+    func checkpointAfter(steps: Int, path: String) throws -> TrainingRun {
+        let run = try makeRun(config, data: Self.data, directory: dir + "/run", stopAfter: steps)
+        XCTAssertEqual(try run.run(), .stopped)
+        let written = dir + "/run/checkpoints/" + Checkpoint.fileName(globalStep: steps)
+        try FileManager.default.copyItem(atPath: written, toPath: path)
+        return run
     }
 
     func testResumeMidEpochIsBitwiseExact() throws {
-        let straight = try Trainer(config: config, data: Self.data)
-        var straightLosses: [Double] = []
-        while straight.position.epoch <= config.epochs { straightLosses.append(try straight.trainEpoch().meanLoss) }
+        let straight = try makeRun(config, data: Self.data), straightLog = EventLog()
+        straight.observers = [straightLog]
+        XCTAssertEqual(try straight.run(), .finished)
 
-        let path = dir + "/step.safetensors"
-        let stopped = try checkpointAfter(steps: 3, path: path)      // epoch 1 has 5 steps
-        XCTAssertEqual(stopped.position.globalStep, 3)
-        XCTAssertEqual(stopped.position.stepInEpoch, 3)
+        let stopped = try makeRun(config, data: Self.data, directory: dir + "/run", stopAfter: 3)   // epoch 1 has 5 steps
+        XCTAssertEqual(try stopped.run(), .stopped)
+        XCTAssertEqual(stopped.trainer.position.globalStep, 3)
+        XCTAssertEqual(stopped.trainer.position.stepInEpoch, 3)
+        XCTAssertEqual(Checkpoint.list(in: dir + "/run/checkpoints").map { ($0 as NSString).lastPathComponent }, ["step-000000003.safetensors"])
 
-        let resumed = try Trainer(config: config, data: Self.data)
-        let state = try Checkpoint.load(path: path, layout: resumed.layout)
-        try Checkpoint.checkCompatible(state, path: path, config: config, data: Self.data,
-                                       dataFingerprint: Checkpoint.fingerprint(Self.data), stepsPerEpoch: resumed.stepsPerEpoch)
-        resumed.restore(state)
-        XCTAssertEqual(resumed.position, stopped.position)
-        var resumedLosses: [Double] = []
-        while resumed.position.epoch <= config.epochs { resumedLosses.append(try resumed.trainEpoch().meanLoss) }
-        XCTAssertEqual(resumed.params.array, straight.params.array)
-        XCTAssertEqual(resumed.optimizer.m.array, straight.optimizer.m.array)
-        XCTAssertEqual(resumedLosses, straightLosses)              // the epoch-1 mean includes the steps before the stop
+        // --resume auto in the same run directory finds it and ends where the straight run ends
+        let resumed = try makeRun(config, data: Self.data, directory: dir + "/run", resume: .auto), log = EventLog()
+        resumed.observers = [log]
+        XCTAssertEqual(try resumed.run(), .finished)
+        guard case .resumed(let from, let position, _) = log.events.first else { return XCTFail("no resume event: \(log.events)") }
+        XCTAssertEqual(from, dir + "/run/checkpoints/step-000000003.safetensors")
+        XCTAssertEqual(position, stopped.trainer.position)
+        XCTAssertEqual(resumed.trainer.params.array, straight.trainer.params.array)
+        XCTAssertEqual(resumed.trainer.optimizer.m.array, straight.trainer.optimizer.m.array)
+        XCTAssertEqual(log.losses, straightLog.losses)              // the epoch-1 mean includes the steps before the stop
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/run/model.safetensors"))
     }
 
     func testCheckpointAtAnEpochEndStartsTheNextEpoch() throws {
         let path = dir + "/end.safetensors"
         _ = try checkpointAfter(steps: 5, path: path)
         let trainer = try Trainer(config: config, data: Self.data)
-        trainer.restore(try Checkpoint.load(path: path, layout: trainer.layout))
+        try trainer.restore(try Checkpoint.load(path: path, layout: trainer.layout))
         XCTAssertEqual(trainer.position.epoch, 2)
         XCTAssertEqual(trainer.position.stepInEpoch, 0)
         XCTAssertEqual(trainer.position.globalStep, 5)
+    }
+
+    func testRestoreRejectsStateOfAnotherSize() throws {
+        let path = dir + "/c.safetensors"
+        _ = try checkpointAfter(steps: 1, path: path)
+        let trainer = try Trainer(config: config, data: Self.data)
+        var state = try Checkpoint.load(path: path, layout: trainer.layout)
+        state.firstMoment.removeLast()
+        XCTAssertThrowsError(try trainer.restore(state, path: path)) { error in
+            XCTAssertEqual("\(error)", "\(path): holds \(trainer.params.count - 1) exp_avg values, this model has \(trainer.params.count)")
+        }
     }
 
     func testMismatchedSettingsAreNamed() throws {

@@ -51,3 +51,38 @@ func temporaryDirectory() -> String {
 let repositoryRoot: String = {
     URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
 }()
+
+/// A training run as the command line makes one (TrainingRun), without evaluation; it writes
+/// checkpoints and weights only when given a `directory`. `stopAfter`: a stop request that lands
+/// after that many steps of this process (as a signal would).
+func makeRun(_ config: TrainConfig, data: Dataset, directory: String? = nil, resume: ResumeRequest? = nil,
+             threads: Int = 1, stopAfter: Int? = nil) throws -> TrainingRun {
+    var settings = RunSettings(directory: directory)
+    settings.evalEvery = 0
+    settings.resume = resume
+    let run = try TrainingRun(config: config, settings: settings, data: data, test: nil, threads: threads)
+    if let stopAfter {
+        let counter = StepCounter(stopAt: stopAfter)
+        run.stopRequested = { counter.tick() }
+    }
+    return run
+}
+
+/// Answers the trainer's once-per-step stop question: true from the `stopAt`-th question on.
+final class StepCounter: @unchecked Sendable {
+    var calls = 0
+    let stopAt: Int
+    init(stopAt: Int) { self.stopAt = stopAt }
+    func tick() -> Bool { calls += 1; return calls >= stopAt }
+}
+
+/// Records the events of a run (phase, epoch and mean loss of every completed epoch).
+final class EventLog: TrainingObserver {
+    var epochs: [EpochResult] = []
+    var events: [TrainingEvent] = []
+    func training(_ event: TrainingEvent) {
+        events.append(event)
+        if case .epochEnded(let report) = event { epochs.append(report.result) }
+    }
+    var losses: [Double] { epochs.map(\.meanLoss) }
+}

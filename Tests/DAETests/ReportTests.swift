@@ -1,8 +1,7 @@
 // Rank 0's outputs: image metrics on hand-computed cases, the PNG and grid layout (decoded back
-// here with zlib), TensorBoard's record framing, the metrics log across a resume, and evaluation
+// with libpng), TensorBoard's record framing, the metrics log across a resume, and evaluation
 // that does not depend on the thread count.
 
-import CZlib
 import DAE
 import Foundation
 import XCTest
@@ -103,16 +102,25 @@ final class ReportTests: XCTestCase {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let path = dir + "/metrics.jsonl"
         let first = try MetricsLog(path: path, keepThrough: nil)
-        for step in 1...10 { try first.append(["kind": "train", "step": step, "train_loss": Double(step)]) }
+        for step in 1...10 { try first.append(MetricsRecord(kind: .train, epoch: 1, step: step, trainLoss: Double(step))) }
         // the run died after step 10, its last checkpoint was at step 6
         let resumed = try MetricsLog(path: path, keepThrough: 6)
-        for step in 7...12 { try resumed.append(["kind": "train", "step": step, "train_loss": Double(step)]) }
+        XCTAssertEqual(resumed.records.map(\.step), Array(1...6))
+        for step in 7...12 { try resumed.append(MetricsRecord(kind: .train, epoch: 1, step: step, trainLoss: Double(step))) }
         let lines = String(decoding: try Data(contentsOf: URL(fileURLWithPath: path)), as: UTF8.self).split(separator: "\n")
         let steps = lines.compactMap { (try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["step"] as? Int }
         XCTAssertEqual(steps, Array(1...12))
         // a fresh run replaces the old file
         _ = try MetricsLog(path: path, keepThrough: nil)
         XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: path)).count, 0)
+    }
+
+    func testRecordsAreTypedJSON() throws {
+        // numbers as JSON numbers, snake_case keys, absent optionals left out
+        let eval = EvalMetrics(images: 2, mse: 0.5, psnr: 3, ssim: 0.25, noisyMSE: 1, noisyPSNR: 0, noisySSIM: 0.125)
+        let record = MetricsRecord(kind: .epoch, epoch: 2, step: 40, trainLoss: 0.5, eval: eval, samplesPerSecond: 100)
+        XCTAssertEqual(jsonLine(record), #"{"epoch":2,"eval":{"images":2,"mse":0.5,"noisy_mse":1,"noisy_psnr":0,"noisy_ssim":0.125,"psnr":3,"ssim":0.25},"kind":"epoch","samples_per_s":100,"step":40,"train_loss":0.5}"#)
+        XCTAssertEqual(try JSONDecoder().decode(MetricsRecord.self, from: Data(jsonLine(record).utf8)), record)
     }
 
     func testEvaluationDoesNotDependOnThreads() throws {

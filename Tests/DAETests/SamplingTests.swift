@@ -48,8 +48,9 @@ final class SamplingTests: XCTestCase {
         let data = try Dataset.load(directory: repositoryRoot + "/data/mnist", split: .train).prefix(400)
         var train = TrainConfig()
         train.epochs = 3
-        let trainer = try Trainer(config: train, data: data, threads: 2)
-        while trainer.position.epoch <= train.epochs { _ = try trainer.trainEpoch() }
+        let run = try makeRun(train, data: data, threads: 2)
+        try run.run()
+        let trainer = run.trainer
         var config = SampleConfig()
         config.chains = 8; config.steps = 10; config.every = 5
         let sampler = makeSampler(config, params: trainer.params, threads: 2)

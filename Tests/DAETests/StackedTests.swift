@@ -98,14 +98,14 @@ final class StackedTests: XCTestCase {
         config.epochs = 1
         config.noise = .mask(p: 0.25)
         config.adam.lr = 3e-3
-        let trainer = try Trainer(config: config, data: data)
+        let run = try makeRun(config, data: data), log = EventLog()
+        run.observers = [log]
+        try run.run()
+        let trainer = run.trainer
         var firstAndLast: [Int: (Double, Double)] = [:]
-        while !trainer.finished {
-            let r = try trainer.trainEpoch()
-            let known = firstAndLast[r.phase]
-            firstAndLast[r.phase] = (known?.0 ?? r.meanLoss, r.meanLoss)
-            trainer.advancePhase()
-        }
+        for r in log.epochs { firstAndLast[r.phase] = (firstAndLast[r.phase]?.0 ?? r.meanLoss, r.meanLoss) }
+        let began = log.events.compactMap { event -> Int? in if case .phaseBegan(let phase, _, _) = event { return phase } else { return nil } }
+        XCTAssertEqual(began, [1, 2], "each later phase announces itself")
         XCTAssertEqual(firstAndLast.count, 3)
         for phase in 0..<2 {
             let (first, last) = firstAndLast[phase]!

@@ -19,6 +19,11 @@ public struct EvalMetrics: Sendable, Equatable, Codable {
         case images, mse, psnr, ssim, noisyMSE = "noisy_mse", noisyPSNR = "noisy_psnr", noisySSIM = "noisy_ssim"
     }
 
+    public init(images: Int, mse: Double, psnr: Double, ssim: Double, noisyMSE: Double, noisyPSNR: Double, noisySSIM: Double) {
+        self.images = images; self.mse = mse; self.psnr = psnr; self.ssim = ssim
+        self.noisyMSE = noisyMSE; self.noisyPSNR = noisyPSNR; self.noisySSIM = noisySSIM
+    }
+
     public var summary: String {
         String(format: "eval: MSE %.6f  PSNR %.2f dB  SSIM %.4f   (noisy input: MSE %.6f  PSNR %.2f dB  SSIM %.4f)",
                mse, psnr, ssim, noisyMSE, noisyPSNR, noisySSIM)

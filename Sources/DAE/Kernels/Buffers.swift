@@ -21,13 +21,10 @@ public final class FloatBuffer {
 
     public var buffer: UnsafeMutableBufferPointer<Float> { UnsafeMutableBufferPointer(start: pointer, count: count) }
     public var array: [Float] { Array(buffer) }
-    public func copy(from other: FloatBuffer) {
-        precondition(other.count == count)
-        pointer.update(from: other.pointer, count: count)
-    }
 }
 
-/// Hands out consecutive slices of one allocation, sized up front by a first "measuring" pass.
+/// Hands out consecutive slices of one allocation, sized up front by its owner (the sum of the
+/// slices it will take).
 /// Used for activations and workspaces: one `Arena` per batch capacity.
 public final class Arena<Element: BitwiseCopyable> {
     public private(set) var used = 0

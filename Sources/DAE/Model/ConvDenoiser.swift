@@ -78,7 +78,8 @@ public final class ConvDenoiser: DenoisingNetwork {
         deconv2 = ConvTranspose2d(inChannels: h1, outChannels: 1, stride: 2, offsets: offsets("decoder.2"), params: params, grads: grads)
 
         let full = capacity * height * width, half = full / 4, quarter = full / 16
-        // Sizes in the order of the takes below (the arena traps if they disagree).
+        // Sizes in the order of the takes below; the arena holds their sum and traps if the takes
+        // ask for more (it cannot tell a reordering: keep the two lists in step).
         let sizes = [full, 9 * full, h1 * full,                          // input, col1, a1
                      h1 * half, h1 * 9 * half, h2 * half, h2 * quarter,  // p1, col2, a2, code
                      h1 * 4 * quarter, h1 * half, 4 * half, full, full,  // col3, a3, col4, output, gradOutput

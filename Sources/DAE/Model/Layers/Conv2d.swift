@@ -22,7 +22,7 @@ public struct Conv2d {
     let gradWeight: UnsafeMutablePointer<Float>, gradBias: UnsafeMutablePointer<Float>
 
     /// Adds this layer's tensors to `layout` under `prefix` (e.g. "encoder.0") and returns the
-    /// offsets; `bind` then makes the layer from the buffers.
+    /// offsets; `init(..., offsets:params:grads:)` then makes the layer as views of the buffers.
     public static func register(_ layout: inout ParameterLayout, prefix: String,
                                 inChannels: Int, outChannels: Int, kernel: Int) -> (weight: Int, bias: Int) {
         let fanIn = inChannels * kernel * kernel
