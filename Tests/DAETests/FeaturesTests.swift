@@ -96,6 +96,7 @@ final class FeaturesTests: XCTestCase {
     /// and keeps its size; encode writes features and labels of the right shapes.
     func testDenoiseAndEncodeCommands() throws {
         let dir = temporaryDirectory()
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: dir) }
         let train = try CLITests.run(["train", "--epochs", "2", "--limit", "1000", "--eval-every", "0", "--quiet", "--run-dir", dir + "/run"])
         XCTAssertEqual(train.status, 0, train.stderr)
         let weights = dir + "/run/model.safetensors"

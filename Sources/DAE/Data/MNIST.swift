@@ -69,8 +69,11 @@ public struct Dataset: Sendable {
                        pixels: Array(pixels[0..<(k * imageSize)]), labels: Array(labels[0..<k]), source: source)
     }
 
-    /// Writes sample `index` as floats in [0,1] (x/255) into `out`.
+    /// Writes sample `index` (0 ..< count) as floats in [0,1] (x/255) into `out`.
     @inlinable public func image(_ index: Int, into out: UnsafeMutablePointer<Float>) {
+        // the pixel loop below reads through an unchecked pointer: one comparison per image (the
+        // unsigned view also catches negative indices) instead of a bounds check per pixel
+        precondition(UInt(bitPattern: index) < UInt(count), "Dataset.image: sample \(index) is outside 0..<\(count) of \(source)")
         let size = imageSize
         pixels.withUnsafeBufferPointer { p in
             let src = p.baseAddress! + index * size

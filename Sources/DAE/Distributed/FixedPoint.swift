@@ -42,7 +42,8 @@ public enum FixedPoint {
             }
             return true
         }
-        // Some value is large, or not a number: the plain loop (rare, so rint() per value is fine).
+        // Some value is large, or not a number: the plain loop (rare, so a scalar
+        // rounded(.toNearestOrEven) per value is fine).
         var ok = true
         for i in 0..<count {
             let x = Double(values[i])                       // exact: a Float fits in a Double
@@ -81,15 +82,15 @@ public struct StepPlan: Sendable, Equatable {
         return start ..< min(start + microBatch, first + count)
     }
 
-    /// The micro-batches rank r of `size` processes: r*m/size ..< (r+1)*m/size.
+    /// The micro-batches rank r of `size` processes: r*m/size ..< (r+1)*m/size (evenShare).
     public func microBatches(rank: Int, size: Int) -> Range<Int> {
-        let m = microBatches
-        return (rank * m / size) ..< ((rank + 1) * m / size)
+        evenShare(microBatches, part: rank, of: size)
     }
 
     /// Positions rank r of `size` processes in fast mode: the batch cut into `size` near-equal
     /// contiguous parts (no micro-batches).
     public func positions(rank: Int, size: Int) -> Range<Int> {
-        (first + rank * count / size) ..< (first + (rank + 1) * count / size)
+        let share = evenShare(count, part: rank, of: size)
+        return (first + share.lowerBound) ..< (first + share.upperBound)
     }
 }

@@ -36,7 +36,8 @@ public final class Evaluator: @unchecked Sendable {
     public let seed: UInt64
     let communicator: Communicator
     let batch: Int
-    let workers: [EvalWorker]
+    let pool: WorkerPool
+    let workers: [EvalWorker]                    // one per pool thread
     let scores: UnsafeMutablePointer<Double>     // [image][6]
     static let perImage = 6
 
@@ -53,14 +54,22 @@ public final class Evaluator: @unchecked Sendable {
     }
 
     /// Scores `model` (reading `parameters`) on `data`: by default the whole image autoencoder;
-    /// `setPhase` selects a stacked model's layers trained so far.
+    /// `setPhase` selects a stacked model's layers trained so far. `pool` runs the workers (one per
+    /// pool thread); it may be shared with the trainer, whose rounds never overlap evaluation.
     public init(model: ModelSpec = .conv, data: Dataset, noise: NoiseKind, seed: UInt64, parameters: FloatBuffer,
-                communicator: Communicator = SingleProcess(), threads: Int = 1, batch: Int = 50) {
-        self.data = data; self.noise = noise; self.seed = seed; self.communicator = communicator
+                communicator: Communicator = SingleProcess(), pool: WorkerPool, batch: Int = 50) {
+        self.data = data; self.noise = noise; self.seed = seed; self.communicator = communicator; self.pool = pool
         self.batch = min(batch, data.count)
-        workers = (0..<max(1, threads)).map { _ in EvalWorker(model: model, data: data, batch: min(batch, data.count), parameters: parameters) }
+        workers = (0..<pool.count).map { _ in EvalWorker(model: model, data: data, batch: min(batch, data.count), parameters: parameters) }
         scores = .allocate(capacity: data.count * Self.perImage)
         scores.initialize(repeating: 0, count: data.count * Self.perImage)
+    }
+
+    /// As above, with a pool of its own of `threads` threads.
+    public convenience init(model: ModelSpec = .conv, data: Dataset, noise: NoiseKind, seed: UInt64, parameters: FloatBuffer,
+                            communicator: Communicator = SingleProcess(), threads: Int = 1, batch: Int = 50) {
+        self.init(model: model, data: data, noise: noise, seed: seed, parameters: parameters, communicator: communicator,
+                  pool: WorkerPool(threads: threads), batch: batch)
     }
 
     deinit { scores.deallocate() }
@@ -87,9 +96,9 @@ public final class Evaluator: @unchecked Sendable {
     public func evaluate() -> EvalMetrics {
         // The test set is cut into fixed batches (their composition decides the GEMMs' rounding);
         // ranks take contiguous runs of batches, worker threads take turns within a run.
-        let n = data.count, size = communicator.size, rank = communicator.rank
+        let n = data.count
         let batches = (n + batch - 1) / batch
-        let mine = (rank * batches / size) ..< ((rank + 1) * batches / size)
+        let mine = evenShare(batches, part: communicator.rank, of: communicator.size)
         scores.update(repeating: 0, count: n * Self.perImage)
         let body: @Sendable (Int) -> Void = { [unowned self] w in
             let worker = self.workers[w], pixels = self.data.imageSize
@@ -112,7 +121,7 @@ public final class Evaluator: @unchecked Sendable {
                 b += self.workers.count
             }
         }
-        if workers.count == 1 { body(0) } else { DispatchQueue.concurrentPerform(iterations: workers.count, execute: body) }
+        pool.run(body)     // a closure per evaluation: not a hot path
         communicator.allreduceSum(scores, count: n * Self.perImage)
         var sums = [Double](repeating: 0, count: Self.perImage)
         for i in 0..<n { for k in 0..<Self.perImage { sums[k] += scores[i * Self.perImage + k] } }

@@ -16,21 +16,31 @@ public final class FeatureExtractor: @unchecked Sendable {
     public static let batch = 50
     public let featureShape: [Int]
     public var featureSize: Int { featureShape.reduce(1, *) }
-    let networks: [DenoisingNetwork]
+    let pool: WorkerPool
+    let networks: [DenoisingNetwork]     // one per pool thread (none for pixels)
 
     /// `afterPhase`: for a stacked checkpoint saved during pre-training, encode with the layers
-    /// trained so far only.
-    public init(_ source: Source, height: Int, width: Int, threads: Int = 1, afterPhase: Int = Int.max) {
+    /// trained so far only. `pool` runs the encoders (one per pool thread; unused for pixels).
+    public init(_ source: Source, height: Int, width: Int, pool: WorkerPool, afterPhase: Int = Int.max) {
+        self.pool = pool
         switch source {
         case .pixels:
             featureShape = [height * width]
             networks = []
         case .encoder(let model, let params):
-            networks = (0..<max(1, threads)).map { _ in
+            networks = (0..<pool.count).map { _ in
                 model.makeImageAutoencoder(height: height, width: width, capacity: Self.batch, parameters: params, afterPhase: afterPhase)
             }
             featureShape = networks[0].codeShape
         }
+    }
+
+    /// As above, with a pool of its own of `threads` threads (of one thread for pixels, which are
+    /// copied on the calling thread).
+    public convenience init(_ source: Source, height: Int, width: Int, threads: Int = 1, afterPhase: Int = Int.max) {
+        let needed: Int
+        if case .pixels = source { needed = 1 } else { needed = threads }
+        self.init(source, height: height, width: width, pool: WorkerPool(threads: needed), afterPhase: afterPhase)
     }
 
     /// Features of samples `range` of `data`, row i of `out` [range.count, featureSize] for sample
@@ -55,7 +65,7 @@ public final class FeatureExtractor: @unchecked Sendable {
                 b += networks.count
             }
         }
-        if networks.count == 1 { body(0) } else { DispatchQueue.concurrentPerform(iterations: networks.count, execute: body) }
+        pool.run(body)     // a closure per extraction: not a hot path
     }
 }
 

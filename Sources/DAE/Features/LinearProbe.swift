@@ -7,7 +7,7 @@
 //   per chunk (on a worker thread): logits [100,10] = X [100,F] . W^T + b; softmax;
 //     dlogits = (p - onehot) / N; dW [10,F] = dlogits^T . X; db = column sums; rounded to fixed
 //     point and added to the worker's integer accumulator; the chunk's loss in its own slot
-//   workers' accumulators summed, one Int64 allreduce, back to Float, Adam
+//   workers' accumulators summed, one Int64 allreduce, back to Float, Adam (ExactSum)
 // Features are standardised first (mean 0, variance 1 over the training set, from fixed-point
 // sums), as a linear probe usually is. Results are bitwise the same on any number of ranks.
 
@@ -42,35 +42,34 @@ public final class LinearProbe: @unchecked Sendable {
     let xTrain: FloatBuffer, xTest: FloatBuffer                 // [samples of this rank, F], standardised
     let params: FloatBuffer, grads: FloatBuffer                 // [W (10 x F) | b (10)]
     let adam: Adam
-    let workers: [ProbeWorker]
-    let reduceBuffer: UnsafeMutablePointer<Int64>               // [params | a loss slot per chunk]
+    let pool: WorkerPool
+    let workers: [ProbeWorker]                                  // one per pool thread
+    let exact: ExactSum                                         // [params | a loss slot per chunk | overflow | stop]
     let extractionSeconds: Double
 
     final class ProbeWorker {
-        let logits: FloatBuffer, grads: FloatBuffer
-        let accumulator: UnsafeMutablePointer<Int64>
-        var overflow = false
+        let logits: FloatBuffer, grads: FloatBuffer             // [chunk, 10], [params]
         init(parameters: Int) {
             logits = FloatBuffer(count: ProbeConfig.chunk * ProbeConfig.classes)
             grads = FloatBuffer(count: parameters)
-            accumulator = .allocate(capacity: parameters)
         }
-        deinit { accumulator.deallocate() }
     }
 
-    /// The contiguous run of `chunks` that rank r of `size` owns.
+    /// The contiguous run of chunks of a set of `count` samples that rank r of `size` owns.
     static func chunks(_ count: Int, rank: Int, size: Int) -> Range<Int> {
-        let c = (count + ProbeConfig.chunk - 1) / ProbeConfig.chunk
-        return (rank * c / size) ..< ((rank + 1) * c / size)
+        evenShare((count + ProbeConfig.chunk - 1) / ProbeConfig.chunk, part: rank, of: size)
     }
 
     static func samples(_ chunks: Range<Int>, count: Int) -> Range<Int> {
         min(chunks.lowerBound * ProbeConfig.chunk, count) ..< min(chunks.upperBound * ProbeConfig.chunk, count)
     }
 
+    /// Extracts this rank's features (with `features`' own pool) and standardises them; `pool`
+    /// runs the chunks of each iteration (one worker per pool thread).
     public init(features: FeatureExtractor, train: Dataset, test: Dataset, config: ProbeConfig = ProbeConfig(),
-                communicator: Communicator = SingleProcess(), threads: Int = 1) {
+                communicator: Communicator = SingleProcess(), pool: WorkerPool) {
         self.config = config; self.communicator = communicator; self.train = train; self.test = test
+        self.pool = pool
         featureSize = features.featureSize
         let (rank, size) = (communicator.rank, communicator.size)
         trainChunks = Self.chunks(train.count, rank: rank, size: size)
@@ -85,13 +84,18 @@ public final class LinearProbe: @unchecked Sendable {
         let count = ProbeConfig.classes * (featureSize + 1)
         params = FloatBuffer(count: count); grads = FloatBuffer(count: count)
         adam = Adam(parameterCount: count, config: AdamConfig(lr: config.lr))
-        workers = (0..<max(1, threads)).map { _ in ProbeWorker(parameters: count) }
+        workers = (0..<pool.count).map { _ in ProbeWorker(parameters: count) }
         let allChunks = (train.count + ProbeConfig.chunk - 1) / ProbeConfig.chunk
-        reduceBuffer = .allocate(capacity: count + allChunks + 1)   // + the overflow count
+        exact = ExactSum(capacity: count, extras: allChunks, workers: pool.count)
         standardize()
     }
 
-    deinit { reduceBuffer.deallocate() }
+    /// As above, with a pool of its own of `threads` threads.
+    public convenience init(features: FeatureExtractor, train: Dataset, test: Dataset, config: ProbeConfig = ProbeConfig(),
+                            communicator: Communicator = SingleProcess(), threads: Int = 1) {
+        self.init(features: features, train: train, test: test, config: config, communicator: communicator,
+                  pool: WorkerPool(threads: threads))
+    }
 
     /// Per-feature mean and standard deviation over the whole training set (fixed-point sums per
     /// chunk, so exact on any number of ranks), applied to this rank's train and test features.
@@ -165,42 +169,48 @@ public final class LinearProbe: @unchecked Sendable {
         return loss
     }
 
+    /// Every label must name one of the classes: the loss reads the probability at the label.
+    /// Checked on the whole sets (every rank holds them), so all ranks agree to throw.
+    static func checkLabels(_ data: Dataset) throws(DAEError) {
+        for (i, label) in data.labels.enumerated() where Int(label) >= ProbeConfig.classes {
+            throw .data(path: data.source, problem: "label \(label) of sample \(i) is outside 0..<\(ProbeConfig.classes); the linear probe needs digit labels 0-9")
+        }
+    }
+
     /// Trains the classifier and scores it; every rank must call it and gets the same result.
     public func run() throws(DAEError) -> ProbeResult {
+        try Self.checkLabels(train)
+        try Self.checkLabels(test)
         let start = Date()
         let count = params.count, allChunks = (train.count + ProbeConfig.chunk - 1) / ProbeConfig.chunk
         let limit = FixedPoint.limit(terms: allChunks)
+        let parts = pool.count
+        // worker w takes chunks w, w + W, ... of this rank's run; the integer sums do not depend on who took which
+        let gradientBody: @Sendable (Int) -> Void = { [self] w in
+            let worker = workers[w]
+            exact.clear(worker: w)
+            var chunk = trainChunks.lowerBound + w
+            while chunk < trainChunks.upperBound {
+                exact.setExtra(chunk, chunkGradient(chunk, worker))
+                exact.add(worker: w, values: worker.grads.pointer, count: count, limit: limit)
+                chunk += workers.count
+            }
+        }
+        let sumBody: @Sendable (Int) -> Void = { [self] w in exact.sumWorkers(part: w, of: parts) }
         var trainLoss = 0.0
         for _ in 0..<config.iterations {
-            reduceBuffer.initialize(repeating: 0, count: count + allChunks + 1)
-            let body: @Sendable (Int) -> Void = { [self] w in
-                let worker = workers[w]
-                worker.accumulator.initialize(repeating: 0, count: count)
-                worker.overflow = false
-                var chunk = trainChunks.lowerBound + w
-                while chunk < trainChunks.upperBound {
-                    let loss = chunkGradient(chunk, worker)
-                    reduceBuffer[count + chunk] = Int64(bitPattern: loss.bitPattern)
-                    if !FixedPoint.accumulate(worker.grads.pointer, into: worker.accumulator, count: count, limit: limit) { worker.overflow = true }
-                    chunk += workers.count
-                }
-            }
-            if workers.count == 1 { body(0) } else { DispatchQueue.concurrentPerform(iterations: workers.count, execute: body) }
-            for worker in workers {
-                for i in 0..<count { reduceBuffer[i] &+= worker.accumulator[i] }
-                if worker.overflow { reduceBuffer[count + allChunks] += 1 }
-            }
-            communicator.allreduceSum(reduceBuffer, count: count + allChunks + 1)
-            guard reduceBuffer[count + allChunks] == 0 else {
+            exact.begin(count: count, extras: allChunks)     // chunks of other ranks: 0 in their loss slots
+            pool.run(gradientBody)
+            pool.run(sumBody)
+            exact.allreduce(over: communicator)
+            guard exact.overflows == 0 else {
                 throw .numeric("the probe's gradient left the exact reduction's range (NaN or |g| > \(limit)): the features hold NaN or huge values; lower --lr")
             }
-            FixedPoint.toFloat(reduceBuffer, into: grads.pointer, count: count)
+            exact.toFloat(part: 0, of: 1, into: grads.pointer)
             if config.weightDecay > 0 {
                 for i in 0..<(ProbeConfig.classes * featureSize) { grads[i] += config.weightDecay * params[i] }
             }
-            trainLoss = 0
-            for j in 0..<allChunks { trainLoss += Double(bitPattern: UInt64(bitPattern: reduceBuffer[count + j])) }
-            trainLoss /= Double(train.count)
+            trainLoss = exact.sumOfExtras() / Double(train.count)
             adam.update(params: params, grads: grads)
         }
         var correct: [Int64] = [accuracyCount(xTrain, train, trainRange), accuracyCount(xTest, test, testRange)]

@@ -41,20 +41,30 @@ public final class Sampler: @unchecked Sendable {
     let height: Int, width: Int
     let test: Dataset?
     let communicator: Communicator
-    let workers: [DenoisingNetwork]
+    let pool: WorkerPool
+    let workers: [DenoisingNetwork]                    // one per pool thread
     public let frames: UnsafeMutablePointer<Float>     // [chain][frame][pixel]
     let frameCount: Int
 
     /// `afterPhase`: for a stacked checkpoint saved during pre-training, the layers trained so far
-    /// (`Weights.trainedPhase`), as `eval`, `denoise`, `encode` and `probe` use.
+    /// (`Weights.trainedPhase`), as `eval`, `denoise`, `encode` and `probe` use. `pool` runs the
+    /// chains (a network per pool thread).
     public init(config: SampleConfig, model: ModelSpec = .conv, parameters: FloatBuffer, height: Int, width: Int, test: Dataset?,
-                communicator: Communicator = SingleProcess(), threads: Int = 1, afterPhase: Int = Int.max) {
+                communicator: Communicator = SingleProcess(), pool: WorkerPool, afterPhase: Int = Int.max) {
         self.config = config; self.height = height; self.width = width; self.test = test; self.communicator = communicator
-        workers = (0..<max(1, threads)).map { _ in
+        self.pool = pool
+        workers = (0..<pool.count).map { _ in
             model.makeImageAutoencoder(height: height, width: width, capacity: Self.group, parameters: parameters, afterPhase: afterPhase)
         }
         frameCount = config.frameSteps.count
         frames = .allocate(capacity: config.chains * frameCount * height * width)
+    }
+
+    /// As above, with a pool of its own of `threads` threads.
+    public convenience init(config: SampleConfig, model: ModelSpec = .conv, parameters: FloatBuffer, height: Int, width: Int, test: Dataset?,
+                            communicator: Communicator = SingleProcess(), threads: Int = 1, afterPhase: Int = Int.max) {
+        self.init(config: config, model: model, parameters: parameters, height: height, width: width, test: test,
+                  communicator: communicator, pool: WorkerPool(threads: threads), afterPhase: afterPhase)
     }
 
     deinit { frames.deallocate() }
@@ -64,8 +74,7 @@ public final class Sampler: @unchecked Sendable {
     /// Runs every chain; all ranks must call it and end with the same `frames`.
     public func run() {
         let groups = (config.chains + Self.group - 1) / Self.group
-        let size = communicator.size, rank = communicator.rank
-        let mine = (rank * groups / size) ..< ((rank + 1) * groups / size)
+        let mine = evenShare(groups, part: communicator.rank, of: communicator.size)
         frames.update(repeating: 0, count: config.chains * frameCount * pixels)
         let body: @Sendable (Int) -> Void = { [unowned self] w in
             var g = mine.lowerBound + w
@@ -74,7 +83,7 @@ public final class Sampler: @unchecked Sendable {
                 g += self.workers.count
             }
         }
-        if workers.count == 1 { body(0) } else { DispatchQueue.concurrentPerform(iterations: workers.count, execute: body) }
+        pool.run(body)     // a closure per run: not a hot path
         // each chain's frames come from one rank; the others add zeros
         communicator.allreduceSum(frames, count: config.chains * frameCount * pixels)
     }

@@ -1,19 +1,25 @@
-// The worker threads of one rank's training step. A step hands each worker its micro-batches and
-// waits for all of them, several hundred times a second; with libdispatch's concurrentPerform the
-// second thread started on average 0.43 ms into a 7.4 ms step and the caller resumed 0.48 ms after
-// the last worker finished: two thread wake-ups per step on this VM, 12% of the step.
+// The worker threads of one rank: the one parallel executor of the library (training steps,
+// evaluation, sampling, feature extraction, the linear probe). A training step hands each worker
+// its micro-batches and waits for all of them, several hundred times a second. Measured with
+// libdispatch's parallel loop, which wakes its threads for every call, the second thread started
+// on average 0.43 ms into a 7.4 ms step and the caller resumed 0.48 ms after the last worker
+// finished: two thread wake-ups per step on this VM, 12% of the step.
 //
 // Here the helper threads stay awake between steps: each spins on a round counter for up to
 // `spinSeconds` (longer than the serial part of a step: reduction, Adam, logging), then parks on a
 // condition variable, so a pause for evaluation or a checkpoint costs no CPU. The caller runs
 // part 0 itself and spins until the helpers have reported; a step allocates nothing.
+//
+// One pool can serve several users (the trainer hands its pool to its evaluator) as long as their
+// rounds do not overlap: `run` is not re-entrant, and evaluation runs between training steps on
+// the same thread.
 
 import Foundation
 import Synchronization
 
-final class WorkerPool: @unchecked Sendable {
+public final class WorkerPool: @unchecked Sendable {
     /// Threads taking part, the caller included.
-    let count: Int
+    public let count: Int
     private let shared: Shared
     private let running = Atomic<Bool>(false)   // a round in progress: `run` is not re-entrant
 
@@ -74,7 +80,8 @@ final class WorkerPool: @unchecked Sendable {
         }
     }
 
-    init(threads: Int, spinSeconds: Double = 0.005) {
+    /// `threads` - 1 helper threads are started (none for 1); they end when the pool goes away.
+    public init(threads: Int, spinSeconds: Double = 0.005) {
         count = max(1, threads)
         let shared = Shared(spinSeconds: spinSeconds)
         self.shared = shared
@@ -89,7 +96,7 @@ final class WorkerPool: @unchecked Sendable {
     /// Runs body(0) on the calling thread and body(1) ... body(count-1) on the helpers, and
     /// returns when all are done. One round at a time: calling it again from a job, or from two
     /// threads at once, is a programming error and traps.
-    func run(_ body: @escaping @Sendable (Int) -> Void) {
+    public func run(_ body: @escaping @Sendable (Int) -> Void) {
         precondition(running.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged,
                      "WorkerPool.run called while a round is in progress")
         defer { running.store(false, ordering: .releasing) }

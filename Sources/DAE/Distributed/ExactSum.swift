@@ -1,0 +1,136 @@
+// The exact reduction of a data-parallel gradient step, shared by the trainer's exact mode and
+// the linear probe. One round, with W worker threads on each rank:
+//   1. begin(count:extras:)          caller: this round's layout, extra slots zeroed
+//   2. clear(worker:), add(worker:)  worker w, in a WorkerPool job: its contributions (micro-batch
+//                                    or chunk gradients) rounded to fixed point and summed into its
+//                                    own Int64 accumulator; setExtra(j, ...) for its items' slots
+//   3. sumWorkers(part:of:)          pool job: buffer = sum of the W accumulators, part w of it
+//   4. allreduce(over:stop:)         caller: overflow count and stop flag filled in, then one Int64
+//                                    allreduce of the whole buffer over the ranks
+//   5. toFloat(part:of:into:)        pool job or caller: the sum back to Float, part w of it
+// Buffers are allocated once, at init; a round allocates nothing.
+
+/// Exact, world-size independent sums of Float vectors: every contribution is rounded once to
+/// 64-bit fixed point (FixedPoint, 2^-40 resolution) and from then on only integers are added.
+/// Integer addition is associative and commutative, so neither how contributions are spread over
+/// worker threads, nor how many ranks there are, nor the order of MPI's reduction tree changes a
+/// bit of the sum; it is converted back to Float once, after the allreduce. The extra slots carry
+/// one Double per work item (e.g. a chunk's loss) as a bit pattern: exactly one rank writes each
+/// slot and the others add 0, so it arrives unchanged, and `sumOfExtras` adds them in item order.
+///
+/// Reduce buffer: [count values | extras slots | overflow count | stop flag], Int64.
+public final class ExactSum: @unchecked Sendable {
+    /// The most values and extra slots a round can have.
+    public let capacity: Int, extrasCapacity: Int
+    /// Accumulators, one per worker thread.
+    public let workers: Int
+    /// This round's layout (see `begin`).
+    public private(set) var count: Int, extras: Int
+    /// [count | extras | overflow | stop]; after `allreduce`, the sum over all workers and ranks.
+    public let buffer: UnsafeMutablePointer<Int64>
+    let accumulators: [UnsafeMutablePointer<Int64>]      // [workers][capacity]
+    let overflowed: UnsafeMutablePointer<Int64>          // worker w's flag at w * 8 (one cache line each)
+
+    public init(capacity: Int, extras: Int, workers: Int) {
+        precondition(capacity >= 0 && extras >= 0 && workers >= 1)
+        self.capacity = capacity; extrasCapacity = extras; self.workers = workers
+        count = capacity; self.extras = extras
+        buffer = .allocate(capacity: capacity + extras + 2)
+        buffer.initialize(repeating: 0, count: capacity + extras + 2)
+        accumulators = (0..<workers).map { _ in
+            let a = UnsafeMutablePointer<Int64>.allocate(capacity: max(capacity, 1))
+            a.initialize(repeating: 0, count: max(capacity, 1))
+            return a
+        }
+        overflowed = .allocate(capacity: workers * 8)
+        overflowed.initialize(repeating: 0, count: workers * 8)
+    }
+
+    deinit {
+        buffer.deallocate(); overflowed.deallocate()
+        for a in accumulators { a.deallocate() }
+    }
+
+    var overflowSlot: Int { count + extras }
+    var stopSlot: Int { count + extras + 1 }
+
+    /// Starts a round over the first `count` values with `extras` extra slots (both may change
+    /// from round to round: a stacked model trains one layer's slice, a short last batch has
+    /// fewer micro-batches). Zeroes the extra, overflow and stop slots. Call before the workers run.
+    public func begin(count: Int, extras: Int) {
+        precondition(count <= capacity && extras <= extrasCapacity)
+        self.count = count; self.extras = extras
+        (buffer + count).update(repeating: 0, count: extras + 2)
+    }
+
+    /// Zeroes worker w's accumulator and overflow flag. Every worker calls it once per round,
+    /// whether or not it then has work, since all W accumulators are summed.
+    @inline(__always)
+    public func clear(worker w: Int) {
+        accumulators[w].update(repeating: 0, count: count)
+        overflowed[w * 8] = 0
+    }
+
+    /// Worker w's accumulator += round(values[i] * 2^40) for i in 0 ..< count (count <= this
+    /// round's count). A value that is not finite or exceeds `limit` (FixedPoint.limit(terms:) of
+    /// the round's number of contributions) marks the worker as overflowed; `allreduce` counts it.
+    @inline(__always)
+    public func add(worker w: Int, values: UnsafePointer<Float>, count: Int, limit: Double) {
+        precondition(count <= self.count)
+        if !FixedPoint.accumulate(values, into: accumulators[w], count: count, limit: limit) {
+            overflowed[w * 8] = 1
+        }
+    }
+
+    /// Extra slot j (0 ..< extras) holds `value`'s bit pattern. Only one rank and worker may write
+    /// a given slot in a round.
+    @inline(__always)
+    public func setExtra(_ j: Int, _ value: Double) {
+        buffer[count + j] = Int64(bitPattern: value.bitPattern)
+    }
+
+    /// Extra slot j as a Double (after `allreduce`: whatever the one writing rank put there).
+    public func extra(_ j: Int) -> Double { Double(bitPattern: UInt64(bitPattern: buffer[count + j])) }
+
+    /// The extra slots added in slot order, so the same on any number of ranks.
+    public func sumOfExtras() -> Double {
+        var total = 0.0
+        for j in 0..<extras { total += extra(j) }
+        return total
+    }
+
+    /// Part w of `parts` of this round's values, in blocks of 16 (alignedShare).
+    public func part(_ w: Int, of parts: Int) -> Range<Int> { alignedShare(count, part: w, of: parts) }
+
+    /// buffer = the sum of the workers' accumulators, over part w of `parts` of the values. Run
+    /// parts 0 ..< parts (e.g. as a WorkerPool job) after every worker has finished adding.
+    public func sumWorkers(part w: Int, of parts: Int) {
+        let values = part(w, of: parts), buffer = self.buffer
+        (buffer + values.lowerBound).update(from: accumulators[0] + values.lowerBound, count: values.count)
+        for k in 1..<workers {
+            let a = accumulators[k]
+            for i in values { buffer[i] &+= a[i] }
+        }
+    }
+
+    /// Fills in how many workers overflowed and this rank's stop request, then sums the whole
+    /// buffer over all ranks in one allreduce.
+    public func allreduce(over communicator: Communicator, stop: Bool = false) {
+        var overflows: Int64 = 0
+        for w in 0..<workers where overflowed[w * 8] != 0 { overflows += 1 }
+        buffer[overflowSlot] = overflows
+        buffer[stopSlot] = stop ? 1 : 0
+        communicator.allreduceSum(buffer, count: stopSlot + 1)
+    }
+
+    /// After `allreduce`: the number of workers, over all ranks, that met a value out of range.
+    public var overflows: Int64 { buffer[overflowSlot] }
+    /// After `allreduce`: whether any rank asked to stop.
+    public var stopRequested: Bool { buffer[stopSlot] != 0 }
+
+    /// out[i] = Float(sum[i] / 2^40) for i in part w of `parts` of the values.
+    public func toFloat(part w: Int, of parts: Int, into out: UnsafeMutablePointer<Float>) {
+        let values = part(w, of: parts)
+        FixedPoint.toFloat(buffer + values.lowerBound, into: out + values.lowerBound, count: values.count)
+    }
+}
