@@ -23,22 +23,17 @@
 import Foundation
 import Synchronization
 
-/// One thread's replica: reads the shared parameters, owns its activations, gradients and
-/// integer gradient accumulator. Workers only write their own memory and their own loss slots.
+/// One thread's replica: reads the shared parameters, owns its activations and gradients (its
+/// integer accumulator is in the ExactSum). Workers only write their own memory, their own
+/// accumulator and their micro-batches' loss slots.
 final class Worker: @unchecked Sendable {
     let model: DenoisingNetwork
     let clean: FloatBuffer                          // [capacity, H, W] clean images
-    let accumulator: UnsafeMutablePointer<Int64>    // fixed-point gradient sum of its micro-batches
-    var overflow = false
 
     init(spec: ModelSpec, height: Int, width: Int, capacity: Int, parameters: FloatBuffer) {
         model = spec.makeNetwork(height: height, width: width, capacity: capacity, parameters: parameters)
         clean = FloatBuffer(count: capacity * height * width)
-        accumulator = .allocate(capacity: parameters.count)
-        accumulator.initialize(repeating: 0, count: parameters.count)
     }
-
-    deinit { accumulator.deallocate() }
 }
 
 public final class Trainer: @unchecked Sendable {
@@ -50,8 +45,9 @@ public final class Trainer: @unchecked Sendable {
     public let optimizer: Adam
     public let layout: ParameterLayout
     let workers: [Worker]
-    let reduceBuffer: UnsafeMutablePointer<Int64>   // [trainable params | a loss slot per micro-batch | overflow | stop]
-    let lossSlots: Int
+    /// Exact mode's reduction: a fixed-point accumulator per worker, and the buffer reduced over
+    /// the ranks [trainable params | a loss slot per micro-batch | overflow | stop].
+    let exactSum: ExactSum
     var order: [Int32] = []              // the epoch's permutation of sample indices
     var orderEpoch = 0                   // which epoch `order` holds
     public private(set) var position = TrainingPosition()
@@ -76,7 +72,9 @@ public final class Trainer: @unchecked Sendable {
     var workerBody: (@Sendable (Int) -> Void)? = nil
     var sumBody: (@Sendable (Int) -> Void)? = nil
     var updateBody: (@Sendable (Int) -> Void)? = nil
-    let pool: WorkerPool
+    /// This rank's threads: the workers in exact mode (one in fast mode, where BLAS has the
+    /// threads). The evaluator runs on the same pool between steps.
+    public let pool: WorkerPool
     /// Where a step's time goes (`dae-dist bench --what phases`); nil, and free, in training.
     /// Meaningful with one worker thread, whose layers then time themselves too.
     public var profile: StepProfile? = nil {
@@ -127,12 +125,10 @@ public final class Trainer: @unchecked Sendable {
             workers = [Worker(spec: config.model, height: data.height, width: data.width, capacity: (fullBatch + size - 1) / size, parameters: params)]
         }
         pool = WorkerPool(threads: workers.count)
-        lossSlots = (fullBatch + microBatch - 1) / microBatch
-        reduceBuffer = .allocate(capacity: layout.count + lossSlots + 2)
-        reduceBuffer.initialize(repeating: 0, count: layout.count + lossSlots + 2)
+        exactSum = ExactSum(capacity: layout.count, extras: (fullBatch + microBatch - 1) / microBatch, workers: workers.count)
         order.reserveCapacity(data.count)
         workerBody = { [unowned self] w in self.runWorker(w) }
-        sumBody = { [unowned self] w in self.sumAccumulators(part: w) }
+        sumBody = { [unowned self] w in self.exactSum.sumWorkers(part: w, of: self.pool.count) }
         updateBody = { [unowned self] w in self.convertAndUpdate(part: w) }
         _ = advancePhase()
     }
@@ -166,8 +162,6 @@ public final class Trainer: @unchecked Sendable {
     /// The noise and shuffle key for the phase's epoch: phase 0 keeps the plain epoch number, so
     /// the convolutional model's streams are those of (seed, epoch); later phases draw new ones.
     var randomEpoch: Int { position.phase << 20 + position.epoch }
-
-    deinit { reduceBuffer.deallocate() }
 
     public var stepsPerEpoch: Int { (data.count + config.batchSize - 1) / config.batchSize }
     public var workerCount: Int { workers.count }
@@ -227,22 +221,17 @@ public final class Trainer: @unchecked Sendable {
             // (see runWorker: the integer sums do not depend on who took which)
             task = WorkerTask(plan: plan, epoch: epoch, microBatches: mine, meanOver: pixelsPerBatch, limit: limit)
             nextMicroBatch.store(0, ordering: .relaxed)
-            // micro-batches of other ranks contribute 0 to their loss slots
-            for j in 0..<m where !mine.contains(j) { reduceBuffer[count + j] = 0 }
+            // micro-batches of other ranks contribute 0 to their loss slots (begin zeroes them)
+            exactSum.begin(count: count, extras: m)
             pool.run(workerBody!)
             // 7: sum the workers' integers (each thread a part of the parameters), then over ranks;
-            // the loss slots and the overflow count ride along
+            // the loss slots, the overflow count and the stop requests ride along
             pool.run(sumBody!)
-            let overflowSlot = count + m, stopSlot = overflowSlot + 1
-            var overflows: Int64 = 0
-            for worker in workers where worker.overflow { overflows += 1 }
-            reduceBuffer[overflowSlot] = overflows
-            reduceBuffer[stopSlot] = stopRequested() ? 1 : 0
             let reduceStart = Date()
-            communicator.allreduceSum(reduceBuffer, count: stopSlot + 1)
+            exactSum.allreduce(over: communicator, stop: stopRequested())
             reduceSeconds += Date().timeIntervalSince(reduceStart)
-            stopAgreed = reduceBuffer[stopSlot] != 0
-            if reduceBuffer[overflowSlot] != 0 {
+            stopAgreed = exactSum.stopRequested
+            if exactSum.overflows != 0 {
                 throw .numeric("a gradient exceeded the exact reduction's range (|g| <= \(limit)) at epoch \(epoch): training has diverged; lower --lr, or use --reduce fast")
             }
             // back to Float and 8: Adam, each thread a part of the parameters
@@ -250,9 +239,7 @@ public final class Trainer: @unchecked Sendable {
             let t = profile == nil ? 0 : monotonicSeconds()
             pool.run(updateBody!)
             if let profile { profile.update += monotonicSeconds() - t }
-            var total = 0.0
-            for j in 0..<m { total += Double(bitPattern: UInt64(bitPattern: reduceBuffer[count + j])) }
-            loss = total / Double(pixelsPerBatch)
+            loss = exactSum.sumOfExtras() / Double(pixelsPerBatch)
         case .fast:
             let worker = workers[0]
             let positions = plan.positions(rank: communicator.rank, size: communicator.size)
@@ -284,43 +271,23 @@ public final class Trainer: @unchecked Sendable {
     func runWorker(_ w: Int) {
         let worker = workers[w], task = task
         let range = worker.model.trainable
-        worker.accumulator.update(repeating: 0, count: range.count)
-        worker.overflow = false
+        exactSum.clear(worker: w)
         while true {
             let j = task.microBatches.lowerBound + nextMicroBatch.add(1, ordering: .relaxed).oldValue
             if j >= task.microBatches.upperBound { break }
             let sum = forwardBackward(worker, positions: task.plan.positions(ofMicroBatch: j),
                                       epoch: task.epoch, meanOver: task.meanOver)
-            reduceBuffer[range.count + j] = Int64(bitPattern: sum.bitPattern)   // this micro-batch's loss slot
+            exactSum.setExtra(j, sum)                     // this micro-batch's loss slot
             let t = profile == nil ? 0 : monotonicSeconds()
-            defer { if let profile { profile.fixedPoint += monotonicSeconds() - t } }
-            if !FixedPoint.accumulate(worker.model.grads.pointer + range.lowerBound, into: worker.accumulator,
-                                      count: range.count, limit: task.limit) {
-                worker.overflow = true
-            }
-        }
-    }
-
-    /// Part w of 0 ..< count when split among the pool's threads, in multiples of 16 values (128
-    /// bytes of the integer buffer), so that neighbouring parts share at most one cache line.
-    func part(_ w: Int, of count: Int) -> Range<Int> {
-        let size = ((count + pool.count - 1) / pool.count + 15) / 16 * 16
-        return min(count, w * size) ..< min(count, (w + 1) * size)
-    }
-
-    /// reduceBuffer = the sum of the workers' accumulators, over part w of the trainable values.
-    func sumAccumulators(part w: Int) {
-        let values = part(w, of: trainable.count)
-        (reduceBuffer + values.lowerBound).update(from: workers[0].accumulator + values.lowerBound, count: values.count)
-        for worker in workers.dropFirst() {
-            for i in values { reduceBuffer[i] &+= worker.accumulator[i] }
+            exactSum.add(worker: w, values: worker.model.grads.pointer + range.lowerBound, count: range.count, limit: task.limit)
+            if let profile { profile.fixedPoint += monotonicSeconds() - t }
         }
     }
 
     /// Part w of the trainable values: the reduced integers back to Float gradients, and Adam.
     func convertAndUpdate(part w: Int) {
-        let range = trainable, values = part(w, of: range.count)
-        FixedPoint.toFloat(reduceBuffer + values.lowerBound, into: grads.pointer + range.lowerBound + values.lowerBound, count: values.count)
+        let range = trainable, values = exactSum.part(w, of: pool.count)
+        exactSum.toFloat(part: w, of: pool.count, into: grads.pointer + range.lowerBound)
         optimizer.apply(adamStep, params: params, grads: grads,
                         range: range.lowerBound + values.lowerBound ..< range.lowerBound + values.upperBound)
     }

@@ -97,8 +97,9 @@ public final class TrainingRun {
             guard test.height == data.height && test.width == data.width else {
                 throw .data(path: test.source, problem: "test images are \(test.height)x\(test.width) but training images \(data.height)x\(data.width)")
             }
+            // the trainer's threads (in fast mode one, BLAS has the cores), between steps
             evaluator = Evaluator(model: config.model, data: test, noise: config.noise, seed: config.seed, parameters: trainer.params,
-                                  communicator: communicator, threads: config.reduce == .exact ? threads : 1)
+                                  communicator: communicator, pool: trainer.pool)
         } else {
             evaluator = nil
         }
