@@ -15,10 +15,10 @@ struct Bench: ParsableCommand {
     @OptionGroup var data: DataOptions
 
     func validate() throws {
-        guard ["gemm", "phases"].contains(what) else { throw DAEError.badFlag("--what", "use gemm or phases") }
-        guard batchSize >= 1 else { throw DAEError.badFlag("--batch-size", "must be at least 1, got \(batchSize)") }
-        guard microBatch >= 1 else { throw DAEError.badFlag("--micro-batch", "must be at least 1, got \(microBatch)") }
-        guard steps >= 1 else { throw DAEError.badFlag("--steps", "must be at least 1, got \(steps)") }
+        guard ["gemm", "phases"].contains(what) else { throw flagError("--what", "use gemm or phases") }
+        guard batchSize >= 1 else { throw flagError("--batch-size", "must be at least 1, got \(batchSize)") }
+        guard microBatch >= 1 else { throw flagError("--micro-batch", "must be at least 1, got \(microBatch)") }
+        guard steps >= 1 else { throw flagError("--steps", "must be at least 1, got \(steps)") }
     }
 
     func run() throws {

@@ -17,19 +17,11 @@ func say(_ line: String) {
     FileHandle.standardOutput.write(Data((line + "\n").utf8))
 }
 
-/// The threads of this rank: `--threads` when given (at least 1), otherwise the node's cores
-/// shared among the ranks on it, at least 1. One place for train, eval and sample.
-func threadsPerRank(_ flag: Int?, _ communicator: Communicator) throws(DAEError) -> Int {
-    if let flag {
-        guard flag >= 1 else { throw DAEError.badFlag("--threads", "must be at least 1, got \(flag)") }
-        return flag
-    }
-    return max(1, ProcessInfo.processInfo.activeProcessorCount / max(1, communicator.localSize))
-}
-
 /// Runs a subcommand's body with one way out for errors: a DAEError becomes one line on stderr
 /// and a non-zero exit. With several ranks the line names the rank and the whole job is aborted
 /// (MPI_Abort), because a rank that simply exits leaves the others waiting in a collective.
+/// Flag errors found by swift-argument-parser (validate()) never get here: it prints them and
+/// exits with code 64 before run(), on every rank alike.
 func runReportingErrors(_ body: (inout Communicator?) throws -> Void) throws {
     var communicator: Communicator? = nil
     do {

@@ -14,19 +14,17 @@ struct Denoise: ParsableCommand {
             printing how far the noisy and the denoised images are from the originals.
             """)
 
-    @Option(help: "A checkpoint or weights file (model.safetensors).") var checkpoint: String
-    @Argument(help: "PNG files or IDX image files (.gz or not).") var inputs: [String]
+    @OptionGroup var trained: CheckpointOptions
+    @Argument(help: "PNG files or IDX image files (.gz or not); at least one (swift-argument-parser requires it).") var inputs: [String]
     @Option(help: "Output folder (created if missing); no output may replace an input or another output.") var out: String
-    @Option(name: .customLong("add-noise"), help: "Corrupt the inputs first: gaussian:F, mask:P or saltpepper:P.") var addNoise: String?
+    @Option(name: .customLong("add-noise"), help: "Corrupt the inputs first, F >= 0 and P in [0,1].") var addNoise: NoiseKind?
     @Option(help: "Seed of the added noise.") var seed: UInt64 = 0
-    @Option(help: "BLAS threads (default: the machine's cores).") var threads: Int?
+    @OptionGroup var threads: ThreadOptions
 
     func run() throws {
         try runReportingErrors { _ in
-            guard !inputs.isEmpty else { throw DAEError.badFlag("INPUT", "give at least one PNG or IDX file") }
-            let noise = try addNoise.map { text throws(DAEError) in try NoiseKind(parsing: text) }
-            BLASThreads.set(try threadsPerRank(threads, SingleProcess()))
-            let (model, params, metadata) = try Weights.loadModel(path: checkpoint)
+            BLASThreads.set(threads.count(for: SingleProcess()))
+            let (model, params, metadata) = try Weights.loadModel(path: trained.checkpoint)
             let denoiser = ImageDenoiser(model: model, params: params, afterPhase: Weights.trainedPhase(metadata))
             // Every output path first: none may be an input or another output (two inputs of one
             // name in different folders, say), so nothing is overwritten half-way through.
@@ -44,7 +42,7 @@ struct Denoise: ParsableCommand {
                 let isPNG = head.starts(with: [0x89, 0x50, 0x4E, 0x47]) || name.lowercased().hasSuffix(".png")
                 let stem = isPNG ? (name as NSString).deletingPathExtension : (name.hasSuffix(".gz") ? String(name.dropLast(3)) : name)
                 let target = (out as NSString).appendingPathComponent(isPNG ? stem + ".png" : stem)
-                let noisy = noise == nil ? nil : (isPNG ? (out as NSString).appendingPathComponent(stem + ".noisy.png") : target + ".noisy")
+                let noisy = addNoise == nil ? nil : (isPNG ? (out as NSString).appendingPathComponent(stem + ".noisy.png") : target + ".noisy")
                 for path in [target] + (noisy.map { [$0] } ?? []) {
                     guard claimed.insert(resolved(path)).inserted else {
                         throw DAEError.badFlag("--out", "\(path) would replace an input or another output (inputs of the same name?); choose another output folder or rename")
@@ -78,7 +76,7 @@ struct Denoise: ParsableCommand {
                 }
                 try denoiser.check(height: height, width: width, source: input)
                 var noisy = clean
-                if let noise {
+                if let noise = addNoise {
                     let pixels = height * width
                     clean.withUnsafeBufferPointer { c in
                         noisy.withUnsafeMutableBufferPointer { n in

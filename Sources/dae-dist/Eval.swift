@@ -9,29 +9,32 @@ struct Eval: ParsableCommand {
         abstract: "Evaluate a checkpoint or weights file on the test set: MSE, PSNR and SSIM against the clean images.",
         discussion: "The noisy input's scores are printed as the baseline to beat. Under mpirun the test set is split over the ranks; the figures are the same on any number of ranks.")
 
-    @Option(help: "A checkpoint (<run-dir>/checkpoints/step-N.safetensors) or weights file (model.safetensors).")
-    var checkpoint: String
-    @Option(help: "Corruption of the test inputs: gaussian:F, mask:P, saltpepper:P or none (default: the checkpoint's, else gaussian:0.5).")
-    var noise: String?
-    @Option(name: .customLong("data-dir"), help: "Folder with IDX files in MNIST's layout.") var dataDir = "data/mnist"
+    @OptionGroup var trained: CheckpointOptions
+    @Option(help: "Corruption of the test inputs, F >= 0 and P in [0,1] (default: the checkpoint's, else gaussian:0.5).")
+    var noise: NoiseKind?
+    @OptionGroup var data: DataOptions
     @Option(help: "Seed of the fixed noise draw (default: the checkpoint's, else 0).") var seed: UInt64?
     @Option(help: "Evaluate on the first N test images only.") var limit: Int?
-    @Option(help: "Threads per rank (default: the node's cores shared among its ranks).") var threads: Int?
+    @OptionGroup var threads: ThreadOptions
     @Option(help: "Also write the sample grid (noisy / reconstructed / clean) to this PNG file.") var grid: String?
     @Option(name: .customLong("grid-columns"), help: "Test images per row of the grid.") var gridColumns = 10
     @Flag(help: "Print the metrics as one JSON object.") var json = false
+
+    func validate() throws {
+        if let limit, limit < 1 { throw flagError("--limit", "must be at least 1, got \(limit)") }
+        guard gridColumns >= 1 && gridColumns <= 1000 else { throw flagError("--grid-columns", "must be between 1 and 1000, got \(gridColumns)") }
+    }
 
     func run() throws {
         try runReportingErrors { communicatorSlot in
             let communicator = try Launch.makeCommunicator()
             communicatorSlot = communicator
-            let threadCount = try threadsPerRank(threads, communicator)
-            if let limit, limit < 1 { throw DAEError.badFlag("--limit", "must be at least 1, got \(limit)") }
-            guard gridColumns >= 1 && gridColumns <= 1000 else { throw DAEError.badFlag("--grid-columns", "must be between 1 and 1000, got \(gridColumns)") }
+            let threadCount = threads.count(for: communicator)
+            let checkpoint = trained.checkpoint
             let (model, params, metadata) = try Weights.loadModel(path: checkpoint)
-            let noiseKind = try NoiseKind(parsing: noise ?? metadata["noise"] ?? "gaussian:0.5")
+            let noiseKind = try noise ?? NoiseKind(parsing: metadata["noise"] ?? "gaussian:0.5")
             let noiseSeed = seed ?? UInt64(metadata["seed"] ?? "") ?? 0
-            var test = try Dataset.load(directory: dataDir, split: .test)
+            var test = try Dataset.load(directory: data.data, split: .test)
             if let limit { test = test.prefix(limit) }
             try model.check(height: test.height, width: test.width, source: test.source)
             BLASThreads.set(1)

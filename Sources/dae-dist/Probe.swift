@@ -12,31 +12,36 @@ struct Probe: ParsableCommand {
             the features of its share of the training set; the results are the same on any number of ranks.
             """)
 
-    @Option(help: "A checkpoint or weights file (model.safetensors).") var checkpoint: String
+    @OptionGroup var trained: CheckpointOptions
     @Option(help: "Full-batch Adam iterations per classifier.") var iterations = 300
     @Option(help: "Adam learning rate.") var lr: Float = 0.01
     @Option(name: .customLong("weight-decay"), help: "L2 penalty on the classifier's weights (weight-decay/2 * |W|^2).") var weightDecay: Float = 1e-3
-    @Option(name: .customLong("data-dir"), help: "Folder with IDX files in MNIST's layout.") var dataDir = "data/mnist"
+    @OptionGroup var data: DataOptions
     @Option(help: "Train the classifier on the first N training images only.") var limit: Int?
     @Option(name: .customLong("test-limit"), help: "Score on the first N test images only.") var testLimit: Int?
     @Option(help: "Seed of the untrained encoder's initialisation.") var seed: UInt64 = 0
     @Flag(name: .customLong("no-baselines"), help: "Probe only the checkpoint's features (not raw pixels nor an untrained encoder).")
     var noBaselines = false
-    @Option(help: "Threads per rank (default: the node's cores shared among its ranks).") var threads: Int?
+    @OptionGroup var threads: ThreadOptions
     @Flag(help: "Print each result as one JSON object.") var json = false
+
+    func validate() throws {
+        guard iterations >= 1 else { throw flagError("--iterations", "must be at least 1, got \(iterations)") }
+        guard lr.isFinite, lr > 0 else { throw flagError("--lr", "must be a positive number, got \(lr)") }
+        guard weightDecay.isFinite, weightDecay >= 0 else { throw flagError("--weight-decay", "must be 0 or more, got \(weightDecay)") }
+        if let limit, limit < 1 { throw flagError("--limit", "must be at least 1, got \(limit)") }
+        if let testLimit, testLimit < 1 { throw flagError("--test-limit", "must be at least 1, got \(testLimit)") }
+    }
 
     func run() throws {
         try runReportingErrors { communicatorSlot in
             let communicator = try Launch.makeCommunicator()
             communicatorSlot = communicator
-            let threadCount = try threadsPerRank(threads, communicator)
-            guard iterations >= 1 else { throw DAEError.badFlag("--iterations", "must be at least 1, got \(iterations)") }
-            guard lr.isFinite, lr > 0 else { throw DAEError.badFlag("--lr", "must be a positive number, got \(lr)") }
-            if let limit, limit < 1 { throw DAEError.badFlag("--limit", "must be at least 1, got \(limit)") }
-            if let testLimit, testLimit < 1 { throw DAEError.badFlag("--test-limit", "must be at least 1, got \(testLimit)") }
+            let threadCount = threads.count(for: communicator)
+            let checkpoint = trained.checkpoint
             let (model, params, metadata) = try Weights.loadModel(path: checkpoint)
-            let train = try Dataset.load(directory: dataDir, split: .train).prefix(limit ?? Int.max)
-            let test = try Dataset.load(directory: dataDir, split: .test).prefix(testLimit ?? Int.max)
+            let train = try Dataset.load(directory: data.data, split: .train).prefix(limit ?? Int.max)
+            let test = try Dataset.load(directory: data.data, split: .test).prefix(testLimit ?? Int.max)
             try model.check(height: train.height, width: train.width, source: train.source)
             if test.height != train.height || test.width != train.width {
                 throw DAEError.data(path: test.source, problem: "test images are \(test.height)x\(test.width) but training images \(train.height)x\(train.width)")
@@ -51,7 +56,6 @@ struct Probe: ParsableCommand {
             var config = ProbeConfig()
             config.iterations = iterations
             config.lr = lr
-            guard weightDecay.isFinite, weightDecay >= 0 else { throw DAEError.badFlag("--weight-decay", "must be 0 or more, got \(weightDecay)") }
             config.weightDecay = weightDecay
             var rows: [(String, FeatureExtractor.Source)] = []
             if !noBaselines {

@@ -7,47 +7,64 @@ import Foundation
 struct Sample: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Sample new images from a trained denoising autoencoder (corrupt, denoise, repeat).",
-        discussion: "Writes DIR/samples.png (final states), DIR/chains.png (a row per chain, a column every --every steps), DIR/samples.idx and DIR/summary.json. See docs/sampling.md.")
+        discussion: "Writes DIR/samples.png (final states), DIR/chains.png (a row per chain, a column every --every steps), DIR/samples.idx and DIR/summary.json. See docs/sampling.md. --data gives the test images (--start test, the quality line) and the classifier's training images.")
 
-    @Option(help: "A checkpoint or weights file.") var checkpoint: String
+    @OptionGroup var trained: CheckpointOptions
     @Option(help: "Number of chains.") var chains = 16
     @Option(help: "Steps per chain (40: see docs/sampling.md for why not more with an MSE-trained model).") var steps = 40
     @Option(name: .customLong("burn-in"), help: "Steps before a chain's states count as samples (the quality line measures the recorded states from then on).")
     var burnIn = 10
     @Option(help: "Keep a chain's state every N steps for chains.png.") var every = 4
-    @Option(help: "Corruption of each step (default: the checkpoint's training noise, else gaussian:0.5).") var noise: String?
-    @Option(help: "Start from uniform noise or from test images: noise or test.") var start = "noise"
+    @Option(help: "Corruption of each step, F >= 0 and P in [0,1] (default: the checkpoint's training noise, else gaussian:0.5).")
+    var noise: NoiseKind?
+    @Option(help: "Start from uniform noise or from test images.") var start = SampleConfig.Start.noise
     @Option(help: "Seed of the chains' randomness.") var seed: UInt64 = 0
     @Flag(help: "Sample each pixel from Bernoulli(reconstruction) instead of taking the reconstruction itself.") var binarize = false
     @Option(help: "Output folder.") var out: String
-    @Option(name: .customLong("data-dir"), help: "Folder with IDX files in MNIST's layout (test images, the classifier's training data).")
-    var dataDir = "data/mnist"
+    @OptionGroup var data: DataOptions
     @Option(name: .customLong("classifier-epochs"), help: "Epochs of the pixel classifier used to judge the samples (0: skip the quality line).")
     var classifierEpochs = 3
     @Flag(name: .customLong("no-untrained-baseline"), help: "Skip the comparison with chains from an untrained model.")
     var noUntrainedBaseline = false
-    @Option(help: "Threads per rank (default: the node's cores shared among its ranks).") var threads: Int?
+    @OptionGroup var threads: ThreadOptions
+
+    /// The chains' settings from the flags; the noise is settled in run() (it may come from the checkpoint).
+    var config: SampleConfig {
+        var config = SampleConfig()
+        config.chains = chains; config.steps = steps; config.burnIn = burnIn; config.every = every
+        config.seed = seed; config.binarize = binarize; config.start = start
+        return config
+    }
+
+    func validate() throws {
+        try validating { () throws(DAEError) in try config.validate() }
+        guard classifierEpochs >= 0 else { throw flagError("--classifier-epochs", "must be 0 or more, got \(classifierEpochs)") }
+    }
 
     func run() throws {
         try runReportingErrors { communicatorSlot in
             let communicator = try Launch.makeCommunicator()
             communicatorSlot = communicator
             let isRoot = communicator.rank == 0
-            var config = SampleConfig()
-            config.chains = chains; config.steps = steps; config.burnIn = burnIn; config.every = every
-            config.seed = seed; config.binarize = binarize
-            guard let startKind = SampleConfig.Start(rawValue: start) else {
-                throw DAEError.badFlag("--start", "unknown start '\(start)'; use noise or test")
-            }
-            config.start = startKind
-            try config.validate()
-            let threadCount = try threadsPerRank(threads, communicator)
-            guard classifierEpochs >= 0 else { throw DAEError.badFlag("--classifier-epochs", "must be 0 or more, got \(classifierEpochs)") }
+            var config = self.config
+            let threadCount = threads.count(for: communicator)
+            let checkpoint = trained.checkpoint
             let (model, params, metadata) = try Weights.loadModel(path: checkpoint)
-            config.noise = try NoiseKind(parsing: noise ?? metadata["noise"] ?? "gaussian:0.5")
+            config.noise = try noise ?? NoiseKind(parsing: metadata["noise"] ?? "gaussian:0.5")
             let layout = model.makeLayout()
-            let test = try Dataset.load(directory: dataDir, split: .test)
+            let test = try Dataset.load(directory: data.data, split: .test)
             try model.check(height: test.height, width: test.width, source: test.source)
+            // The quality line's classifier learns from the training images and then judges test
+            // images and samples (test-sized), so all must be of one size. Rank 0 alone writes the
+            // outputs; it loads and checks the training set before the chains run, not after.
+            var train: Dataset? = nil
+            if isRoot && classifierEpochs > 0 {
+                let loaded = try Dataset.load(directory: data.data, split: .train)
+                guard loaded.height == test.height && loaded.width == test.width else {
+                    throw DAEError.data(path: data.data, problem: "test images are \(test.height)x\(test.width) but training images \(loaded.height)x\(loaded.width); the classifier of the quality line needs one size (or pass --classifier-epochs 0)")
+                }
+                train = loaded
+            }
             BLASThreads.set(1)
 
             let started = Date()
@@ -87,11 +104,10 @@ struct Sample: ParsableCommand {
                     "every": config.every, "noise": config.noise.description, "start": config.start.rawValue,
                     "binarize": config.binarize, "seed": Int(config.seed), "world_size": communicator.size,
                 ]
-                if classifierEpochs > 0 {
-                    let train = try Dataset.load(directory: dataDir, split: .train)
+                if let train {
                     let classifier = DigitClassifier(inputs: train.imageSize, seed: seed)
-                    classifier.train(on: train, epochs: classifierEpochs, seed: seed)
-                    let accuracy = classifier.accuracy(on: test)
+                    try classifier.train(on: train, epochs: classifierEpochs, seed: seed)
+                    let accuracy = try classifier.accuracy(on: test)
                     func describe(_ q: SampleQuality) -> [String: Any] {
                         ["class_histogram": q.classHistogram, "mean_confidence": q.meanConfidence,
                          "mean_nearest_training_distance": q.meanNearestTrainingDistance,
@@ -104,11 +120,11 @@ struct Sample: ParsableCommand {
                         image.withUnsafeMutableBufferPointer { test.image(i % test.count, into: $0.baseAddress!) }
                         return image
                     }, classifier: classifier, training: train)
-                    summary["classifier"] = ["kind": "MLP 784-256-10", "epochs": classifierEpochs, "test_accuracy": accuracy]
+                    summary["classifier"] = ["kind": classifier.architecture, "epochs": classifierEpochs, "test_accuracy": accuracy]
                     summary["samples"] = describe(quality)
                     summary["samples_measured"] = samples.count
                     summary["test_images"] = describe(real)
-                    say(String(format: "classifier: MLP on pixels, %d epochs, test accuracy %.2f%%", classifierEpochs, 100 * accuracy))
+                    say(String(format: "classifier: %@ on pixels, %d epochs, test accuracy %.2f%%", classifier.architecture, classifierEpochs, 100 * accuracy))
                     say("samples:         " + quality.summary + "  (\(samples.count) states at steps >= \(max(config.burnIn, 1)))")
                     say("test images:     " + real.summary)
                     if let untrained {

@@ -47,10 +47,12 @@ struct Train: ParsableCommand {
 
     /// Every flag checked before anything is loaded; each error names its flag.
     func validate() throws {
-        try makeConfig().validate()
-        try makeSettings(directory: runDir).validate()
-        if let evalLimit, evalLimit < 1 { throw DAEError.badFlag("--eval-limit", "must be at least 1, got \(evalLimit)") }
-        guard logEvery >= 0 else { throw DAEError.badFlag("--log-every", "must be 0 or more, got \(logEvery)") }
+        try validating { () throws(DAEError) in
+            try makeConfig().validate()
+            try makeSettings(directory: runDir).validate()
+        }
+        if let evalLimit, evalLimit < 1 { throw flagError("--eval-limit", "must be at least 1, got \(evalLimit)") }
+        guard logEvery >= 0 else { throw flagError("--log-every", "must be 0 or more, got \(logEvery)") }
     }
 
     func makeConfig() throws(DAEError) -> TrainConfig {
@@ -107,7 +109,7 @@ struct Train: ParsableCommand {
             let test = evalEvery > 0 ? try Dataset.load(directory: data.data, split: .test).prefix(evalLimit ?? Int.max) : nil
             let directory = runDir ?? Self.defaultRunDirectory()
             let run = try TrainingRun(config: config, settings: makeSettings(directory: directory), data: train, test: test,
-                                      communicator: communicator, threads: threads.perRank(communicator))
+                                      communicator: communicator, threads: threads.count(for: communicator))
             run.stopRequested = { StopSignals.requested }
             if communicator.rank == 0 {
                 let progress = Progress(quiet: quiet, config: config, runDirectory: directory)

@@ -1,5 +1,6 @@
 // The command line as a user meets it: every bad flag or bad data gets one line on stderr that
-// names the flag or file, and a non-zero exit; a good short run writes weights PyTorch can load.
+// names the flag or file, and a non-zero exit (64 for a flag swift-argument-parser rejects before
+// the command runs, 1 otherwise); a good short run writes weights PyTorch can load.
 
 import DAE
 import Foundation
@@ -37,19 +38,29 @@ final class CLITests: XCTestCase {
                       stderr: String(decoding: errData, as: UTF8.self))
     }
 
-    /// Runs `train` with `arguments` and expects a one-line error containing `fragment`.
-    func assertTrainFails(_ arguments: [String], _ fragment: String, file: StaticString = #filePath, line: UInt = #line) throws {
-        let r = try run(["train", "--threads", "1", "--eval-every", "0"] + arguments)
+    /// Runs dae-dist with `arguments` and expects a one-line error containing every fragment (the
+    /// usage and help lines swift-argument-parser adds to a flag error aside), and `status` if given.
+    func assertFails(_ arguments: [String], _ fragments: [String], status: Int32? = nil,
+                     file: StaticString = #filePath, line: UInt = #line) throws {
+        let r = try run(arguments)
         XCTAssertNotEqual(r.status, 0, "\(arguments) succeeded", file: file, line: line)
+        if let status { XCTAssertEqual(r.status, status, "\(arguments): \(r.stderr)", file: file, line: line) }
         let lines = r.stderr.split(separator: "\n").filter { !$0.isEmpty && !$0.hasPrefix("Usage:") && !$0.hasPrefix("Help:") && !$0.hasPrefix("  See") }
         XCTAssertEqual(lines.count, 1, "expected one error line, got: \(r.stderr)", file: file, line: line)
-        XCTAssertTrue(r.stderr.contains(fragment), "stderr lacks '\(fragment)': \(r.stderr)", file: file, line: line)
+        for fragment in fragments {
+            XCTAssertTrue(r.stderr.contains(fragment), "stderr lacks '\(fragment)': \(r.stderr)", file: file, line: line)
+        }
+    }
+
+    /// Runs `train` with `arguments` and expects a one-line error containing the fragments.
+    func assertTrainFails(_ arguments: [String], _ fragments: String..., file: StaticString = #filePath, line: UInt = #line) throws {
+        try assertFails(["train", "--threads", "1", "--eval-every", "0"] + arguments, fragments, file: file, line: line)
     }
 
     func testBadFlagsAreRejected() throws {
         try assertTrainFails(["--batch-size", "0"], "--batch-size")
         try assertTrainFails(["--lr=-0.1"], "--lr")
-        try assertTrainFails(["--noise", "speckle"], "unknown noise kind")
+        try assertTrainFails(["--noise", "speckle"], "--noise", "'speckle'")
         try assertTrainFails(["--noise", "mask:1.5"], "--noise")
         try assertTrainFails(["--loss", "l1"], "--loss")
         // the stacked model's flags
@@ -121,7 +132,9 @@ final class CLITests: XCTestCase {
         let report = String(decoding: try Data(contentsOf: URL(fileURLWithPath: dir + "/report.html")), as: UTF8.self)
         XCTAssertTrue(report.contains("data:image/png;base64,") && report.contains("<svg"))
         let quiet = try run(["train", "--epochs", "1", "--limit", "40", "--threads", "1", "--eval-every", "0", "--quiet", "--run-dir", dir + "/q"])
+        XCTAssertEqual(quiet.status, 0, quiet.stderr)
         XCTAssertFalse(quiet.stdout.contains("epoch   1/1"), quiet.stdout)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/q/model.safetensors"))
     }
 
     func testEvalCommand() throws {
@@ -174,5 +187,59 @@ final class CLITests: XCTestCase {
         let (tensors, metadata) = try SafeTensors.read(path: dir + "/model.safetensors")
         XCTAssertEqual(tensors.map(\.name), ConvDenoiser.makeLayout().slots.map(\.name))
         XCTAssertEqual(metadata["noise"], "gaussian:0.5")
+    }
+
+    func testDataFlagAndItsOldName() throws {
+        let dir = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        XCTAssertEqual(try run(["train", "--epochs", "1", "--limit", "40", "--threads", "1", "--eval-every", "0", "--run-dir", dir]).status, 0)
+        var outputs: [String] = []
+        for flag in ["--data", "--data-dir"] {
+            let r = try run(["eval", "--checkpoint", dir + "/model.safetensors", flag, "data/mnist", "--limit", "30", "--threads", "1", "--json"])
+            XCTAssertEqual(r.status, 0, "\(flag): \(r.stderr)")
+            let object = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]
+            XCTAssertEqual(object?["images"] as? Int, 30)
+            outputs.append(r.stdout.replacingOccurrences(of: #""seconds":[0-9.e-]+"#, with: "", options: .regularExpression))
+        }
+        XCTAssertEqual(outputs[0], outputs[1])
+        for flag in ["--data", "--data-dir"] {
+            try assertFails(["encode", "--checkpoint", dir + "/model.safetensors", "--out", dir + "/f.safetensors", flag, "/nonexistent/mnist"],
+                            ["/nonexistent/mnist: data directory not found"])
+        }
+    }
+
+    func testBadEnumValuesNameTheFlagAndTheChoices() throws {
+        // swift-argument-parser rejects these before run(): no checkpoint is read
+        try assertFails(["eval", "--checkpoint", "unused", "--noise", "bogus:1"], ["--noise", "'bogus:1'", "'gaussian:F'", "'none'"], status: 64)
+        try assertFails(["eval", "--checkpoint", "unused", "--noise", "mask:1.5"], ["--noise", "P in [0,1]"], status: 64)
+        try assertFails(["denoise", "--checkpoint", "unused", "--out", "unused", "in.png", "--add-noise", "fog"], ["--add-noise", "'mask:P'"], status: 64)
+        try assertFails(["encode", "--checkpoint", "unused", "--out", "unused", "--split", "validation"], ["--split", "'train' and 'test'"], status: 64)
+        try assertFails(["sample", "--checkpoint", "unused", "--out", "unused", "--start", "middle"], ["--start", "'noise' and 'test'"], status: 64)
+        // the library's names are matched without regard to case, as before
+        let dir = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        XCTAssertEqual(try run(["train", "--epochs", "1", "--limit", "40", "--threads", "1", "--eval-every", "0", "--run-dir", dir]).status, 0)
+        let r = try run(["encode", "--checkpoint", dir + "/model.safetensors", "--split", "TEST", "--limit", "5", "--threads", "1", "--out", dir + "/f.safetensors"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+    }
+
+    func testRangesAreCheckedBeforeRunning() throws {
+        // every command with --threads rejects 0; none of them reads the (missing) checkpoint first
+        let commands: [[String]] = [["eval"], ["denoise", "in.png", "--out", "unused"], ["encode", "--out", "unused"], ["probe"],
+                                    ["sample", "--out", "unused"]]
+        for command in commands {
+            try assertFails(command + ["--checkpoint", "unused", "--threads", "0"], ["--threads: must be at least 1, got 0"], status: 64)
+        }
+        for (arguments, message) in [(["eval", "--limit", "0"], "--limit: must be at least 1, got 0"),
+                                     (["eval", "--grid-columns", "1001"], "--grid-columns: must be between 1 and 1000, got 1001"),
+                                     (["encode", "--out", "unused", "--limit", "0"], "--limit: must be at least 1, got 0"),
+                                     (["probe", "--iterations", "0"], "--iterations: must be at least 1, got 0"),
+                                     (["probe", "--lr", "0"], "--lr: must be a positive number"),
+                                     (["probe", "--weight-decay=-1"], "--weight-decay: must be 0 or more"),
+                                     (["probe", "--test-limit", "0"], "--test-limit: must be at least 1, got 0"),
+                                     (["sample", "--out", "unused", "--chains", "0"], "--chains: must be between 1 and 100000, got 0"),
+                                     (["sample", "--out", "unused", "--classifier-epochs=-1"], "--classifier-epochs: must be 0 or more, got -1")] {
+            try assertFails(arguments + ["--checkpoint", "unused"], [message], status: 64)
+        }
     }
 }

@@ -31,6 +31,17 @@ public final class DigitClassifier {
         dH = FloatBuffer(count: capacity * Self.hidden)
     }
 
+    /// The layer widths as "MLP inputs-hidden-classes", e.g. "MLP 784-256-10" for MNIST.
+    public var architecture: String { "MLP \(inputs)-\(Self.hidden)-\(classes)" }
+
+    /// A dataset whose images are not `inputs` pixels would be read into (and past) buffers sized
+    /// for `inputs`: refused with one line naming both sizes.
+    func checkSize(_ data: Dataset) throws(DAEError) {
+        guard data.imageSize == inputs else {
+            throw DAEError.data(path: data.source, problem: "images are \(data.height)x\(data.width) (\(data.imageSize) pixels) but the classifier (\(architecture)) takes \(inputs) inputs")
+        }
+    }
+
     /// Class probabilities of n images (x in [0,1], [n, inputs]) into `probabilities` [n, classes].
     public func predict(_ images: UnsafePointer<Float>, n: Int, probabilities: UnsafeMutablePointer<Float>) {
         var done = 0
@@ -61,7 +72,8 @@ public final class DigitClassifier {
     }
 
     /// Trains on `data` for `epochs` epochs (Adam lr 1e-3, batches of `capacity`).
-    public func train(on data: Dataset, epochs: Int, seed: UInt64 = 0) {
+    public func train(on data: Dataset, epochs: Int, seed: UInt64 = 0) throws(DAEError) {
+        try checkSize(data)
         let adam = Adam(parameterCount: layout.count, config: AdamConfig(lr: 1e-3))
         var order: [Int32] = []
         let probabilities = FloatBuffer(count: capacity * classes)
@@ -90,7 +102,8 @@ public final class DigitClassifier {
     }
 
     /// Accuracy on `data`.
-    public func accuracy(on data: Dataset) -> Double {
+    public func accuracy(on data: Dataset) throws(DAEError) -> Double {
+        try checkSize(data)
         let images = FloatBuffer(count: data.count * inputs), p = FloatBuffer(count: data.count * classes)
         for i in 0..<data.count { data.image(i, into: images.pointer + i * inputs) }
         predict(images.pointer, n: data.count, probabilities: p.pointer)
