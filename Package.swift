@@ -38,8 +38,10 @@ let package = Package(
             "DAE",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
-        // The tests also run the built `dae-dist` binary to check its errors and exit codes.
-        .testTarget(name: "DAETests", dependencies: ["DAE", "dae-dist"],
+        // The library's unit tests: PyTorch-reference fixtures, gradient checks, hand-computed values.
+        .testTarget(name: "DAETests", dependencies: ["DAE"],
                     resources: [.copy("Fixtures")]),
+        // End-to-end tests of the built `dae-dist` binary: flags, errors and exit codes, outputs.
+        .testTarget(name: "EndToEndTests", dependencies: ["DAE", "dae-dist"]),
     ]
 )

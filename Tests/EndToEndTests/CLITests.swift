@@ -7,35 +7,8 @@ import Foundation
 import XCTest
 
 final class CLITests: XCTestCase {
-    /// The dae-dist binary built next to this test bundle.
-    static let binary: String = {
-        let here = Bundle.main.executableURL ?? URL(fileURLWithPath: CommandLine.arguments[0])
-        return here.deletingLastPathComponent().appendingPathComponent("dae-dist").path
-    }()
-
-    struct Result { var status: Int32; var stdout: String; var stderr: String }
-
-    func run(_ arguments: [String], environment: [String: String] = [:]) throws -> Result {
-        try Self.run(arguments, environment: environment)
-    }
-
-    static func run(_ arguments: [String], environment: [String: String] = [:]) throws -> Result {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: Self.binary)
-        process.arguments = arguments
-        process.currentDirectoryURL = URL(fileURLWithPath: repositoryRoot)
-        var env = ProcessInfo.processInfo.environment
-        for (k, v) in environment { env[k] = v }
-        process.environment = env
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let outData = out.fileHandleForReading.readDataToEndOfFile()
-        let errData = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return Result(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
-                      stderr: String(decoding: errData, as: UTF8.self))
+    func run(_ arguments: [String], environment: [String: String] = [:]) throws -> DAEDist.Result {
+        try DAEDist.run(arguments, environment: environment)
     }
 
     /// Runs dae-dist with `arguments` and expects a one-line error containing every fragment (the
@@ -129,6 +102,16 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(events.filter { $0.hasPrefix("events.out.tfevents.") }.count, 1)
         let lines = String(decoding: try Data(contentsOf: URL(fileURLWithPath: dir + "/metrics.jsonl")), as: UTF8.self).split(separator: "\n")
         XCTAssertEqual(lines.count, 6)            // 4 steps + 2 epochs
+        // typed records: numbers are JSON numbers
+        let config = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/config.json"))) as? [String: Any]
+        XCTAssertEqual(config?["batch_size"] as? Int, 20)
+        XCTAssertEqual(config?["epochs"] as? Int, 2)
+        XCTAssertEqual(config?["train_samples"] as? Int, 40)
+        XCTAssertEqual(config?["noise"] as? String, "gaussian:0.5")
+        XCTAssertNil(config?["pretrain_epochs"], "a stacked-model setting in a conv run")
+        let epoch = try JSONSerialization.jsonObject(with: Data(lines.last!.utf8)) as? [String: Any]
+        XCTAssertEqual(epoch?["step"] as? Int, 4)
+        XCTAssertNotNil((epoch?["eval"] as? [String: Any])?["noisy_psnr"] as? Double)
         let report = String(decoding: try Data(contentsOf: URL(fileURLWithPath: dir + "/report.html")), as: UTF8.self)
         XCTAssertTrue(report.contains("data:image/png;base64,") && report.contains("<svg"))
         let quiet = try run(["train", "--epochs", "1", "--limit", "40", "--threads", "1", "--eval-every", "0", "--quiet", "--run-dir", dir + "/q"])
@@ -221,6 +204,11 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(try run(["train", "--epochs", "1", "--limit", "40", "--threads", "1", "--eval-every", "0", "--run-dir", dir]).status, 0)
         let r = try run(["encode", "--checkpoint", dir + "/model.safetensors", "--split", "TEST", "--limit", "5", "--threads", "1", "--out", dir + "/f.safetensors"])
         XCTAssertEqual(r.status, 0, r.stderr)
+    }
+
+    func testBenchRejectsBadFlags() throws {
+        try assertFails(["bench", "--micro-batch", "0"], ["--micro-batch", "at least 1"], status: 64)   // used to trap
+        try assertFails(["bench", "--what", "everything"], ["--what"], status: 64)
     }
 
     func testRangesAreCheckedBeforeRunning() throws {
