@@ -45,10 +45,7 @@ struct Eval: ParsableCommand {
             let metrics = evaluator.evaluate()
             if communicator.rank == 0 {
                 if json {
-                    var object = MetricsLog.dictionary(metrics)
-                    object["checkpoint"] = checkpoint
-                    object["noise"] = noiseKind.description
-                    say(MetricsLog.json(object))
+                    say(jsonLine(EvalLine(metrics: metrics, checkpoint: trained.checkpoint, noise: noiseKind.description)))
                 } else {
                     say("\(checkpoint): \(metrics.images) test images, noise \(noiseKind), \(communicator.size) rank(s), \(String(format: "%.1f", Date().timeIntervalSince(start))) s")
                     say(metrics.summary)
@@ -61,5 +58,17 @@ struct Eval: ParsableCommand {
             }
             communicator.barrier()
         }
+    }
+}
+
+/// `eval --json`: the metrics (metrics.jsonl's keys) with what was evaluated, as one object.
+struct EvalLine: Encodable {
+    var metrics: EvalMetrics, checkpoint: String, noise: String
+    enum CodingKeys: String, CodingKey { case checkpoint, noise }
+    func encode(to encoder: Encoder) throws {
+        try metrics.encode(to: encoder)
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(checkpoint, forKey: .checkpoint)
+        try container.encode(noise, forKey: .noise)
     }
 }

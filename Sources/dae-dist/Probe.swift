@@ -76,9 +76,9 @@ struct Probe: ParsableCommand {
                 let r = try probe.run()
                 guard communicator.rank == 0 else { continue }
                 if json {
-                    say(MetricsLog.json(["features": name, "dims": r.features, "train_loss": r.trainLoss, "train_accuracy": r.trainAccuracy,
-                                         "test_accuracy": r.testAccuracy, "seconds": r.seconds, "checkpoint": checkpoint,
-                                         "iterations": iterations, "train_images": train.count, "test_images": test.count]))
+                    say(jsonLine(ProbeLine(features: name, dims: r.features, trainLoss: r.trainLoss, trainAccuracy: r.trainAccuracy,
+                                           testAccuracy: r.testAccuracy, seconds: r.seconds, checkpoint: checkpoint,
+                                           iterations: iterations, trainImages: train.count, testImages: test.count)))
                 } else {
                     say("  " + name.padding(toLength: 32, withPad: " ", startingAt: 0)
                         + String(format: " %7d  %10.4f  %8.2f%%  %7.2f%%  %7.1f", r.features, r.trainLoss, 100 * r.trainAccuracy, 100 * r.testAccuracy, r.seconds))
@@ -86,5 +86,15 @@ struct Probe: ParsableCommand {
             }
             communicator.barrier()
         }
+    }
+}
+
+/// `probe --json`: one object per feature set.
+struct ProbeLine: Encodable {
+    var features: String, dims: Int, trainLoss: Double, trainAccuracy: Double, testAccuracy: Double, seconds: Double
+    var checkpoint: String?, iterations: Int, trainImages: Int, testImages: Int
+    enum CodingKeys: String, CodingKey {
+        case features, dims, trainLoss = "train_loss", trainAccuracy = "train_accuracy", testAccuracy = "test_accuracy", seconds
+        case checkpoint, iterations, trainImages = "train_images", testImages = "test_images"
     }
 }

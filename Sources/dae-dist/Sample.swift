@@ -99,20 +99,13 @@ struct Sample: ParsableCommand {
                 try writeFileAtomically(IDX.encode(dims: [config.chains, test.height, test.width], values: bytes), to: out + "/samples.idx")
                 say("dae-dist sample: \(config.chains) chains x \(config.steps) steps, noise \(config.noise), start \(config.start.rawValue)\(config.binarize ? ", binarized" : ""), \(communicator.size) rank(s), \(String(format: "%.1f", chainSeconds)) s")
 
-                var summary: [String: Any] = [
-                    "checkpoint": checkpoint, "chains": config.chains, "steps": config.steps, "burn_in": config.burnIn,
-                    "every": config.every, "noise": config.noise.description, "start": config.start.rawValue,
-                    "binarize": config.binarize, "seed": Int(config.seed), "world_size": communicator.size,
-                ]
+                var summary = SampleSummary(checkpoint: checkpoint, chains: config.chains, steps: config.steps, burnIn: config.burnIn,
+                                            every: config.every, noise: config.noise.description, start: config.start.rawValue,
+                                            binarize: config.binarize, seed: config.seed, worldSize: communicator.size)
                 if let train {
                     let classifier = DigitClassifier(inputs: train.imageSize, seed: seed)
                     try classifier.train(on: train, epochs: classifierEpochs, seed: seed)
                     let accuracy = try classifier.accuracy(on: test)
-                    func describe(_ q: SampleQuality) -> [String: Any] {
-                        ["class_histogram": q.classHistogram, "mean_confidence": q.meanConfidence,
-                         "mean_nearest_training_distance": q.meanNearestTrainingDistance,
-                         "mean_pixel": q.meanPixel, "fraction_dark_pixels": q.fractionDark]
-                    }
                     let samples = sampler.statesAfterBurnIn
                     let quality = SampleQuality.measure(samples, classifier: classifier, training: train)
                     let real = SampleQuality.measure((0..<config.chains).map { i in
@@ -120,23 +113,44 @@ struct Sample: ParsableCommand {
                         image.withUnsafeMutableBufferPointer { test.image(i % test.count, into: $0.baseAddress!) }
                         return image
                     }, classifier: classifier, training: train)
-                    summary["classifier"] = ["kind": classifier.architecture, "epochs": classifierEpochs, "test_accuracy": accuracy]
-                    summary["samples"] = describe(quality)
-                    summary["samples_measured"] = samples.count
-                    summary["test_images"] = describe(real)
+                    summary.classifier = .init(kind: classifier.architecture, epochs: classifierEpochs, testAccuracy: accuracy)
+                    summary.samples = quality
+                    summary.samplesMeasured = samples.count
+                    summary.testImages = real
                     say(String(format: "classifier: %@ on pixels, %d epochs, test accuracy %.2f%%", classifier.architecture, classifierEpochs, 100 * accuracy))
                     say("samples:         " + quality.summary + "  (\(samples.count) states at steps >= \(max(config.burnIn, 1)))")
                     say("test images:     " + real.summary)
                     if let untrained {
                         let baseline = SampleQuality.measure(untrained.statesAfterBurnIn, classifier: classifier, training: train)
-                        summary["untrained_model_samples"] = describe(baseline)
+                        summary.untrainedModelSamples = baseline
                         say("untrained model: " + baseline.summary)
                     }
                 }
-                try writeFileAtomically(Array((MetricsLog.json(summary) + "\n").utf8), to: out + "/summary.json")
+                try writeFileAtomically(Array((jsonLine(summary) + "\n").utf8), to: out + "/summary.json")
                 say("wrote \(out)/samples.png, chains.png, samples.idx, summary.json")
             }
             communicator.barrier()
         }
+    }
+}
+
+/// DIR/summary.json: the sampling settings and, with the quality line, its figures.
+struct SampleSummary: Encodable {
+    struct Classifier: Encodable {
+        var kind: String, epochs: Int, testAccuracy: Double
+        enum CodingKeys: String, CodingKey { case kind, epochs, testAccuracy = "test_accuracy" }
+    }
+    var checkpoint: String, chains: Int, steps: Int, burnIn: Int, every: Int
+    var noise: String, start: String, binarize: Bool, seed: UInt64, worldSize: Int
+    var classifier: Classifier? = nil
+    var samples: SampleQuality? = nil
+    var samplesMeasured: Int? = nil
+    var testImages: SampleQuality? = nil
+    var untrainedModelSamples: SampleQuality? = nil
+
+    enum CodingKeys: String, CodingKey {
+        case checkpoint, chains, steps, burnIn = "burn_in", every, noise, start, binarize, seed, worldSize = "world_size"
+        case classifier, samples, samplesMeasured = "samples_measured", testImages = "test_images"
+        case untrainedModelSamples = "untrained_model_samples"
     }
 }

@@ -38,17 +38,4 @@ public final class MetricsLog {
             throw DAEError.write(path: path, problem: "\(error)")
         }
     }
-
-    /// One line of JSON from a dictionary (the commands' --json output), keys sorted.
-    public static func json(_ object: Any) -> String {
-        guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]) else { return "{}" }
-        return String(decoding: data, as: UTF8.self)
-    }
-
-    /// The metrics as a dictionary with metrics.jsonl's keys, to add fields to before `json`.
-    public static func dictionary(_ m: EvalMetrics) -> [String: Any] {
-        guard let data = try? JSONEncoder().encode(m),
-              let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return [:] }
-        return object
-    }
 }

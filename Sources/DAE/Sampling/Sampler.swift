@@ -152,6 +152,12 @@ public struct SampleQuality: Sendable, Codable, Equatable {
     public var meanPixel: Double
     public var fractionDark: Double          // pixels below 0.1 (MNIST: about 0.8; uniform noise: 0.1)
 
+    enum CodingKeys: String, CodingKey {
+        case classHistogram = "class_histogram", meanConfidence = "mean_confidence"
+        case meanNearestTrainingDistance = "mean_nearest_training_distance", meanPixel = "mean_pixel"
+        case fractionDark = "fraction_dark_pixels"
+    }
+
     public static func measure(_ images: [[Float]], classifier: DigitClassifier, training: Dataset) -> SampleQuality {
         let n = images.count, pixels = training.imageSize, classes = classifier.classes
         let flat = FloatBuffer(count: n * pixels)
