@@ -1,4 +1,5 @@
-// The training loop, data-parallel. Follow one optimizer step through `step(...)`:
+// The steps of training, data-parallel (TrainingRun.swift drives them: epochs, phases, evaluation,
+// checkpoints). Follow one optimizer step through `step(...)`:
 //   1. its samples: positions first ..< first+n of the epoch's permutation keyed by (seed, epoch),
 //      cut into micro-batches that do not depend on the world size (StepPlan); this rank takes a
 //      contiguous run of them, and each of its worker threads takes the next one not yet taken
@@ -8,8 +9,9 @@
 //   4. loss against the clean images, and dL/dz of the *global* batch mean
 //   5. backward: the micro-batch's gradient in the worker's flat gradient buffer
 //   6. exact mode: rounded to 64-bit fixed point and added to the worker's integer accumulator
+//      (ExactSum, shared with the linear probe)
 //   7. workers' accumulators summed, then one integer allreduce over all ranks (with each
-//      micro-batch's loss riding along in its own slot); back to Float
+//      micro-batch's loss, the overflow count and the stop requests riding along); back to Float
 //   8. Adam: the same update on every rank, one pass over the flat parameter buffer (7's sum,
 //      the conversion and 8 split among the rank's threads by parts of the buffer)
 // Only the phase's trainable slice of the parameters is accumulated, reduced and updated: all of
@@ -50,7 +52,7 @@ public final class Trainer: @unchecked Sendable {
     let exactSum: ExactSum
     var order: [Int32] = []              // the epoch's permutation of sample indices
     var orderEpoch = 0                   // which epoch `order` holds
-    public private(set) var position = TrainingPosition()
+    public internal(set) var position = TrainingPosition()   // set by steps and by restore (TrainerState.swift)
     /// Polled once per step; any rank answering true stops every rank after that same step
     /// (the answers ride along in the step's allreduce). Wired to SIGTERM/SIGINT/SIGUSR1 by the CLI.
     public var stopRequested: @Sendable () -> Bool = { false }
@@ -324,70 +326,5 @@ public final class Trainer: @unchecked Sendable {
     /// model's upper layer with ReLU units) is trained with MSE.
     static func loss(_ configured: LossKind, for model: DenoisingNetwork) -> LossKind {
         model.outputActivation == .relu ? .mse : configured
-    }
-
-    /// Takes over a checkpoint's state (on the rank that read it; then call `broadcastState`).
-    /// `path` names the checkpoint in the error when its tensors do not fit this model.
-    public func restore(_ state: CheckpointState, path: String = "checkpoint") throws(DAEError) {
-        for (name, values) in [("parameters", state.parameters), ("exp_avg", state.firstMoment), ("exp_avg_sq", state.secondMoment)]
-        where values.count != params.count {
-            throw .checkpoint(path: path, problem: "holds \(values.count) \(name) values, this model has \(params.count)")
-        }
-        state.parameters.withUnsafeBufferPointer { params.pointer.update(from: $0.baseAddress!, count: params.count) }
-        optimizer.restore(step: state.optimizerStep, m: state.firstMoment, v: state.secondMoment)
-        position = state.position
-        if position.stepInEpoch >= stepsPerEpoch {     // saved at an epoch's last step: start the next
-            position.epoch += 1
-            position.stepInEpoch = 0
-            position.epochLossSum = 0
-        }
-        advancePhase()
-    }
-
-    /// Copies rank `root`'s parameters, optimizer state and position to every rank.
-    public func broadcastState(root: Int = 0) {
-        communicator.broadcast(UnsafeMutableRawPointer(params.pointer), count: params.count * 4, root: root)
-        communicator.broadcast(UnsafeMutableRawPointer(optimizer.m.pointer), count: params.count * 4, root: root)
-        communicator.broadcast(UnsafeMutableRawPointer(optimizer.v.pointer), count: params.count * 4, root: root)
-        var fields: [Int64] = [Int64(optimizer.step), Int64(position.epoch), Int64(position.stepInEpoch),
-                               Int64(position.globalStep), Int64(position.samplesSeen),
-                               Int64(bitPattern: position.epochLossSum.bitPattern), Int64(position.phase)]
-        fields.withUnsafeMutableBytes { communicator.broadcast($0.baseAddress!, count: $0.count, root: root) }
-        optimizer.restore(step: Int(fields[0]))
-        position.epoch = Int(fields[1]); position.stepInEpoch = Int(fields[2])
-        position.globalStep = Int(fields[3]); position.samplesSeen = Int(fields[4])
-        position.epochLossSum = Double(bitPattern: UInt64(bitPattern: fields[5]))
-        position.phase = Int(fields[6])
-        advancePhase()
-    }
-
-    /// The final weights, named as the reference PyTorch model's state_dict.
-    public func saveWeights(to path: String) throws(DAEError) {
-        var metadata = config.model.metadata
-        metadata["format"] = "dae-dist weights"
-        metadata["epochs"] = String(config.epochs)
-        if case .stacked = config.model { metadata["pretrain_epochs"] = String(config.pretrainEpochs) }
-        metadata["seed"] = String(config.seed)
-        metadata["noise"] = config.noise.description
-        metadata["loss"] = config.loss.rawValue
-        try Weights.save(params, layout: layout, to: path, metadata: metadata)
-    }
-}
-
-/// Accumulated wall time of the parts of a step, filled when set as `Trainer.profile`.
-public final class StepProfile {
-    public var assembly = 0.0     // clean images and their corrupted copies
-    public var loss = 0.0         // the loss and its gradient
-    public var fixedPoint = 0.0   // micro-batch gradients to fixed point
-    public var update = 0.0       // back to Float, and Adam
-    /// The convolutional model's layers, in the slots of ConvDenoiser.phaseNames.
-    public let layers = UnsafeMutablePointer<Double>.allocate(capacity: ConvDenoiser.phaseNames.count)
-
-    public init() { reset() }
-    deinit { layers.deallocate() }
-
-    public func reset() {
-        assembly = 0; loss = 0; fixedPoint = 0; update = 0
-        layers.initialize(repeating: 0, count: ConvDenoiser.phaseNames.count)
     }
 }
