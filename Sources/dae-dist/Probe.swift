@@ -69,10 +69,11 @@ struct Probe: ParsableCommand {
                 say("features of \(checkpoint) (\(model.description))")
                 say("  " + "features".padding(toLength: 32, withPad: " ", startingAt: 0) + "    dims  train loss  train acc  test acc  seconds")
             }
+            let pool = WorkerPool(threads: threadCount)     // one set of threads for every extractor and probe
             for (name, source) in rows {
-                let extractor = FeatureExtractor(source, height: train.height, width: train.width, threads: threadCount, afterPhase: phase)
+                let extractor = FeatureExtractor(source, height: train.height, width: train.width, pool: pool, afterPhase: phase)
                 let probe = LinearProbe(features: extractor, train: train, test: test, config: config,
-                                        communicator: communicator, threads: threadCount)
+                                        communicator: communicator, pool: pool)
                 let r = try probe.run()
                 guard communicator.rank == 0 else { continue }
                 if json {

@@ -39,9 +39,9 @@ public enum Checkpoint {
                          ("pretrain_epochs", "--pretrain-epochs", String(config.pretrainEpochs))]
         }
         return settings + [
-         ("image_size", "--data-dir", "\(data.height)x\(data.width)"),
+         ("image_size", "--data", "\(data.height)x\(data.width)"),
          ("train_samples", "--limit", String(data.count)),
-         ("data_fingerprint", "--data-dir", String(format: "%08x", dataFingerprint)),
+         ("data_fingerprint", "--data", String(format: "%08x", dataFingerprint)),
          ("batch_size", "--batch-size", String(config.batchSize)),
          ("lr", "--lr", String(config.adam.lr)),
          ("beta1", "Adam beta1", String(config.adam.beta1)),
@@ -83,7 +83,7 @@ public enum Checkpoint {
         let dataOnly = SafeTensors.encode(tensors)
         metadata["data_crc32"] = String(format: "%08x", SafeTensors.dataChecksum(dataOnly)!)
         try writeFileAtomically(SafeTensors.encode(tensors, metadata: metadata), to: path,
-                                crashHalfway: FaultInjection.current.crashesNextCheckpointWrite())
+                                crashHalfway: FaultInjection.current.checkpointWriteCrash())
     }
 
     /// Reads and validates a checkpoint: format, checksum, every tensor present and finite.

@@ -203,8 +203,9 @@ public enum SafeTensors {
 
 /// Writes bytes to `path` atomically: a temporary file in the same directory, fsync, rename,
 /// fsync of the directory. A crash at any moment leaves either the old file or the new one.
-/// `crashHalfway` is the fault-injection hook of `Checkpoint.save` (FaultInjection.swift).
-public func writeFileAtomically(_ bytes: [UInt8], to path: String, crashHalfway: Bool = false) throws(DAEError) {
+/// `crashHalfway`: the fault-injection hook of `Checkpoint.save` (FaultInjection.swift), called
+/// with the path once half the bytes are written.
+public func writeFileAtomically(_ bytes: [UInt8], to path: String, crashHalfway: ((String) -> Never)? = nil) throws(DAEError) {
     let directory = (path as NSString).deletingLastPathComponent
     let dir = directory.isEmpty ? "." : directory
     do {
@@ -216,13 +217,10 @@ public func writeFileAtomically(_ bytes: [UInt8], to path: String, crashHalfway:
     let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
     guard fd >= 0 else { throw DAEError.write(path: path, problem: String(cString: strerror(errno))) }
     var written = 0
-    let crashAt = crashHalfway
+    let crashAt = crashHalfway != nil
     let failure: String? = bytes.withUnsafeBytes { raw -> String? in
         while written < raw.count {
-            if crashAt, written >= raw.count / 2 {
-                FileHandle.standardError.write(Data("crashing in the middle of writing \(path) (DAE_DIST_CRASH_IN_WRITE)\n".utf8))
-                _exit(87)
-            }
+            if let crashHalfway, written >= raw.count / 2 { crashHalfway(path) }
             let n = write(fd, raw.baseAddress! + written, crashAt ? raw.count / 2 - written : raw.count - written)
             if n < 0 {
                 if errno == EINTR { continue }

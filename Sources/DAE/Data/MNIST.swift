@@ -32,7 +32,7 @@ public struct Dataset: Sendable {
     public static func load(directory: String, split: Split) throws(DAEError) -> Dataset {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
-            throw DAEError.data(path: directory, problem: "data directory not found; pass --data-dir with a folder holding MNIST's IDX files")
+            throw DAEError.data(path: directory, problem: "data directory not found; pass --data with a folder holding MNIST's IDX files")
         }
         let imagesPath = try locate(directory, "\(split.filePrefix)-images-idx3-ubyte")
         let labelsPath = try locate(directory, "\(split.filePrefix)-labels-idx1-ubyte")
@@ -59,7 +59,7 @@ public struct Dataset: Sendable {
         for candidate in [base + ".gz", base] where FileManager.default.fileExists(atPath: candidate) {
             return candidate
         }
-        throw DAEError.data(path: base + ".gz", problem: "no such file (nor \(name) uncompressed); pass --data-dir with a folder in MNIST's file layout")
+        throw DAEError.data(path: base + ".gz", problem: "no such file (nor \(name) uncompressed); pass --data with a folder in MNIST's file layout")
     }
 
     /// The first `n` samples (for --limit).

@@ -39,10 +39,15 @@ public struct FaultInjection: Sendable {
         }
     }
 
-    /// Called by `Checkpoint.save` before each write: true when this write must die halfway.
-    func crashesNextCheckpointWrite() -> Bool {
+    /// Called by `Checkpoint.save` before each write: for the write that must die halfway, what
+    /// writeFileAtomically calls at that point.
+    func checkpointWriteCrash() -> ((String) -> Never)? {
         let count = checkpointWrites.add(1, ordering: .relaxed).newValue
-        return count == crashInCheckpointWrite
+        guard count == crashInCheckpointWrite else { return nil }
+        return { path in
+            FileHandle.standardError.write(Data("crashing in the middle of writing \(path) (DAE_DIST_CRASH_IN_WRITE)\n".utf8))
+            _exit(87)
+        }
     }
 }
 
