@@ -107,7 +107,7 @@ struct Train: ParsableCommand {
                 config.model = .stacked(spec)
             }
             let test = evalEvery > 0 ? try Dataset.load(directory: data.data, split: .test).prefix(evalLimit ?? Int.max) : nil
-            let directory = runDir ?? Self.defaultRunDirectory()
+            let directory = runDir ?? RunSettings.defaultDirectory()
             let run = try TrainingRun(config: config, settings: makeSettings(directory: directory), data: train, test: test,
                                       communicator: communicator, threads: threads.count(for: communicator))
             run.stopRequested = { StopSignals.requested }
@@ -119,12 +119,5 @@ struct Train: ParsableCommand {
             }
             try run.run()
         }
-    }
-
-    static func defaultRunDirectory() -> String {
-        let formatter = DateFormatter()
-        formatter.dateFormat = "yyyyMMdd-HHmmss"
-        formatter.timeZone = TimeZone(identifier: "UTC")
-        return "runs/" + formatter.string(from: Date())
     }
 }

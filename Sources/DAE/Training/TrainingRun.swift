@@ -33,6 +33,14 @@ public struct RunSettings: Sendable {
 
     public init(directory: String?) { self.directory = directory }
 
+    /// runs/<UTC date-time>, the command line's default run directory.
+    public static func defaultDirectory(now: Date = Date()) -> String {
+        let formatter = DateFormatter()
+        formatter.dateFormat = "yyyyMMdd-HHmmss"
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        return "runs/" + formatter.string(from: now)
+    }
+
     /// Rejects values no run could use; each error names its flag.
     public func validate() throws(DAEError) {
         guard checkpointEvery >= 0 else { throw .badFlag("--checkpoint-every", "must be 0 or more, got \(checkpointEvery)") }
