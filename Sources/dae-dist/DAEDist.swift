@@ -10,6 +10,14 @@ struct DAEDist: ParsableCommand {
         commandName: "dae-dist",
         abstract: "Data-parallel trainer for denoising autoencoders on BLAS kernels.",
         subcommands: [Train.self, Eval.self, Denoise.self, Encode.self, Probe.self, Sample.self, Bench.self])
+
+    /// `train` takes SIGTERM/SIGINT/SIGUSR1 as stop requests from its first instruction: a
+    /// preemption during start-up (MPI, data loading) then ends with exit 0 and a message, which
+    /// Slurm requeues, instead of the default action. The other commands keep the default.
+    static func main() {
+        if CommandLine.arguments.dropFirst().first == "train" { StopSignals.install() }
+        main(nil)
+    }
 }
 
 /// Writes a line to standard output at once (unbuffered), so progress shows up in logs as it happens.

@@ -64,9 +64,15 @@ final class Progress: TrainingObserver {
         case .phaseBegan(_, let name, let trainable):
             line("\(name)begins: \(trainable) parameters train, fresh Adam")
         case .stopped(let p, let steps, let checkpoint):
-            let folder = checkpoint.map { ($0 as NSString).deletingLastPathComponent } ?? "(none: no run directory)"
+            guard let checkpoint else {
+                line("stopped by \(StopSignals.lastName) before this run's first step: nothing new to checkpoint", always: true)
+                return
+            }
+            let folder = (checkpoint as NSString).deletingLastPathComponent
             line("stopped by \(StopSignals.lastName) after step \(p.globalStep) (\(phaseName(p))epoch \(p.epoch), step \(p.stepInEpoch)/\(steps)); checkpoint in \(folder)", always: true)
-            line("resume with: dae-dist train --run-dir \(runDirectory ?? "DIR") --resume auto (and the same settings)", always: true)
+            line("resume with: dae-dist train --run-dir \(runDirectory ?? "DIR") --resume auto", always: true)
+        case .alreadyTrained(let p, let epochs):
+            line("already trained to the end of the \(epochs) epochs asked for (step \(p.globalStep)); nothing to do", always: true)
         case .finished(let weights):
             if let weights, let runDirectory {
                 line("wrote \(weights); report: \((runDirectory as NSString).appendingPathComponent("report.html"))", always: true)

@@ -6,8 +6,12 @@ import Foundation
 
 public struct RunConfiguration: Codable, Sendable, Equatable {
     public var command: String
-    public var model: String
-    public var pretrainEpochs: Int?          // stacked model only
+    public var model: String                 // its description, e.g. "StackedDenoiser 784-1000-1000 sigmoid"
+    public var modelKind: String             // "conv" or "stacked"
+    public var hidden: [Int]?                // stacked model only
+    public var activation: String?
+    public var tiedWeights: Bool?
+    public var pretrainEpochs: Int?
     public var epochs: Int
     public var batchSize: Int
     public var lr: Float
@@ -15,6 +19,7 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
     public var loss: String
     public var seed: UInt64
     public var data: String
+    public var limit: Int?
     public var trainSamples: Int
     public var height: Int
     public var width: Int
@@ -23,29 +28,78 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
     public var reduce: String
     public var microBatch: Int
     public var evalEvery: Int
+    public var evalLimit: Int?
+    public var gridColumns: Int
     public var checkpointEvery: Int
+    public var epochCheckpoints: Bool
     public var keep: Int
+    public var logEvery: Int
     public var parameters: Int
 
     enum CodingKeys: String, CodingKey {
-        case command, model, pretrainEpochs = "pretrain_epochs", epochs, batchSize = "batch_size", lr, noise, loss, seed, data
+        case command, model, modelKind = "model_kind", hidden, activation, tiedWeights = "tied_weights"
+        case pretrainEpochs = "pretrain_epochs", epochs, batchSize = "batch_size", lr, noise, loss, seed, data, limit
         case trainSamples = "train_samples", height, width, worldSize = "world_size", threadsPerRank = "threads_per_rank"
-        case reduce, microBatch = "micro_batch", evalEvery = "eval_every", checkpointEvery = "checkpoint_every", keep, parameters
+        case reduce, microBatch = "micro_batch", evalEvery = "eval_every", evalLimit = "eval_limit", gridColumns = "grid_columns"
+        case checkpointEvery = "checkpoint_every", epochCheckpoints = "epoch_checkpoints", keep, logEvery = "log_every", parameters
     }
 
     /// The configuration of `run`, started by `command` on the data at `dataPath`.
-    public init(run: TrainingRun, command: String, dataPath: String) {
-        let config = run.config, trainer = run.trainer
-        if case .stacked = config.model { pretrainEpochs = config.pretrainEpochs }
+    public init(run: TrainingRun, command: String, dataPath: String, evalLimit: Int? = nil, logEvery: Int = 0) {
+        let config = run.config, trainer = run.trainer, settings = run.settings
         self.command = command
         model = config.model.description
+        modelKind = "conv"
+        if case .stacked(let spec) = config.model {
+            modelKind = "stacked"
+            hidden = spec.hidden; activation = spec.activation.rawValue; tiedWeights = spec.tied
+            pretrainEpochs = config.pretrainEpochs
+        }
         epochs = config.epochs; batchSize = config.batchSize; lr = config.adam.lr
         noise = config.noise.description; loss = config.loss.rawValue; seed = config.seed
-        data = dataPath; trainSamples = run.data.count; height = run.data.height; width = run.data.width
+        data = dataPath; limit = config.limit
+        trainSamples = run.data.count; height = run.data.height; width = run.data.width
         worldSize = run.communicator.size; threadsPerRank = run.threads
         reduce = config.reduce.rawValue; microBatch = trainer.effectiveMicroBatch
-        evalEvery = run.settings.evalEvery; checkpointEvery = run.settings.checkpointEvery; keep = run.settings.keep
+        evalEvery = settings.evalEvery; self.evalLimit = evalLimit; gridColumns = settings.gridColumns
+        checkpointEvery = settings.checkpointEvery; epochCheckpoints = settings.epochCheckpoints; keep = settings.keep
+        self.logEvery = logEvery
         parameters = trainer.layout.count
+    }
+
+    /// <directory>/config.json, or nil when there is none or it cannot be read as one (a file
+    /// from an older dae-dist, say): resuming then takes its settings from the flags alone.
+    public static func read(directory: String) -> RunConfiguration? {
+        guard let data = FileManager.default.contents(atPath: (directory as NSString).appendingPathComponent("config.json")) else { return nil }
+        return try? JSONDecoder().decode(RunConfiguration.self, from: data)
+    }
+
+    /// The training settings it records (the model's input size is set when the data is loaded).
+    public func trainConfig() throws(DAEError) -> TrainConfig {
+        var config = TrainConfig()
+        if modelKind == "stacked" {
+            guard let hidden, let activation = StackedSpec.Activation(rawValue: activation ?? "") else {
+                throw .badFlag("--resume", "config.json of this run records a stacked model without its layers; pass --hidden and --activation")
+            }
+            config.model = .stacked(StackedSpec(inputSize: 0, hidden: hidden, activation: activation, tied: tiedWeights ?? false))
+            config.pretrainEpochs = pretrainEpochs ?? config.pretrainEpochs
+        }
+        config.epochs = epochs; config.batchSize = batchSize; config.adam.lr = lr
+        config.noise = try NoiseKind(parsing: noise)
+        guard let lossKind = LossKind(rawValue: loss), let reduceMode = ReduceMode(rawValue: reduce) else {
+            throw .badFlag("--resume", "config.json of this run names an unknown loss '\(loss)' or reduction '\(reduce)'")
+        }
+        config.loss = lossKind; config.reduce = reduceMode
+        config.seed = seed; config.limit = limit; config.microBatch = microBatch
+        return config
+    }
+
+    /// The run-driving settings it records, for `directory`.
+    public func runSettings(directory: String?) -> RunSettings {
+        var settings = RunSettings(directory: directory)
+        settings.evalEvery = evalEvery; settings.gridColumns = gridColumns
+        settings.checkpointEvery = checkpointEvery; settings.epochCheckpoints = epochCheckpoints; settings.keep = keep
+        return settings
     }
 
     /// key/value rows in key order, for the report's table.

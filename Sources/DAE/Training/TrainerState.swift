@@ -39,6 +39,26 @@ extension Trainer {
         advancePhase()
     }
 
+    /// Throws if the parameters or Adam's moments hold a value that is not finite (training has
+    /// diverged), so that such a state is never written. One pass over three buffers.
+    public func checkFinite() throws(DAEError) {
+        for (name, buffer) in [("parameters", params), ("Adam's first moment", optimizer.m), ("Adam's second moment", optimizer.v)] {
+            var bad = 0
+            for i in 0..<buffer.count where !buffer[i].isFinite { bad += 1 }
+            guard bad == 0 else {
+                throw .numeric("training diverged by step \(position.globalStep): \(bad) of the \(buffer.count) values of the \(name) are not finite (nothing written); try a smaller --lr")
+            }
+        }
+    }
+
+    /// Whether any rank has asked to stop, agreed by all ranks (one small allreduce); for a stop
+    /// that arrives before the first step.
+    public func agreeOnStop() -> Bool {
+        var flag: Int64 = stopRequested() ? 1 : 0
+        communicator.allreduceSum(&flag, count: 1)
+        return flag != 0
+    }
+
     /// The final weights, named as the reference PyTorch model's state_dict.
     public func saveWeights(to path: String) throws(DAEError) {
         var metadata = config.model.metadata

@@ -11,6 +11,9 @@ public enum TrainingEvent {
     case resumed(from: String, position: TrainingPosition, stepsPerEpoch: Int)
     /// Resume with `auto`: a checkpoint that could not be used (corrupt, torn) and was skipped.
     case skippedCheckpoint(path: String, problem: String)
+    /// Resume: the checkpoint is at the end of training (every epoch asked for is done); the run
+    /// writes the final weights and returns without a step.
+    case alreadyTrained(position: TrainingPosition, epochs: Int)
     /// Resume with `auto`: nothing usable in the checkpoint folder, so training starts afresh.
     case noCheckpoint(directory: String)
     /// Training is about to begin (after any resume): outputs open here.
@@ -23,7 +26,8 @@ public enum TrainingEvent {
     case checkpointWritten(path: String, position: TrainingPosition)
     /// A stacked model's next phase begins (a new layer, or fine-tuning), with a fresh Adam.
     case phaseBegan(phase: Int, name: String, trainableParameters: Int)
-    /// A stop was requested (a signal on some rank): a checkpoint was written, and the run returns.
+    /// A stop was requested (a signal on some rank): a checkpoint was written (nil: the stop came
+    /// before this run's first step, so there was nothing new to write), and the run returns.
     case stopped(position: TrainingPosition, stepsPerEpoch: Int, checkpoint: String?)
     /// Every phase is done; `weights` is the final model.safetensors (nil for a run without a directory).
     case finished(weights: String?)

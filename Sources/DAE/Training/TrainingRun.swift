@@ -30,15 +30,20 @@ public struct RunSettings: Sendable {
     public var evalEvery = 1
     /// Test images per row of the sample grid.
     public var gridColumns = 10
+    /// A fresh start (no resume) in a directory holding an earlier run clears it instead of refusing.
+    public var overwrite = false
 
     public init(directory: String?) { self.directory = directory }
 
-    /// runs/<UTC date-time>, the command line's default run directory.
-    public static func defaultDirectory(now: Date = Date()) -> String {
+    /// The command line's default run directory: runs/slurm-<job id> in a Slurm job (the id stays
+    /// the same across requeues, so a requeued job continues in it), else runs/<UTC date-time>-<pid>
+    /// (two jobs started in the same second still get two directories).
+    public static func defaultDirectory(now: Date = Date(), environment: [String: String] = ProcessInfo.processInfo.environment) -> String {
+        if let job = environment["SLURM_JOB_ID"], !job.isEmpty, job.allSatisfy(\.isNumber) { return "runs/slurm-" + job }
         let formatter = DateFormatter()
         formatter.dateFormat = "yyyyMMdd-HHmmss"
         formatter.timeZone = TimeZone(identifier: "UTC")
-        return "runs/" + formatter.string(from: now)
+        return "runs/" + formatter.string(from: now) + "-\(getpid())"
     }
 
     /// Rejects values no run could use; each error names its flag.
@@ -50,6 +55,7 @@ public struct RunSettings: Sendable {
         if resume == .auto && directory == nil {
             throw .badFlag("--resume", "'auto' looks in <run-dir>/checkpoints: pass the --run-dir of the run to continue")
         }
+        if overwrite && resume != nil { throw .badFlag("--overwrite", "clears the run directory, so it cannot be combined with --resume") }
     }
 }
 
@@ -124,7 +130,30 @@ public final class TrainingRun {
     /// Trains to the end of the last phase, or until a stop request. Every rank calls it.
     @discardableResult
     public func run() throws(DAEError) -> RunOutcome {
+        // rank 0 owns the run directory for the whole run; a fresh start must not mix two runs
+        var lock: RunDirectoryLock? = nil
+        if isRoot, let directory = settings.directory {
+            lock = try RunDirectoryLock(directory: directory)
+            if settings.resume == nil, let earlier = lock?.earlierRun().first {
+                guard settings.overwrite else {
+                    throw .badFlag("--run-dir", "\(directory) holds an earlier run (\(earlier)); continue it with --resume auto, start afresh in another --run-dir, or pass --overwrite to replace it")
+                }
+                try lock?.clearEarlierRun()
+            }
+        }
+        defer { withExtendedLifetime(lock) {} }
         if let request = settings.resume { try resume(request) }
+        if trainer.finished {      // resumed from the end of training
+            try emit(.alreadyTrained(position: trainer.position, epochs: config.phaseEpochs.last ?? 0))
+            try finish()
+            return .finished
+        }
+        // a stop requested before the first step (during start-up): nothing to checkpoint
+        if trainer.agreeOnStop() {
+            try emit(.stopped(position: trainer.position, stepsPerEpoch: trainer.stepsPerEpoch, checkpoint: nil))
+            communicator.barrier()
+            return .stopped
+        }
         let resumedAfter = trainer.position.globalStep > 0 ? trainer.position.globalStep : nil
         try emit(.began(BeginReport(resumedAfter: resumedAfter, position: trainer.position)))
         while !trainer.finished {
@@ -164,14 +193,20 @@ public final class TrainingRun {
                                      trainableParameters: trainer.trainable.count))
             }
         }
+        try finish()
+        return .finished
+    }
+
+    /// The final weights (rank 0, never non-finite ones), the finished event, every rank done.
+    func finish() throws(DAEError) {
         var weights: String? = nil
         if isRoot, let directory = settings.directory {
             weights = (directory as NSString).appendingPathComponent("model.safetensors")
+            try trainer.checkFinite()
             try trainer.saveWeights(to: weights!)
         }
         try emit(.finished(weights: weights))
         communicator.barrier()
-        return .finished
     }
 
     /// An epoch's end: evaluation when due (on every rank), then its event.
@@ -198,11 +233,28 @@ public final class TrainingRun {
         guard isRoot, let folder = checkpointDirectory else { return nil }
         let path = (folder as NSString).appendingPathComponent(Checkpoint.fileName(globalStep: trainer.position.globalStep))
         guard trainer.position.globalStep != lastSaved else { return path }
+        try trainer.checkFinite()          // a diverged state is never written
         try Checkpoint.save(trainer, dataFingerprint: fingerprint, to: path)
-        Checkpoint.prune(folder, keep: settings.keep)
+        // keep-K: the one just written, and the newest others
+        for old in Checkpoint.list(in: folder).filter({ $0 != path }).dropFirst(settings.keep - 1) {
+            try? FileManager.default.removeItem(atPath: old)
+        }
         lastSaved = trainer.position.globalStep
         try emit(.checkpointWritten(path: path, position: trainer.position))
         return path
+    }
+
+    /// A checkpoint beyond the end this run asks for (fewer --epochs than it has trained) is
+    /// refused: resuming it could only mislabel its weights. One exactly at the end is fine (the
+    /// run then has nothing to do).
+    func checkNotPastTheEnd(_ p: TrainingPosition, path: String) throws(DAEError) {
+        let epochs = config.phaseEpochs[p.phase], steps = trainer.stepsPerEpoch
+        let completed = p.epoch - 1 + (p.stepInEpoch >= steps ? 1 : 0)
+        let inEpoch = p.stepInEpoch > 0 && p.stepInEpoch < steps
+        guard completed > epochs || (completed == epochs && inEpoch) else { return }
+        let flag = p.phase == config.phaseEpochs.count - 1 ? "--epochs" : "--pretrain-epochs"
+        let reached = inEpoch ? "epoch \(p.epoch) (step \(p.stepInEpoch)/\(steps))" : "the end of epoch \(completed)"
+        throw .badFlag(flag, "the checkpoint \(path) has trained \(config.phaseName(p.phase))to \(reached), past the \(epochs) epochs asked for; pass \(flag) \(completed + (inEpoch ? 1 : 0)) or more to continue it")
     }
 
     /// An error's text without the path it starts with (the event names the path).
@@ -227,9 +279,12 @@ public final class TrainingRun {
                     }
                     try Checkpoint.checkCompatible(state, path: path, config: config, data: data,
                                                    dataFingerprint: fingerprint, stepsPerEpoch: trainer.stepsPerEpoch)
+                    try checkNotPastTheEnd(state.position, path: path)
                     try trainer.restore(state, path: path)
                     found = 1
-                    try emit(.resumed(from: path, position: trainer.position, stepsPerEpoch: trainer.stepsPerEpoch))
+                    if !trainer.finished {
+                        try emit(.resumed(from: path, position: trainer.position, stepsPerEpoch: trainer.stepsPerEpoch))
+                    }
                     break
                 } catch {
                     if request != .auto { throw error }
