@@ -62,7 +62,8 @@ func makeRun(_ config: TrainConfig, data: Dataset, directory: String? = nil, res
     settings.resume = resume
     let run = try TrainingRun(config: config, settings: settings, data: data, test: nil, threads: threads)
     if let stopAfter {
-        let counter = StepCounter(stopAt: stopAfter)
+        // run() asks once before the first step, then once in every step
+        let counter = StepCounter(stopAt: stopAfter + 1)
         run.stopRequested = { counter.tick() }
     }
     return run
