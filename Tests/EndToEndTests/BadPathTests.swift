@@ -63,3 +63,18 @@ final class BadPathTests: XCTestCase {
         }
     }
 }
+
+/// --threads above the CPUs this process may run on: capped, with one warning line.
+final class ThreadCapTests: XCTestCase {
+    func testThreadsAboveTheCPUsAreCappedWithAWarning() throws {
+        let dir = temporaryDirectory()
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: dir) }
+        let train = try DAEDist.run(["train", "--epochs", "1", "--limit", "20", "--eval-every", "0", "--threads", "1000", "--quiet", "--run-dir", dir + "/run"])
+        XCTAssertEqual(train.status, 0, train.stderr)
+        let cpus = allowedCPUCount()
+        XCTAssertTrue(train.stderr.contains("warning: --threads 1000 is more than the \(cpus) CPU\(cpus == 1 ? "" : "s") this rank may run on; using \(cpus)"), train.stderr)
+        let eval = try DAEDist.run(["eval", "--checkpoint", dir + "/run/model.safetensors", "--limit", "10", "--threads", "1"])
+        XCTAssertEqual(eval.status, 0, eval.stderr)
+        XCTAssertFalse(eval.stderr.contains("warning"), eval.stderr)
+    }
+}
