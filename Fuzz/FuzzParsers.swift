@@ -11,7 +11,7 @@ public func fuzzParsers(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     _ = try? IDX.parse(bytes, path: "fuzz-images", expectedMagic: IDX.imagesMagic)
     _ = try? IDX.parse(bytes, path: "fuzz-labels", expectedMagic: IDX.labelsMagic)
     if size >= 2 && bytes[0] == 0x1F && bytes[1] == 0x8B {
-        if let inflated = try? IDX.gunzip(bytes, path: "fuzz.gz") {
+        if let inflated = try? IDX.gunzip(bytes, path: "fuzz.gz", expectedMagic: IDX.imagesMagic) {
             _ = try? IDX.parse(inflated, path: "fuzz.gz", expectedMagic: IDX.imagesMagic)
         }
     }

@@ -25,6 +25,11 @@ func say(_ line: String) {
     FileHandle.standardOutput.write(Data((line + "\n").utf8))
 }
 
+/// Writes a warning line to standard error (callers print on rank 0 only).
+func warn(_ line: String) {
+    FileHandle.standardError.write(Data((line + "\n").utf8))
+}
+
 /// Runs a subcommand's body with one way out for errors: a DAEError becomes one line on stderr
 /// and a non-zero exit. With several ranks the line names the rank and the whole job is aborted
 /// (MPI_Abort), because a rank that simply exits leaves the others waiting in a collective.

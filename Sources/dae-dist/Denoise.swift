@@ -24,7 +24,7 @@ struct Denoise: ParsableCommand {
     func run() throws {
         try runReportingErrors { _ in
             BLASThreads.set(threads.count(for: SingleProcess()))
-            let (model, params, metadata) = try Weights.loadModel(path: trained.checkpoint)
+            let (model, params, metadata) = try Weights.loadModel(path: trained.file())
             let denoiser = ImageDenoiser(model: model, params: params, afterPhase: Weights.trainedPhase(metadata))
             // Every output path first: none may be an input or another output (two inputs of one
             // name in different folders, say), so nothing is overwritten half-way through.
@@ -32,10 +32,19 @@ struct Denoise: ParsableCommand {
             var plans: [(input: String, isPNG: Bool, target: String, noisy: String?)] = []
             var claimed = Set(inputs.map(resolved))
             for input in inputs {
-                guard let handle = FileHandle(forReadingAtPath: input) else {
-                    throw DAEError.data(path: input, problem: FileManager.default.fileExists(atPath: input) ? "cannot be read (permissions?)" : "no such file")
+                // A folder opens as a file handle, and FileHandle.readData then traps (a try! inside
+                // Foundation): check the kind first, and read with the throwing call.
+                var isDirectory: ObjCBool = false
+                guard FileManager.default.fileExists(atPath: input, isDirectory: &isDirectory) else {
+                    throw DAEError.data(path: input, problem: "no such file")
                 }
-                let head = [UInt8](handle.readData(ofLength: 8))
+                if isDirectory.boolValue {
+                    throw DAEError.data(path: input, problem: "is a folder; pass image files (PNG or IDX), e.g. \(input)/*.png")
+                }
+                guard let handle = FileHandle(forReadingAtPath: input),
+                      let head = try? [UInt8](handle.read(upToCount: 8) ?? Data()) else {
+                    throw DAEError.data(path: input, problem: "cannot be read (permissions?)")
+                }
                 try? handle.close()
                 let name = (input as NSString).lastPathComponent
                 // PNG by signature or by name (a .png that is not one gets PNG's error, not IDX's)

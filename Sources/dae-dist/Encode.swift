@@ -26,7 +26,7 @@ struct Encode: ParsableCommand {
     func run() throws {
         try runReportingErrors { _ in
             let threadCount = threads.count(for: SingleProcess())
-            let checkpoint = trained.checkpoint
+            let checkpoint = try trained.file()
             let (model, params, stored) = try Weights.loadModel(path: checkpoint)
             var images = try Dataset.load(directory: data.data, split: split)
             if let limit { images = images.prefix(limit) }

@@ -30,7 +30,7 @@ struct Eval: ParsableCommand {
             let communicator = try Launch.makeCommunicator()
             communicatorSlot = communicator
             let threadCount = threads.count(for: communicator)
-            let checkpoint = trained.checkpoint
+            let checkpoint = try trained.file()
             let (model, params, metadata) = try Weights.loadModel(path: checkpoint)
             let noiseKind = try noise ?? NoiseKind(parsing: metadata["noise"] ?? "gaussian:0.5")
             let noiseSeed = seed ?? UInt64(metadata["seed"] ?? "") ?? 0

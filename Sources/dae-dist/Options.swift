@@ -12,26 +12,51 @@ struct DataOptions: ParsableArguments {
             help: ArgumentHelp("Dataset: a folder with IDX files in MNIST's layout (train-* and t10k-* images and labels; Fashion-MNIST works too).",
                                valueName: "path"))
     var data = "data/mnist"
+
+    func validate() throws {
+        // A file where the folder belongs: the loader would only say "not found".
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: data, isDirectory: &isDirectory), !isDirectory.boolValue {
+            throw flagError("--data", "\(data) is a file, not a folder; pass the folder that holds the IDX files (train-images-idx3-ubyte.gz, ...)")
+        }
+    }
 }
 
-/// Threads per rank: `--threads N`, or by default the node's cores shared among the ranks on it.
+/// Threads per rank: `--threads N` (at most the CPUs the rank may run on), or by default the
+/// node's CPUs shared among the ranks on it, within the rank's CPUs (see defaultThreadCount).
 struct ThreadOptions: ParsableArguments {
-    @Option(help: "Threads per rank (default: the node's cores shared among its ranks, at least 1).")
+    @Option(help: "Threads per rank, at most the CPUs the rank may run on (default: the node's CPUs shared among its ranks, within the rank's CPU affinity, at least 1).")
     var threads: Int?
 
     func validate() throws {
         if let threads, threads < 1 { throw flagError("--threads", "must be at least 1, got \(threads)") }
     }
 
-    /// This rank's threads: `--threads` when given, otherwise the default below.
+    /// This rank's threads: `--threads` capped at the CPUs this rank may run on (rank 0 warns when
+    /// it caps: more threads than CPUs only contend, and the workers spin between rounds),
+    /// otherwise the default.
     func count(for communicator: Communicator) -> Int {
-        threads ?? Self.defaultCount(communicator)
+        let allowed = allowedCPUCount()
+        guard let threads else {
+            return defaultThreadCount(allowedCPUs: allowed, onlineCPUs: ProcessInfo.processInfo.processorCount,
+                                      ranksOnNode: communicator.localSize)
+        }
+        let (count, warning) = cappedThreadCount(requested: threads, allowedCPUs: allowed)
+        if let warning, communicator.rank == 0 { warn(warning) }
+        return count
     }
 
-    /// The node's cores shared among the ranks on it, at least 1, so that ranks on one node do not
-    /// oversubscribe it.
-    static func defaultCount(_ communicator: Communicator) -> Int {
-        max(1, ProcessInfo.processInfo.activeProcessorCount / max(1, communicator.localSize))
+    /// train's threads: `count(for:)`, and in exact mode a warning (rank 0) when a rank has more
+    /// threads than micro-batches per step, naming the --micro-batch or --batch-size that would
+    /// keep them busy. `images` is the training images (a step holds at most that many).
+    func count(for communicator: Communicator, training config: TrainConfig, images: Int) -> Int {
+        let count = count(for: communicator)
+        if config.reduce == .exact, communicator.rank == 0,
+           let advice = threadAdvice(threads: count, ranks: communicator.size, batchSize: min(config.batchSize, images),
+                                     microBatch: config.microBatch) {
+            warn(advice)
+        }
+        return count
     }
 }
 
@@ -40,6 +65,18 @@ struct CheckpointOptions: ParsableArguments {
     @Option(help: ArgumentHelp("A checkpoint (<run-dir>/checkpoints/step-N.safetensors) or weights file (<run-dir>/model.safetensors).",
                                valueName: "path"))
     var checkpoint: String
+
+    /// The checkpoint, checked to be a file before anything reads it: the readers would call a
+    /// folder unreadable ("permissions?"); a run directory gets the weights file in it named.
+    func file() throws(DAEError) -> String {
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: checkpoint, isDirectory: &isDirectory), isDirectory.boolValue {
+            let weights = (checkpoint as NSString).appendingPathComponent("model.safetensors")
+            let hint = FileManager.default.fileExists(atPath: weights) ? "; did you mean \(weights)?" : ""
+            throw DAEError.checkpoint(path: checkpoint, problem: "is a folder; pass --checkpoint a checkpoint file (<run-dir>/checkpoints/step-N.safetensors) or weights file (<run-dir>/model.safetensors)\(hint)")
+        }
+        return checkpoint
+    }
 }
 
 /// A range error found in validate(): the same "--flag: problem" wording as DAEError.badFlag, but

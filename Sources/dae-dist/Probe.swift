@@ -38,7 +38,7 @@ struct Probe: ParsableCommand {
             let communicator = try Launch.makeCommunicator()
             communicatorSlot = communicator
             let threadCount = threads.count(for: communicator)
-            let checkpoint = trained.checkpoint
+            let checkpoint = try trained.file()
             let (model, params, metadata) = try Weights.loadModel(path: checkpoint)
             let train = try Dataset.load(directory: data.data, split: .train).prefix(limit ?? Int.max)
             let test = try Dataset.load(directory: data.data, split: .test).prefix(testLimit ?? Int.max)

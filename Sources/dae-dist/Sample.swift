@@ -48,7 +48,7 @@ struct Sample: ParsableCommand {
             let isRoot = communicator.rank == 0
             var config = self.config
             let threadCount = threads.count(for: communicator)
-            let checkpoint = trained.checkpoint
+            let checkpoint = try trained.file()
             let (model, params, metadata) = try Weights.loadModel(path: checkpoint)
             config.noise = try noise ?? NoiseKind(parsing: metadata["noise"] ?? "gaussian:0.5")
             let layout = model.makeLayout()

@@ -139,4 +139,57 @@ final class DataTests: XCTestCase {
             XCTAssertTrue("\($0)".contains("t10k-images-idx3-ubyte.gz: no such file"), "\($0)")
         }
     }
+
+    // MARK: - gzip in bounded memory
+
+    /// `bytes` gzip-compressed by /bin/gzip (one member).
+    func gzipped(_ bytes: [UInt8], _ name: String) throws -> [UInt8] {
+        let path = write(bytes, name)
+        let gzip = Process()
+        gzip.executableURL = URL(fileURLWithPath: "/bin/gzip")
+        gzip.arguments = ["-f", path]
+        try gzip.run(); gzip.waitUntilExit()
+        return [UInt8](try Data(contentsOf: URL(fileURLWithPath: path + ".gz")))
+    }
+
+    /// The process's peak resident memory so far, in bytes (ru_maxrss is in KiB on Linux).
+    func peakRSS() -> Int {
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        return usage.ru_maxrss * 1024
+    }
+
+    func testRejectsTrailingBytesAfterTheGzipMember() throws {
+        let member = try gzipped(idx(magic: IDX.labelsMagic, dims: [5], payload: 5), "member")
+        assertRejects(write(member + [UInt8](repeating: 0xAB, count: 16), "trailing.gz"), magic: IDX.labelsMagic,
+                      "16 bytes after the end of the gzip data")
+        // a second complete member is rejected too (see IDX.gunzip: MNIST's files have one)
+        assertRejects(write(member + member, "two-members.gz"), magic: IDX.labelsMagic, "after the end of the gzip data")
+    }
+
+    func testStopsInflatingAtTheSizeTheHeaderDeclares() throws {
+        // a header declaring 2 images of 4x4 (32 bytes) followed by 8 MB of zeros: the reader must
+        // stop as soon as the data runs past the header's size, not inflate it all first
+        let big = idx(magic: IDX.imagesMagic, dims: [2, 4, 4], payload: 0) + [UInt8](repeating: 0, count: 8 << 20)
+        let path = write(try gzipped(big, "big"), "big.gz")
+        assertRejects(path, "more than the 32 bytes of data its IDX header declares")
+    }
+
+    func testTruncatedGzipWithAHugeSizeTrailerStaysSmall() throws {
+        // half of the training images with the gzip trailer's size field (ISIZE) set to 4 GiB - 1:
+        // an untrusted number that must not size any allocation
+        let original = try [UInt8](Data(contentsOf: URL(fileURLWithPath: mnist + "/train-images-idx3-ubyte.gz")))
+        var half = Array(original.prefix(original.count / 2))
+        for i in half.count - 4 ..< half.count { half[i] = 0xFF }
+        let path = write(half, "half-isize.gz")
+        let before = peakRSS()
+        assertRejects(path, "truncated gzip")
+        // the whole file inflates to 47 MB; anything near the claimed 4 GiB is a bug
+        XCTAssertLessThan(peakRSS() - before, 200 << 20, "peak memory grew by \(peakRSS() - before) bytes")
+    }
+
+    func testTruncatedGzipNamesHowMuchTheHeaderDeclared() throws {
+        let original = try [UInt8](Data(contentsOf: URL(fileURLWithPath: mnist + "/train-images-idx3-ubyte.gz")))
+        assertRejects(write(Array(original.prefix(original.count / 2)), "half.gz"), "of the 47040016 bytes its IDX header declares")
+    }
 }

@@ -21,10 +21,11 @@ public enum IDX {
     /// and checks it against the expected magic number. Every problem is a `DAEError.data`
     /// naming the file.
     public static func read(path: String, expectedMagic: UInt32) throws(DAEError) -> IDXArray {
+        // The whole file in memory: its size is the file's real size, not a number read from it.
         let raw = try readFile(path)
         let bytes: [UInt8]
         if raw.count >= 2 && raw[0] == 0x1F && raw[1] == 0x8B {
-            bytes = try gunzip(raw, path: path)
+            bytes = try gunzip(raw, path: path, expectedMagic: expectedMagic)
         } else if path.hasSuffix(".gz") {
             throw DAEError.data(path: path, problem: "not a gzip file (no gzip magic bytes 1f 8b); re-download it or decompress it by hand")
         } else {
@@ -36,33 +37,12 @@ public enum IDX {
     /// Parses IDX bytes already in memory.
     public static func parse(_ bytes: [UInt8], path: String, expectedMagic: UInt32) throws(DAEError) -> IDXArray {
         if bytes.isEmpty { throw DAEError.data(path: path, problem: "file is empty") }
-        guard bytes.count >= 4 else {
-            throw DAEError.data(path: path, problem: "truncated: \(bytes.count) bytes, too short for an IDX header")
+        guard let header = try declaredSize(bytes, path: path, expectedMagic: expectedMagic) else {
+            throw DAEError.data(path: path, problem: bytes.count < 4
+                ? "truncated: \(bytes.count) bytes, too short for an IDX header"
+                : "truncated: header declares \(bytes[3]) dimensions but the file has \(bytes.count) bytes")
         }
-        let magic = bigEndianUInt32(bytes, at: 0)
-        let kind = expectedMagic == imagesMagic ? "images" : "labels"
-        guard magic == expectedMagic else {
-            throw DAEError.data(path: path, problem: "bad magic number \(magic) (0x\(String(magic, radix: 16))), expected \(expectedMagic) for an IDX \(kind) file")
-        }
-        let ndims = Int(bytes[3])
-        let headerSize = 4 + 4 * ndims
-        guard bytes.count >= headerSize else {
-            throw DAEError.data(path: path, problem: "truncated: header declares \(ndims) dimensions but the file has \(bytes.count) bytes")
-        }
-        var dims: [Int] = []
-        var total = 1
-        for d in 0..<ndims {
-            let size = Int(bigEndianUInt32(bytes, at: 4 + 4 * d))
-            guard size > 0 else {
-                throw DAEError.data(path: path, problem: "dimension \(d) is 0: the file holds no \(kind)")
-            }
-            dims.append(size)
-            let (product, overflow) = total.multipliedReportingOverflow(by: size)
-            guard !overflow, product <= 1 << 40 else {
-                throw DAEError.data(path: path, problem: "dimensions \(dims) are implausibly large")
-            }
-            total = product
-        }
+        let (headerSize, dims, total) = (header.headerSize, header.dims, header.dataSize)
         let actual = bytes.count - headerSize
         if actual < total {
             throw DAEError.data(path: path, problem: "truncated: dimensions \(dims) declare \(total) bytes of data, the file has \(actual)")
@@ -72,6 +52,42 @@ public enum IDX {
         }
         return IDXArray(dims: dims, values: Array(bytes[headerSize...]))
     }
+
+    /// What an IDX header at the start of `bytes` declares: its own size, the dimensions and the
+    /// bytes of data they imply (at most `maxDataSize`). Nil while `bytes` is too short to hold
+    /// the whole header (the gzip reader asks again as more is inflated); a bad magic number or
+    /// dimension is an error at once.
+    static func declaredSize(_ bytes: [UInt8], path: String, expectedMagic: UInt32) throws(DAEError)
+        -> (headerSize: Int, dims: [Int], dataSize: Int)? {
+        guard bytes.count >= 4 else { return nil }
+        let magic = bigEndianUInt32(bytes, at: 0)
+        let kind = expectedMagic == imagesMagic ? "images" : "labels"
+        guard magic == expectedMagic else {
+            throw DAEError.data(path: path, problem: "bad magic number \(magic) (0x\(String(magic, radix: 16))), expected \(expectedMagic) for an IDX \(kind) file")
+        }
+        let ndims = Int(bytes[3])
+        let headerSize = 4 + 4 * ndims
+        guard bytes.count >= headerSize else { return nil }
+        var dims: [Int] = []
+        var total = 1
+        for d in 0..<ndims {
+            let size = Int(bigEndianUInt32(bytes, at: 4 + 4 * d))
+            guard size > 0 else {
+                throw DAEError.data(path: path, problem: "dimension \(d) is 0: the file holds no \(kind)")
+            }
+            dims.append(size)
+            let (product, overflow) = total.multipliedReportingOverflow(by: size)
+            guard !overflow, product <= maxDataSize else {
+                throw DAEError.data(path: path, problem: "dimensions \(dims) are implausibly large")
+            }
+            total = product
+        }
+        return (headerSize, dims, total)
+    }
+
+    /// The largest data an IDX header may declare (1 TiB). Only a sanity cap: nothing is ever
+    /// allocated from a header alone (see gunzip).
+    static let maxDataSize = 1 << 40
 
     /// An IDX file of unsigned bytes: magic 0x0800 | dims.count, big-endian dimensions, values.
     public static func encode(dims: [Int], values: [UInt8]) -> [UInt8] {
@@ -97,49 +113,82 @@ public enum IDX {
         return [UInt8](data)
     }
 
-    /// Inflates a whole gzip member with zlib.
-    static func gunzip(_ input: [UInt8], path: String) throws(DAEError) -> [UInt8] {
-        // The gzip trailer's last 4 bytes hold the uncompressed size mod 2^32: a good first guess.
-        var capacity = 1 << 16
-        if input.count >= 18 {
-            let n = input.count
-            let isize = Int(UInt32(input[n - 4]) | UInt32(input[n - 3]) << 8 | UInt32(input[n - 2]) << 16 | UInt32(input[n - 1]) << 24)
-            // Untrusted (a truncated file ends in arbitrary bytes): deflate never expands more
-            // than 1032:1, so a larger claim is ignored instead of allocated.
-            if isize <= 1032 * input.count { capacity = max(capacity, isize + 1) }
-        }
-        var output = [UInt8](repeating: 0, count: capacity)
+    /// Inflates a gzip file holding one IDX file, in bounded memory. Nothing read from the file
+    /// sizes an allocation by itself: not the gzip trailer's ISIZE (untrusted, and wrong for a
+    /// truncated file), and not the IDX header alone. zlib inflates into a fixed 64 KiB window;
+    /// as soon as the first inflated bytes hold the IDX header, the size it declares bounds the
+    /// output (reserved once, capped by what the compressed input could possibly expand to), and
+    /// inflating stops with an error the moment the stream yields more than that, or ends early.
+    ///
+    /// One gzip member only: gzip allows several concatenated members (`cat a.gz b.gz`), but
+    /// MNIST's files (and every dataset in its layout) have one, and an IDX file split over
+    /// members is not something any tool writes; so any byte after the end of the first member,
+    /// a second member or garbage alike, is rejected.
+    ///
+    /// Returns the IDX bytes (header and data) for `parse`, which checks them again in full.
+    static func gunzip(_ input: [UInt8], path: String, expectedMagic: UInt32) throws(DAEError) -> [UInt8] {
         var stream = z_stream()
         guard dae_inflate_init_gzip(&stream) == Z_OK else {
             throw DAEError.data(path: path, problem: "zlib could not start inflating")
         }
         defer { inflateEnd(&stream) }
-        var produced = 0
+        let windowSize = 1 << 16
+        var window = [UInt8](repeating: 0, count: windowSize)
+        var output: [UInt8] = []
+        var limit: Int? = nil            // header + data, once the header is known
+        var dataSize = 0                 // the data the header declares
+        // deflate expands at most 1032:1, so no valid stream can yield more than this
+        let (expansion, overflow) = input.count.multipliedReportingOverflow(by: 1032)
+        let possible = overflow ? Int.max : expansion
         var status: Int32 = Z_OK
         var input = input
+        var failure: DAEError? = nil
         input.withUnsafeMutableBufferPointer { inBuf in
             stream.next_in = inBuf.baseAddress
-            stream.avail_in = UInt32(inBuf.count)
-            while true {
-                if produced == output.count { output.append(contentsOf: repeatElement(0, count: output.count)) }
-                output.withUnsafeMutableBufferPointer { outBuf in
-                    stream.next_out = outBuf.baseAddress! + produced
-                    stream.avail_out = UInt32(min(outBuf.count - produced, Int(UInt32.max)))
-                    let before = Int(stream.avail_out)
+            stream.avail_in = UInt32(min(inBuf.count, Int(UInt32.max)))
+            window.withUnsafeMutableBufferPointer { outBuf in
+                while true {
+                    // At most one byte beyond the limit: enough to tell that the data runs past it.
+                    let room = limit.map { max(1, min(windowSize, $0 + 1 - output.count)) } ?? windowSize
+                    stream.next_out = outBuf.baseAddress
+                    stream.avail_out = UInt32(room)
                     status = inflate(&stream, Z_NO_FLUSH)
-                    produced += before - Int(stream.avail_out)
+                    output.append(contentsOf: outBuf[0 ..< room - Int(stream.avail_out)])
+                    if status != Z_OK && status != Z_STREAM_END { return }
+                    if limit == nil {
+                        do throws(DAEError) {
+                            if let header = try declaredSize(output, path: path, expectedMagic: expectedMagic) {
+                                let size = header.headerSize + header.dataSize
+                                limit = size
+                                dataSize = header.dataSize
+                                output.reserveCapacity(min(size, possible))
+                            }
+                        } catch {
+                            failure = error
+                            return
+                        }
+                    }
+                    if let limit, output.count > limit {
+                        failure = DAEError.data(path: path, problem: "the gzip data holds more than the \(dataSize) bytes of data its IDX header declares; re-download the file")
+                        return
+                    }
+                    if status == Z_STREAM_END { return }
+                    // no input left and the stream not ended: the file is cut short
+                    if stream.avail_in == 0 && stream.avail_out > 0 { status = Z_BUF_ERROR; return }
                 }
-                if status == Z_STREAM_END { break }
-                if status != Z_OK { break }
-                if stream.avail_in == 0 && stream.avail_out > 0 { status = Z_BUF_ERROR; break }
             }
         }
+        if let failure { throw failure }
         switch status {
         case Z_STREAM_END:
-            output.removeSubrange(produced...)
+            let rest = Int(stream.avail_in)
+            if rest > 0 {
+                throw DAEError.data(path: path, problem: "\(rest) bytes after the end of the gzip data (a second gzip member or trailing garbage); re-download the file")
+            }
             return output
         case Z_BUF_ERROR:
-            throw DAEError.data(path: path, problem: "truncated gzip file (ended after \(produced) decompressed bytes); re-download or re-copy it")
+            let declared = limit.map { " of the \($0) bytes its IDX header declares" } ?? " bytes"
+            throw DAEError.data(path: path, problem: "truncated gzip file (ended after \(output.count)\(declared)); re-download or re-copy it")
         default:
             let message = stream.msg.map { String(cString: $0) } ?? "error \(status)"
             throw DAEError.data(path: path, problem: "corrupt gzip data: \(message)")

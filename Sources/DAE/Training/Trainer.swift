@@ -93,16 +93,10 @@ public final class Trainer: @unchecked Sendable {
         let size = communicator.size
         let fullBatch = min(config.batchSize, data.count)
         let microBatch = min(config.microBatch, fullBatch)
-        switch config.reduce {
-        case .exact:
-            let m = (fullBatch + microBatch - 1) / microBatch
-            guard size <= m else {
-                throw .badFlag("--micro-batch", "\(size) ranks need at least \(size) micro-batches per step, but a batch of \(fullBatch) in micro-batches of \(microBatch) has \(m); use --micro-batch \(max(1, fullBatch / size)) or less, or a larger --batch-size")
-            }
-        case .fast:
-            guard size <= fullBatch else {
-                throw .badFlag("--batch-size", "\(size) ranks but only \(fullBatch) samples per step; use at least \(size)")
-            }
+        // enough micro-batches (exact) or samples (fast) per step for every rank; else advice that works
+        if let problem = batchSplitProblem(ranks: size, batchSize: config.batchSize, microBatch: config.microBatch,
+                                           samples: data.count, reduce: config.reduce) {
+            throw problem
         }
         try config.model.check(height: data.height, width: data.width, source: data.source)
         let layout = config.model.makeLayout()
