@@ -11,13 +11,17 @@ struct DataOptions: ParsableArguments {
     @Option(name: [.customLong("data"), .customLong("data-dir")],
             help: ArgumentHelp("Dataset: a folder with IDX files in MNIST's layout (train-* and t10k-* images and labels; Fashion-MNIST works too).",
                                valueName: "path"))
-    var data = "data/mnist"
+    var data: String?      // nil: not given (train --resume then takes the run's own)
+
+    static let defaultPath = "data/mnist"
+    /// The dataset's path: the flag, or data/mnist.
+    var path: String { data ?? Self.defaultPath }
 
     func validate() throws {
         // A file where the folder belongs: the loader would only say "not found".
         var isDirectory: ObjCBool = false
-        if FileManager.default.fileExists(atPath: data, isDirectory: &isDirectory), !isDirectory.boolValue {
-            throw flagError("--data", "\(data) is a file, not a folder; pass the folder that holds the IDX files (train-images-idx3-ubyte.gz, ...)")
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), !isDirectory.boolValue {
+            throw flagError("--data", "\(path) is a file, not a folder; pass the folder that holds the IDX files (train-images-idx3-ubyte.gz, ...)")
         }
     }
 }

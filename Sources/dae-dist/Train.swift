@@ -73,7 +73,7 @@ struct Train: ParsableCommand {
             let evalLimit = self.evalLimit ?? previous?.evalLimit
             let test = settings.evalEvery > 0 ? try Dataset.load(directory: dataPath, split: .test).prefix(evalLimit ?? Int.max) : nil
             let run = try TrainingRun(config: config, settings: settings, data: train, test: test,
-                                      communicator: communicator, threads: threads.count(for: communicator))
+                                      communicator: communicator, threads: threads.count(for: communicator, training: config, images: train.count))
             run.stopRequested = { StopSignals.requested }
             if communicator.rank == 0, let directory = settings.directory {
                 let progress = Progress(quiet: quiet, config: config, runDirectory: directory)

@@ -15,7 +15,7 @@ extension Train {
     }
 
     /// The data path: the flag, or when resuming without it, the run's own.
-    var dataPath: String { data.data == "data/mnist" ? previous?.data ?? data.data : data.data }
+    var dataPath: String { data.data ?? previous?.data ?? DataOptions.defaultPath }
 
     func makeConfig() throws(DAEError) -> TrainConfig {
         let previous = previous
