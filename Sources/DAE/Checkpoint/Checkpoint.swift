@@ -193,7 +193,7 @@ public enum Checkpoint {
         func fail(_ problem: String) -> DAEError { .checkpoint(path: path, problem: problem) }
         func recordedEpochs(_ key: String) throws(DAEError) -> Int {
             guard let text = state.metadata[key], let value = Int(text), value >= 0, value < 1 << 20 else {
-                throw fail("metadata '\(key)' is missing or not an integer from 0 to \(1 << 20)")
+                throw fail("metadata '\(key)' is missing or not an integer from 0 to \((1 << 20) - 1)")
             }
             return value
         }
