@@ -6,7 +6,9 @@
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzParsers(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let bytes = Array(UnsafeBufferPointer(start: data, count: size))
-    _ = try? SafeTensors.decode(bytes, path: "fuzz.safetensors")
+    if let (tensors, metadata) = try? SafeTensors.decode(bytes, path: "fuzz.safetensors") {
+        _ = SafeTensors.headerChecksum(tensors: tensors, metadata: metadata)
+    }
     _ = SafeTensors.dataChecksum(bytes)
     _ = try? IDX.parse(bytes, path: "fuzz-images", expectedMagic: IDX.imagesMagic)
     _ = try? IDX.parse(bytes, path: "fuzz-labels", expectedMagic: IDX.labelsMagic)

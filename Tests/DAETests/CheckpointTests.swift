@@ -193,10 +193,15 @@ final class CheckpointTests: XCTestCase {
     func testRejectsNonStringMetadataAndMissingTensors() throws {
         let data = [UInt8](repeating: 0, count: 16)
         assertRejected(file(header: #"{"__metadata__":{"epoch":3},"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}"#, data: data), "not a string")
-        // a real checkpoint with one tensor's entry renamed: its checksum still holds, the tensor is missing
+        // a real checkpoint with one tensor's entry renamed: its data checksum still holds, the
+        // header checksum (which covers the tensor table) does not; in a file without one (written
+        // before it existed) the tensor is missing
         let (h, d) = header(of: try validBytes())
         let renamed = h.replacingOccurrences(of: "\"decoder.2.bias\"", with: "\"decoder.9.bias\"")
-        assertRejected(file(header: renamed, data: d), "missing tensor 'decoder.2.bias'")
+        assertRejected(file(header: renamed, data: d), "header checksum mismatch")
+        let unchecked = renamed.replacingOccurrences(of: #""header_crc32":"[0-9a-f]{8}","#, with: "", options: .regularExpression)
+        XCTAssertNotEqual(unchecked, renamed)
+        assertRejected(file(header: unchecked, data: d), "missing tensor 'decoder.2.bias'")
         // the format marker
         let weightsOnly = h.replacingOccurrences(of: "\"dae-dist checkpoint\"", with: "\"dae-dist weights\"")
         assertRejected(file(header: weightsOnly, data: d), "is a weights file")

@@ -5,7 +5,14 @@
 //             optimizer.exp_avg_sq.<key>         Adam's second moment, same shape
 //   metadata  format, format_version, model, image size, the training configuration, the
 //             position (epoch, step in epoch, global step, samples seen, the epoch's loss sum so
-//             far), Adam's step count, the training data's fingerprint and the data section's CRC-32.
+//             far), Adam's step count, the training data's fingerprint, the data section's CRC-32
+//             (data_crc32) and the header's (header_crc32: every other metadata entry and the
+//             tensor table in the canonical form of SafeTensors.headerChecksum).
+//
+// On load, the position is cross-checked: its fields must agree with each other (in `load`) and,
+// given the run's batch size, sample count and phase schedule, with the steps and samples that lead
+// to it (in `checkCompatible`). Checkpoints written before header_crc32 existed still load; for
+// them the cross-checks are the only guard on the metadata.
 //
 // Position + seed is all the random state there is: the shuffle is keyed by (seed, epoch) and the
 // noise by (seed, epoch, sample index). See docs/checkpoints.md.
@@ -79,14 +86,18 @@ public enum Checkpoint {
         for setting in fixedSettings(config, data: trainer.data, dataFingerprint: dataFingerprint) {
             metadata[setting.key] = setting.value
         }
-        // The checksum covers the data section, which does not depend on the metadata.
+        // The data checksum covers the data section, which does not depend on the metadata; the
+        // header checksum covers every other metadata entry (data_crc32 included) and the tensor table.
         let dataOnly = SafeTensors.encode(tensors)
         metadata["data_crc32"] = String(format: "%08x", SafeTensors.dataChecksum(dataOnly)!)
+        metadata[SafeTensors.headerChecksumKey] = hex(SafeTensors.headerChecksum(tensors: tensors, metadata: metadata))
         try writeFileAtomically(SafeTensors.encode(tensors, metadata: metadata), to: path,
                                 crashHalfway: FaultInjection.current.checkpointWriteCrash())
     }
 
-    /// Reads and validates a checkpoint: format, checksum, every tensor present and finite.
+    static func hex(_ value: UInt32) -> String { String(format: "%08x", value) }
+
+    /// Reads and validates a checkpoint: format, checksums, position, every tensor present and finite.
     /// `settings`, when given, checks the metadata before any tensor is read: a checkpoint of
     /// another model then fails with its settings error (naming the flag), not a missing tensor.
     public static func load(path: String, layout: ParameterLayout,
@@ -103,6 +114,14 @@ public enum Checkpoint {
         }
         guard metadata["format_version"] == version else {
             throw fail("checkpoint format version \(metadata["format_version"] ?? "?") is not supported (this dae-dist reads \(version))")
+        }
+        // Before the settings: an edited setting is a corrupt file, not a settings mismatch. A
+        // checkpoint without header_crc32 was written before it existed and is not refused for that.
+        if let stored = metadata[SafeTensors.headerChecksumKey] {
+            let computed = hex(SafeTensors.headerChecksum(tensors: tensors, metadata: metadata))
+            guard stored == computed else {
+                throw fail("header checksum mismatch: the checkpoint's metadata was edited or is corrupt (stored \(stored), computed \(computed)); resume from an older checkpoint")
+            }
         }
         try settings?(metadata)
         guard let stored = metadata["data_crc32"], let actual = SafeTensors.dataChecksum(bytes),
@@ -126,6 +145,13 @@ public enum Checkpoint {
             throw fail("metadata 'epoch_loss_sum_bits' is missing or invalid")
         }
         position.epochLossSum = Double(bitPattern: bits)
+        // The decimal copy must say the same, and an epoch's sum starts at 0.
+        if let decimal = metadata["epoch_loss_sum"], Double(decimal) != position.epochLossSum {
+            throw fail("epoch_loss_sum \(decimal) disagrees with epoch_loss_sum_bits \(bitsText) (\(position.epochLossSum))")
+        }
+        guard position.stepInEpoch > 0 || position.epochLossSum == 0 else {
+            throw fail("epoch_loss_sum_bits \(bitsText) is not 0 at step_in_epoch 0")
+        }
         let step = try integer("optimizer.step")
         // Adam restarts with each phase of a stacked model, so its count can trail the global step.
         guard step <= position.globalStep, position.phase > 0 || step == position.globalStep else {
@@ -150,6 +176,49 @@ public enum Checkpoint {
         }
         guard state.position.stepInEpoch <= stepsPerEpoch else {
             throw DAEError.checkpoint(path: path, problem: "position step \(state.position.stepInEpoch) is beyond the \(stepsPerEpoch) steps of an epoch")
+        }
+        try checkPosition(state, path: path, config: config, samples: data.count, stepsPerEpoch: stepsPerEpoch)
+    }
+
+    /// Cross-checks the position against the steps and samples that lead to it: with `stepsPerEpoch`
+    /// steps of `config.batchSize` samples (the last one short when the batch does not divide the
+    /// `samples`), global_step must be the steps of the completed phases and epochs plus
+    /// step_in_epoch, samples_seen their samples, and optimizer.step the steps of the current phase
+    /// (a stacked model starts a fresh Adam with each phase). The completed phases count the epochs
+    /// the checkpoint's own run had (its metadata `epochs` and `pretrain_epochs`): --epochs may
+    /// change on resume. Call after `checkSettings`, which makes the batch size, the sample count,
+    /// the model and pretrain_epochs the checkpoint's.
+    static func checkPosition(_ state: CheckpointState, path: String, config: TrainConfig,
+                              samples: Int, stepsPerEpoch: Int) throws(DAEError) {
+        func fail(_ problem: String) -> DAEError { .checkpoint(path: path, problem: problem) }
+        func recordedEpochs(_ key: String) throws(DAEError) -> Int {
+            guard let text = state.metadata[key], let value = Int(text), value >= 0, value < 1 << 20 else {
+                throw fail("metadata '\(key)' is missing or not an integer from 0 to \((1 << 20) - 1)")
+            }
+            return value
+        }
+        var recorded = config
+        recorded.epochs = try recordedEpochs("epochs")
+        if case .stacked = config.model { recorded.pretrainEpochs = try recordedEpochs("pretrain_epochs") }
+        let p = state.position, phaseEpochs = recorded.phaseEpochs
+        // An epoch's end is saved as the next epoch's step 0, so a phase of E epochs ends at E + 1.
+        // (This bound also keeps the products below far from overflowing.)
+        guard p.epoch <= phaseEpochs[p.phase] + 1 else {
+            throw fail("epoch \(p.epoch) is beyond the end of the checkpoint's \(config.phaseName(p.phase))training, which had \(phaseEpochs[p.phase]) epoch(s)")
+        }
+        let epochsDone = phaseEpochs[..<p.phase].reduce(0, +) + p.epoch - 1
+        let phaseSteps = (p.epoch - 1) * stepsPerEpoch + p.stepInEpoch
+        let expectedSteps = phaseEpochs[..<p.phase].reduce(0, +) * stepsPerEpoch + phaseSteps
+        let at = "\(config.phaseName(p.phase))epoch \(p.epoch), step_in_epoch \(p.stepInEpoch), \(stepsPerEpoch) steps per epoch"
+        guard p.globalStep == expectedSteps else {
+            throw fail("global_step \(p.globalStep) disagrees with the position (\(at)): expected \(expectedSteps)")
+        }
+        let expectedSamples = epochsDone * samples + min(p.stepInEpoch * config.batchSize, samples)
+        guard p.samplesSeen == expectedSamples else {
+            throw fail("samples_seen \(p.samplesSeen) disagrees with the position (\(at), batch size \(config.batchSize), \(samples) samples): expected \(expectedSamples)")
+        }
+        guard state.optimizerStep == phaseSteps else {
+            throw fail("optimizer.step \(state.optimizerStep) disagrees with the position (\(at)): expected \(phaseSteps), the steps of the current phase")
         }
     }
 

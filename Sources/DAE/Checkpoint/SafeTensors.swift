@@ -174,6 +174,42 @@ public enum SafeTensors {
         return bytes.withUnsafeBufferPointer { crc32(bytes: UnsafeRawBufferPointer($0)[(8 + Int(headerLength))...]) }
     }
 
+    /// The metadata key under which a checkpoint stores `headerChecksum`.
+    public static let headerChecksumKey = "header_crc32"
+
+    /// zlib's CRC-32 of a file's header in a canonical form that does not depend on the JSON's
+    /// whitespace, key order or escapes, so that any edit of a metadata value, an added or removed
+    /// metadata key, or a renamed, reshaped, retyped or moved tensor changes it. The canonical form
+    /// is a byte string built from netstrings, ns(s) = "<byte length of s in decimal>:<s in UTF-8>,":
+    ///
+    ///   for each metadata entry except header_crc32, keys in UTF-8 byte order:
+    ///       "m" ns(key) ns(value)
+    ///   then for each tensor, names in UTF-8 byte order:
+    ///       "t" ns(name) ns(dtype) ns(dims in decimal joined by ",") ns("<begin>,<end>")
+    ///
+    /// (netstrings, so that no value can imitate a separator). `tensors` must be in data order, as
+    /// `encode` writes them and `decode` returns them: the tensors tile the data section, so each
+    /// one's data_offsets are the sum of the sizes before it. A CRC guards against corruption and
+    /// accidental edits only: anyone can recompute it (docs/checkpoints.md has it in Python).
+    public static func headerChecksum(tensors: [SafeTensor], metadata: [String: String]) -> UInt32 {
+        func netstring(_ s: String) -> [UInt8] { Array("\(s.utf8.count):".utf8) + Array(s.utf8) + [UInt8(ascii: ",")] }
+        func byteOrder(_ a: String, _ b: String) -> Bool { a.utf8.lexicographicallyPrecedes(b.utf8) }
+        var canonical: [UInt8] = []
+        for key in metadata.keys.sorted(by: byteOrder) where key != headerChecksumKey {
+            canonical += [UInt8(ascii: "m")] + netstring(key) + netstring(metadata[key]!)
+        }
+        var offset = 0
+        var entries: [(name: String, bytes: [UInt8])] = []
+        for t in tensors {
+            let entry = netstring(t.name) + netstring(t.dtype.rawValue)
+                + netstring(t.shape.map(String.init).joined(separator: ",")) + netstring("\(offset),\(offset + t.byteCount)")
+            entries.append((t.name, [UInt8(ascii: "t")] + entry))
+            offset += t.byteCount
+        }
+        for entry in entries.sorted(by: { byteOrder($0.name, $1.name) }) { canonical += entry.bytes }
+        return canonical.withUnsafeBytes { crc32(bytes: $0[...]) }
+    }
+
     public static func read(path: String) throws(DAEError) -> (tensors: [SafeTensor], metadata: [String: String]) {
         guard FileManager.default.fileExists(atPath: path) else {
             throw DAEError.checkpoint(path: path, problem: "no such file")
