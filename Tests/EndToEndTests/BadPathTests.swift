@@ -52,7 +52,7 @@ final class BadPathTests: XCTestCase {
     func testResumeFromAFolder() throws {
         // train --resume PATH goes through the library's checkpoint reader (Checkpoint.load)
         try assertFails(["train", "--epochs", "1", "--limit", "20", "--eval-every", "0", "--threads", "1", "--quiet",
-                         "--run-dir", dir + "/r2", "--resume", dir + "/adir"], dir + "/adir")
+                         "--run-dir", dir + "/r2", "--resume", dir + "/adir"], dir + "/adir: is a folder")
     }
 
     func testDataThatIsAFile() throws {

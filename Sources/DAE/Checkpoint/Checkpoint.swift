@@ -103,7 +103,11 @@ public enum Checkpoint {
     public static func load(path: String, layout: ParameterLayout,
                             settings: (([String: String]) throws(DAEError) -> Void)? = nil) throws(DAEError) -> CheckpointState {
         func fail(_ problem: String) -> DAEError { .checkpoint(path: path, problem: problem) }
-        guard FileManager.default.fileExists(atPath: path) else { throw fail("no such file") }
+        var isFolder: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) else { throw fail("no such file") }
+        guard !isFolder.boolValue else {
+            throw fail("is a folder; pass a checkpoint file (<run-dir>/checkpoints/step-N.safetensors), or --resume auto with --run-dir")
+        }
         guard let data = FileManager.default.contents(atPath: path) else { throw fail("cannot be read (permissions?)") }
         let bytes = [UInt8](data)
         let (tensors, metadata) = try SafeTensors.decode(bytes, path: path)
