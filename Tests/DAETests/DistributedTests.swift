@@ -141,29 +141,16 @@ final class DistributedTests: XCTestCase {
     }
 
     func testTooManyRanksForTheBatchIsAnError() throws {
-        final class FakeWorld: Communicator {
-            var rank: Int { 0 }
-            var size: Int { 8 }
-            var localSize: Int { 8 }
-            var name: String { "fake" }
-            func allreduceSum(_ values: UnsafeMutablePointer<Int64>, count: Int) {}
-            func allreduceSum(_ values: UnsafeMutablePointer<Float>, count: Int) {}
-            func allreduceSum(_ values: UnsafeMutablePointer<Double>, count: Int) {}
-            func broadcast(_ bytes: UnsafeMutableRawPointer, count: Int, root: Int) {}
-            func barrier() {}
-            func abort(code: Int32) -> Never { fatalError() }
-            func finalize() {}
-        }
         let data = try Dataset.load(directory: repositoryRoot + "/data/mnist", split: .test).prefix(100)
         var config = TrainConfig()   // batch 20, micro-batch 5: 4 micro-batches for 8 ranks
-        XCTAssertThrowsError(try Trainer(config: config, data: data, communicator: FakeWorld())) {
+        XCTAssertThrowsError(try Trainer(config: config, data: data, communicator: FakeWorld(size: 8))) {
             XCTAssertTrue("\($0)".hasPrefix("--micro-batch: 8 ranks need at least 8 micro-batches"), "\($0)")
         }
         config.microBatch = 2
-        XCTAssertNoThrow(try Trainer(config: config, data: data, communicator: FakeWorld()))
+        XCTAssertNoThrow(try Trainer(config: config, data: data, communicator: FakeWorld(size: 8)))
         config.reduce = .fast
         config.batchSize = 4
-        XCTAssertThrowsError(try Trainer(config: config, data: data, communicator: FakeWorld())) {
+        XCTAssertThrowsError(try Trainer(config: config, data: data, communicator: FakeWorld(size: 8))) {
             XCTAssertTrue("\($0)".hasPrefix("--batch-size: 8 ranks"), "\($0)")
         }
     }

@@ -87,3 +87,19 @@ final class EventLog: TrainingObserver {
     }
     var losses: [Double] { epochs.map(\.meanLoss) }
 }
+
+/// N ranks in name only: the Trainer's checks see the size, the collectives do nothing.
+final class FakeWorld: Communicator {
+    let size: Int
+    init(size: Int) { self.size = size }
+    var rank: Int { 0 }
+    var localSize: Int { size }
+    var name: String { "fake" }
+    func allreduceSum(_ values: UnsafeMutablePointer<Int64>, count: Int) {}
+    func allreduceSum(_ values: UnsafeMutablePointer<Float>, count: Int) {}
+    func allreduceSum(_ values: UnsafeMutablePointer<Double>, count: Int) {}
+    func broadcast(_ bytes: UnsafeMutableRawPointer, count: Int, root: Int) {}
+    func barrier() {}
+    func abort(code: Int32) -> Never { fatalError() }
+    func finalize() {}
+}

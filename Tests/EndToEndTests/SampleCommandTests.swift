@@ -32,13 +32,17 @@ final class SampleCommandTests: XCTestCase {
          "--classifier-epochs", "1", "--no-untrained-baseline", "--threads", "1", "--out", dir + "/samples"]
     }
 
+    /// A model trained on 8x8 images, then `sample` with test images of `testSide` x `testSide`.
+    func sampleWithTestImages(side testSide: Int, in dir: String) throws -> DAEDist.Result {
+        Self.writeSplit(dir, prefix: "train", count: 40, height: 8, width: 8)
+        Self.writeSplit(dir, prefix: "t10k", count: 10, height: testSide, width: testSide)
+        return try DAEDist.run(sampleArguments(try trainSmallModel(dir), dir))
+    }
+
     func testSampleRejectsTestImagesOfAnotherSize() throws {
         let dir = temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        Self.writeSplit(dir, prefix: "train", count: 40, height: 8, width: 8)
-        Self.writeSplit(dir, prefix: "t10k", count: 10, height: 12, width: 12)
-        let checkpoint = try trainSmallModel(dir)
-        let r = try DAEDist.run(sampleArguments(checkpoint, dir))
+        let r = try sampleWithTestImages(side: 12, in: dir)
         XCTAssertNotEqual(r.status, 0, r.stdout)
         let lines = r.stderr.split(separator: "\n")
         XCTAssertEqual(lines.count, 1, r.stderr)
@@ -49,10 +53,7 @@ final class SampleCommandTests: XCTestCase {
     func testSampleNamesTheClassifiersRealLayerSizes() throws {
         let dir = temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        Self.writeSplit(dir, prefix: "train", count: 40, height: 8, width: 8)
-        Self.writeSplit(dir, prefix: "t10k", count: 10, height: 8, width: 8)
-        let checkpoint = try trainSmallModel(dir)
-        let r = try DAEDist.run(sampleArguments(checkpoint, dir))
+        let r = try sampleWithTestImages(side: 8, in: dir)
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertTrue(r.stdout.contains("MLP 64-256-10"), r.stdout)
         let summary = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/samples/summary.json"))) as? [String: Any]
