@@ -123,7 +123,7 @@ extension SampleConfig.Start: ExpressibleByArgument {
 }
 
 extension NoiseKind: ExpressibleByArgument {
-    /// `gaussian:F`, `mask:P`, `saltpepper:P` or `none`, exactly as NoiseKind(parsing:) reads them
+    /// `gaussian:F`, `gaussian:LO-HI`, `mask:P`, `saltpepper:P` or `none`, exactly as NoiseKind(parsing:) reads them
     /// (a missing factor takes its default). A value it rejects makes swift-argument-parser name
     /// the flag and list the forms below; each command's help gives the ranges.
     public init?(argument: String) {
@@ -131,5 +131,5 @@ extension NoiseKind: ExpressibleByArgument {
         self = kind
     }
 
-    public static var allValueStrings: [String] { ["gaussian:F", "mask:P", "saltpepper:P", "none"] }
+    public static var allValueStrings: [String] { ["gaussian:F", "gaussian:LO-HI", "mask:P", "saltpepper:P", "none"] }
 }

@@ -46,6 +46,24 @@ final class RandomnessTests: XCTestCase {
         XCTAssertEqual(Double(y.filter { $0 == 1 }.count) / Double(y.count), 0.5, accuracy: 0.01)
     }
 
+    func testBlindGaussianLevelsStayInTheirRangeAndVaryBySample() {
+        // each sample's noise is gaussian with one level drawn in [0.05, 0.15]: measured on a 0.5
+        // image (clamping never bites at 0.15 * 3.3 sigma), the level is the noise's deviation
+        var levels: [Double] = []
+        for index in 0..<40 {
+            let z = corrupt(.gaussianRange(low: 0.05, high: 0.15), value: 0.5, count: 20_000, index: index).map { Double($0 - 0.5) }
+            let level = (z.map { $0 * $0 }.reduce(0, +) / Double(z.count)).squareRoot()
+            XCTAssertGreaterThan(level, 0.05 * 0.97, "sample \(index)")
+            XCTAssertLessThan(level, 0.15 * 1.03, "sample \(index)")
+            levels.append(level)
+        }
+        // the levels spread over the range: uniform on [0.05, 0.15] has a standard deviation of 0.029
+        let mean = levels.reduce(0, +) / Double(levels.count)
+        let spread = (levels.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(levels.count - 1)).squareRoot()
+        XCTAssertEqual(mean, 0.10, accuracy: 0.02)
+        XCTAssertEqual(spread, 0.029, accuracy: 0.012)
+    }
+
     func testMaskingRate() {
         let y = corrupt(.mask(p: 0.25), value: 0.7)
         let rate = Double(y.filter { $0 == 0 }.count) / Double(y.count)
@@ -62,7 +80,7 @@ final class RandomnessTests: XCTestCase {
     }
 
     func testNoiseIsAFunctionOfSeedEpochAndIndexOnly() {
-        for kind in [NoiseKind.gaussian(factor: 0.5), .mask(p: 0.3), .saltPepper(p: 0.1)] {
+        for kind in [NoiseKind.gaussian(factor: 0.5), .gaussianRange(low: 0.1, high: 0.4), .mask(p: 0.3), .saltPepper(p: 0.1)] {
             XCTAssertEqual(corrupt(kind, value: 0.5, count: 784), corrupt(kind, value: 0.5, count: 784), "\(kind)")
             XCTAssertNotEqual(corrupt(kind, value: 0.5, count: 784), corrupt(kind, value: 0.5, count: 784, epoch: 2), "\(kind)")
             XCTAssertNotEqual(corrupt(kind, value: 0.5, count: 784), corrupt(kind, value: 0.5, count: 784, index: 6), "\(kind)")
@@ -75,7 +93,10 @@ final class RandomnessTests: XCTestCase {
         XCTAssertEqual(try NoiseKind(parsing: "mask:0.25"), .mask(p: 0.25))
         XCTAssertEqual(try NoiseKind(parsing: "saltpepper:0.1"), .saltPepper(p: 0.1))
         XCTAssertEqual(try NoiseKind(parsing: "none"), NoiseKind.none)
-        for bad in ["speckle:0.1", "mask:1.5", "mask:-0.1", "gaussian:-1", "gaussian:abc", "saltpepper:2", "", "none:1"] {
+        XCTAssertEqual(try NoiseKind(parsing: "gaussian:0.05-0.3"), .gaussianRange(low: 0.05, high: 0.3))
+        XCTAssertEqual(try NoiseKind(parsing: NoiseKind.gaussianRange(low: 0.05, high: 0.3).description), .gaussianRange(low: 0.05, high: 0.3))
+        for bad in ["speckle:0.1", "mask:1.5", "mask:-0.1", "gaussian:-1", "gaussian:abc", "saltpepper:2", "", "none:1",
+                    "gaussian:0.3-0.1", "gaussian:0.1-0.1", "gaussian:0.1-", "gaussian:-0.1-0.2", "gaussian:0.1-0.2-0.3", "gaussian:a-b"] {
             XCTAssertThrowsError(try NoiseKind(parsing: bad), bad) { XCTAssertTrue("\($0)".hasPrefix("--noise:"), "\($0)") }
         }
     }

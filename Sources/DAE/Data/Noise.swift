@@ -5,6 +5,9 @@
 public enum NoiseKind: Equatable, CustomStringConvertible, Sendable {
     /// clamp(x + factor * N(0,1), 0, 1): the reference recipe with factor 0.5.
     case gaussian(factor: Float)
+    /// Blind noise levels: each sample's factor drawn uniformly in [low, high], then as `gaussian`,
+    /// so that one model serves noise levels it is not told (as DnCNN-B does).
+    case gaussianRange(low: Float, high: Float)
     /// Each pixel set to 0 with probability p (Vincent et al.'s masking noise).
     case mask(p: Float)
     /// Each pixel, with probability p, set to 0 or 1 with equal chance.
@@ -12,11 +15,23 @@ public enum NoiseKind: Equatable, CustomStringConvertible, Sendable {
     /// No corruption: a plain autoencoder (useful for evaluation).
     case none
 
-    /// Parses `gaussian:0.5`, `mask:0.25`, `saltpepper:0.1` or `none`; a missing factor takes
-    /// the default (0.5 for gaussian, 0.25 for mask, 0.1 for salt-and-pepper).
+    /// Parses `gaussian:0.5`, `gaussian:0.05-0.3` (a range), `mask:0.25`, `saltpepper:0.1` or
+    /// `none`; a missing factor takes the default (0.5 for gaussian, 0.25 for mask, 0.1 for
+    /// salt-and-pepper).
     public init(parsing text: String) throws(DAEError) {
         let parts = text.split(separator: ":", maxSplits: 1).map(String.init)
         let name = parts.first?.lowercased() ?? ""
+        if ["gaussian", "gauss"].contains(name), parts.count == 2, parts[1].contains("-") {
+            let ends = parts[1].split(separator: "-", omittingEmptySubsequences: false).map { Float($0) }
+            guard ends.count == 2, let low = ends[0], let high = ends[1], low.isFinite, high.isFinite else {
+                throw DAEError.badFlag("--noise", "'\(parts[1])' is not a range LO-HI of two numbers in '\(text)'")
+            }
+            guard low >= 0, low < high else {
+                throw DAEError.badFlag("--noise", "a gaussian range needs 0 <= LO < HI, got \(low)-\(high)")
+            }
+            self = .gaussianRange(low: low, high: high)
+            return
+        }
         var value: Float? = nil
         if parts.count == 2 {
             guard let v = Float(parts[1]), v.isFinite else {
@@ -48,6 +63,7 @@ public enum NoiseKind: Equatable, CustomStringConvertible, Sendable {
     public var description: String {
         switch self {
         case .gaussian(let f): return "gaussian:\(f)"
+        case .gaussianRange(let low, let high): return "gaussian:\(low)-\(high)"
         case .mask(let p): return "mask:\(p)"
         case .saltPepper(let p): return "saltpepper:\(p)"
         case .none: return "none"
@@ -63,13 +79,11 @@ public enum NoiseKind: Equatable, CustomStringConvertible, Sendable {
         case .none:
             noisy.update(from: clean, count: count)
         case .gaussian(let factor):
-            var i = 0
-            while i < count {
-                let (z0, z1) = rng.normalPair()
-                noisy[i] = min(max(clean[i] + factor * z0, 0), 1)
-                if i + 1 < count { noisy[i + 1] = min(max(clean[i + 1] + factor * z1, 0), 1) }
-                i += 2
-            }
+            Self.addGaussian(clean, into: noisy, count: count, factor: factor, rng: &rng)
+        case .gaussianRange(let low, let high):
+            // the sample's level is the stream's first draw; its noise follows from the same stream
+            let factor = low + (high - low) * rng.uniform()
+            Self.addGaussian(clean, into: noisy, count: count, factor: factor, rng: &rng)
         case .mask(let p):
             for i in 0..<count {
                 noisy[i] = rng.uniform() < p ? 0 : clean[i]
@@ -80,6 +94,18 @@ public enum NoiseKind: Equatable, CustomStringConvertible, Sendable {
                 let salt = rng.nextUInt32() & 1 == 1
                 noisy[i] = hit ? (salt ? 1 : 0) : clean[i]
             }
+        }
+    }
+
+    /// noisy = clamp(clean + factor * N(0,1), 0, 1), normals in pairs from `rng`.
+    static func addGaussian(_ clean: UnsafePointer<Float>, into noisy: UnsafeMutablePointer<Float>, count: Int,
+                            factor: Float, rng: inout RandomStream) {
+        var i = 0
+        while i < count {
+            let (z0, z1) = rng.normalPair()
+            noisy[i] = min(max(clean[i] + factor * z0, 0), 1)
+            if i + 1 < count { noisy[i + 1] = min(max(clean[i + 1] + factor * z1, 0), 1) }
+            i += 2
         }
     }
 }

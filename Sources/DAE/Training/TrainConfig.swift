@@ -46,7 +46,7 @@ public struct TrainConfig: Sendable, Equatable {
     public func validate() throws(DAEError) {
         if case .stacked(let spec) = model, spec.activation == .relu, spec.hidden.count > 1 {
             switch noise {
-            case .gaussian, .saltPepper:
+            case .gaussian, .gaussianRange, .saltPepper:
                 throw .badFlag("--noise", "\(noise) works in [0,1], which the ReLU codes of layers 2 and up are not; use mask:P with --activation relu")
             default: break
             }
