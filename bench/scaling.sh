@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 swift build -c release >&2
 B=.build/release/dae-dist
-A=(train --epochs 1 --eval-every 0 --no-epoch-checkpoints --run-dir /tmp/dae-scaling)
+A=(train --epochs 1 --eval-every 0 --no-epoch-checkpoints --run-dir /tmp/dae-scaling --overwrite)   # each run replaces the last
 run() { echo "== $1"; shift; "$@" 2>&1 | grep -E "^epoch|rank\(s\)"; md5sum /tmp/dae-scaling/model.safetensors | cut -c1-12; }
 run "single exact (default threads)" "$B" "${A[@]}"
 run "np1 exact" mpirun -np 1 --bind-to none "$B" "${A[@]}"
