@@ -28,7 +28,7 @@ struct Encode: ParsableCommand {
             let threadCount = threads.count(for: SingleProcess())
             let checkpoint = try trained.file()
             let (model, params, stored) = try Weights.loadModel(path: checkpoint)
-            var images = try Dataset.load(directory: data.path, split: split)
+            var images = try Dataset.load(path: data.path, valFraction: data.fraction, split: split)
             if let limit { images = images.prefix(limit) }
             try model.check(height: images.height, width: images.width, source: images.source)
             BLASThreads.set(1)

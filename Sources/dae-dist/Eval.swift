@@ -34,7 +34,7 @@ struct Eval: ParsableCommand {
             let (model, params, metadata) = try Weights.loadModel(path: checkpoint)
             let noiseKind = try noise ?? NoiseKind(parsing: metadata["noise"] ?? "gaussian:0.5")
             let noiseSeed = seed ?? UInt64(metadata["seed"] ?? "") ?? 0
-            var test = try Dataset.load(directory: data.path, split: .test)
+            var test = try Dataset.load(path: data.path, valFraction: data.fraction, split: .test)
             if let limit { test = test.prefix(limit) }
             try model.check(height: test.height, width: test.width, source: test.source)
             BLASThreads.set(1)

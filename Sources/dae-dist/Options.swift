@@ -6,12 +6,19 @@ import ArgumentParser
 import DAE
 import Foundation
 
-/// The dataset. Today a folder in MNIST's IDX layout; `--data-dir` (its earlier name) still works.
+/// The dataset: a folder of PNG images, a .npy array (or a folder with train.npy and test.npy), or
+/// a folder in MNIST's IDX layout (Dataset.load(path:), DataSources.swift); `--data-dir` (its
+/// earlier name) still works.
 struct DataOptions: ParsableArguments {
     @Option(name: [.customLong("data"), .customLong("data-dir")],
-            help: ArgumentHelp("Dataset: a folder with IDX files in MNIST's layout (train-* and t10k-* images and labels; Fashion-MNIST works too).",
+            help: ArgumentHelp("Dataset: a folder of PNG images (searched recursively; train/ and test/ subfolders are the splits, class subfolders the labels), a .npy array of uint8 or float32 [N,H,W], a folder with train.npy and test.npy, or a folder in MNIST's IDX layout (Fashion-MNIST works too).",
                                valueName: "path"))
     var data: String?      // nil: not given (train --resume then takes the run's own)
+    @Option(name: .customLong("val-fraction"),
+            help: "Without train/ and test/ subfolders (or train.npy and test.npy): the fraction of the images held out as the test split, chosen by a hash of their paths (default 0.05).")
+    var valFraction: Double?   // nil: not given
+    /// The held-out fraction: the flag, or 0.05.
+    var fraction: Double { valFraction ?? 0.05 }
 
     static let defaultPath = "data/mnist"
     /// The dataset's path: the flag, or data/mnist.
@@ -20,9 +27,10 @@ struct DataOptions: ParsableArguments {
     func validate() throws {
         // A file where the folder belongs: the loader would only say "not found".
         var isDirectory: ObjCBool = false
-        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), !isDirectory.boolValue {
-            throw flagError("--data", "\(path) is a file, not a folder; pass the folder that holds the IDX files (train-images-idx3-ubyte.gz, ...)")
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), !isDirectory.boolValue, !path.lowercased().hasSuffix(".npy") {
+            throw flagError("--data", "\(path) is a file, not a folder or a .npy array; pass a folder of images, a .npy file, or the folder that holds the IDX files (train-images-idx3-ubyte.gz, ...)")
         }
+        guard fraction > 0 && fraction < 1 else { throw flagError("--val-fraction", "must be between 0 and 1, got \(fraction)") }
     }
 }
 

@@ -63,7 +63,7 @@ struct Train: ParsableCommand {
             communicatorSlot = communicator
             var config = try makeConfig()
             let settings = makeSettings(directory: runDir ?? RunSettings.defaultDirectory())
-            var train = try Dataset.load(directory: dataPath, split: .train)
+            var train = try Dataset.load(path: dataPath, valFraction: valFraction, split: .train)
             if let limit = config.limit { train = train.prefix(limit) }
             if case .stacked(var spec) = config.model {
                 spec.inputSize = train.imageSize
@@ -71,7 +71,7 @@ struct Train: ParsableCommand {
                 config.model = .stacked(spec)
             }
             let evalLimit = self.evalLimit ?? previous?.evalLimit
-            let test = settings.evalEvery > 0 ? try Dataset.load(directory: dataPath, split: .test).prefix(evalLimit ?? Int.max) : nil
+            let test = settings.evalEvery > 0 ? try Dataset.load(path: dataPath, valFraction: valFraction, split: .test).prefix(evalLimit ?? Int.max) : nil
             let run = try TrainingRun(config: config, settings: settings, data: train, test: test,
                                       communicator: communicator, threads: threads.count(for: communicator, training: config, images: train.count))
             run.stopRequested = { StopSignals.requested }
@@ -80,7 +80,7 @@ struct Train: ParsableCommand {
                 progress.header(run)
                 let logEvery = self.logEvery ?? previous?.logEvery ?? 0
                 let record = RunConfiguration(run: run, command: CommandLine.arguments.joined(separator: " "), dataPath: dataPath,
-                                              evalLimit: evalLimit, logEvery: logEvery)
+                                              valFraction: valFraction, evalLimit: evalLimit, logEvery: logEvery)
                 run.observers = [progress, RunOutputs(directory: directory, configuration: record, logEvery: logEvery)]
             }
             try run.run()

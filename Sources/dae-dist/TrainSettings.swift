@@ -16,6 +16,8 @@ extension Train {
 
     /// The data path: the flag, or when resuming without it, the run's own.
     var dataPath: String { data.data ?? previous?.data ?? DataOptions.defaultPath }
+    /// The held-out fraction of a folder without splits: the flag, or the resumed run's own.
+    var valFraction: Double { data.valFraction ?? previous?.valFraction ?? data.fraction }
 
     func makeConfig() throws(DAEError) -> TrainConfig {
         let previous = previous

@@ -20,6 +20,7 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
     public var seed: UInt64
     public var data: String
     public var limit: Int?
+    public var valFraction: Double?          // the test split's share of a folder without splits
     public var trainSamples: Int
     public var height: Int
     public var width: Int
@@ -39,13 +40,13 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case command, model, modelKind = "model_kind", hidden, activation, tiedWeights = "tied_weights"
         case pretrainEpochs = "pretrain_epochs", epochs, batchSize = "batch_size", lr, noise, loss, seed, data, limit
-        case trainSamples = "train_samples", height, width, worldSize = "world_size", threadsPerRank = "threads_per_rank"
+        case valFraction = "val_fraction", trainSamples = "train_samples", height, width, worldSize = "world_size", threadsPerRank = "threads_per_rank"
         case reduce, microBatch = "micro_batch", evalEvery = "eval_every", evalLimit = "eval_limit", gridColumns = "grid_columns"
         case checkpointEvery = "checkpoint_every", epochCheckpoints = "epoch_checkpoints", keep, logEvery = "log_every", parameters
     }
 
     /// The configuration of `run`, started by `command` on the data at `dataPath`.
-    public init(run: TrainingRun, command: String, dataPath: String, evalLimit: Int? = nil, logEvery: Int = 0) {
+    public init(run: TrainingRun, command: String, dataPath: String, valFraction: Double? = nil, evalLimit: Int? = nil, logEvery: Int = 0) {
         let config = run.config, trainer = run.trainer, settings = run.settings
         self.command = command
         model = config.model.description
@@ -57,7 +58,7 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
         }
         epochs = config.epochs; batchSize = config.batchSize; lr = config.adam.lr
         noise = config.noise.description; loss = config.loss.rawValue; seed = config.seed
-        data = dataPath; limit = config.limit
+        data = dataPath; limit = config.limit; self.valFraction = valFraction
         trainSamples = run.data.count; height = run.data.height; width = run.data.width
         worldSize = run.communicator.size; threadsPerRank = run.threads
         reduce = config.reduce.rawValue; microBatch = trainer.effectiveMicroBatch
