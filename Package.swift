@@ -25,12 +25,18 @@ let package = Package(
         // libpng (Debian: libpng-dev): PNG images in and out (denoise, grids).
         .systemLibrary(name: "CPNG", pkgConfig: "libpng",
                        providers: [.apt(["libpng-dev"])]),
+        // libjpeg-turbo's TurboJPEG API (Debian: libturbojpeg0-dev) and libtiff (libtiff-dev):
+        // JPEG and TIFF images in --data folders.
+        .systemLibrary(name: "CTurboJPEG", pkgConfig: "libturbojpeg",
+                       providers: [.apt(["libturbojpeg0-dev"])]),
+        .systemLibrary(name: "CTIFF", pkgConfig: "libtiff-4",
+                       providers: [.apt(["libtiff-dev"])]),
         // Open MPI (Debian: libopenmpi-dev, openmpi-bin), only with the MPI trait.
         .systemLibrary(name: "CMPI", pkgConfig: "ompi-c",
                        providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]),
         // The library: data, model, kernels, optimizer, checkpoints, training loop.
         .target(name: "DAE", dependencies: [
-                    "CBLAS", "CZlib", "CPNG",
+                    "CBLAS", "CZlib", "CPNG", "CTurboJPEG", "CTIFF",
                     .target(name: "CMPI", condition: .when(traits: ["MPI"])),
                 ]),
         // The command-line tool.

@@ -62,7 +62,7 @@ final class DataSourcesTests: XCTestCase {
     }
 
     func testBadFoldersAreNamed() throws {
-        XCTAssertThrowsError(try Dataset.load(path: dir, split: .train)) { XCTAssertTrue("\($0)".contains("no PNG images found"), "\($0)") }
+        XCTAssertThrowsError(try Dataset.load(path: dir, split: .train)) { XCTAssertTrue("\($0)".contains("no images (.png, .jpg, .jpeg, .tif, .tiff) found"), "\($0)") }
         writePNG("a.png", value: 1)
         writePNG("b.png", value: 2, height: 12, width: 8)
         XCTAssertThrowsError(try Dataset.load(path: dir, valFraction: 0.01, split: .train)) {

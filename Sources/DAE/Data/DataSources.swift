@@ -1,7 +1,8 @@
 // What --data may name, and how each becomes a Dataset of 8-bit gray images:
 //   - a folder in MNIST's IDX layout (Dataset.load(directory:split:), MNIST.swift);
 //   - a folder with train.npy and test.npy, or one .npy file (NPY.swift);
-//   - a folder of PNG images, searched recursively. Subfolders `train/` and `test/` are the
+//   - a folder of images (PNG, JPEG, TIFF: ImageFiles.swift), searched recursively; every page of
+//     a multi-page TIFF is an image. Subfolders `train/` and `test/` are the
 //     splits when both exist; otherwise a fraction of the files (valFraction) is the test split,
 //     chosen by a hash of each file's path relative to the folder, so the split is the same
 //     whatever the seed and wherever the folder is copied. Class subfolders give labels in
@@ -16,7 +17,7 @@ extension Dataset {
     public static func load(path: String, valFraction: Double = 0.05, split: Split) throws(DAEError) -> Dataset {
         var isFolder: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) else {
-            throw DAEError.data(path: path, problem: "no such file or folder; pass --data with a folder of images (PNG), a .npy file, or a folder in MNIST's IDX layout")
+            throw DAEError.data(path: path, problem: "no such file or folder; pass --data with a folder of images (PNG, JPEG, TIFF), a .npy file, or a folder in MNIST's IDX layout")
         }
         if !isFolder.boolValue {
             guard path.lowercased().hasSuffix(".npy") else {
@@ -47,7 +48,7 @@ extension Dataset {
         return Double(hash >> 11) / Double(1 << 53) < fraction
     }
 
-    /// A folder of PNG images: its split, decoded to 8-bit gray, labels from class folders.
+    /// A folder of images: its split, decoded to 8-bit gray, labels from class folders.
     static func loadImageFolder(_ root: String, split: Split, valFraction: Double) throws(DAEError) -> Dataset {
         let trainRoot = (root as NSString).appendingPathComponent("train"), testRoot = (root as NSString).appendingPathComponent("test")
         var isFolder: ObjCBool = false
@@ -61,7 +62,7 @@ extension Dataset {
             all = images(under: root).map { (root, $0, heldOut(key: $0, fraction: valFraction)) }
         }
         guard !all.isEmpty else {
-            throw DAEError.data(path: root, problem: "no PNG images found in this folder or below it; pass --data with a folder of .png files, a .npy file, or a folder in MNIST's IDX layout")
+            throw DAEError.data(path: root, problem: "no images (.png, .jpg, .jpeg, .tif, .tiff) found in this folder or below it; pass --data with a folder of images, a .npy file, or a folder in MNIST's IDX layout")
         }
         // classes: the first folder of each relative path, when every image sits in one
         let classed = all.allSatisfy { $0.relative.contains("/") }
@@ -79,27 +80,28 @@ extension Dataset {
         var first: (path: String, height: Int, width: Int)? = nil
         for image in chosen {
             let file = (image.base as NSString).appendingPathComponent(image.relative)
-            guard let data = FileManager.default.contents(atPath: file) else {
-                throw DAEError.data(path: file, problem: "cannot be read (permissions?)")
+            let label = classed ? UInt8(classes.firstIndex(of: String(image.relative.prefix { $0 != "/" }))!) : 0
+            for gray in try ImageFile.decodeGray(path: file) {
+                if let first, gray.height != first.height || gray.width != first.width {
+                    throw DAEError.data(path: file, problem: "is \(gray.height)x\(gray.width) but \(first.path) is \(first.height)x\(first.width); the images of a folder must share one size")
+                }
+                if first == nil { first = (file, gray.height, gray.width) }
+                pixels += gray.pixels
+                labels.append(label)
             }
-            let gray = try PNG.decode([UInt8](data), path: file)
-            if let first, gray.height != first.height || gray.width != first.width {
-                throw DAEError.data(path: file, problem: "is \(gray.height)x\(gray.width) but \(first.path) is \(first.height)x\(first.width); the images of a folder must share one size")
-            }
-            if first == nil { first = (file, gray.height, gray.width) }
-            pixels += gray.pixels
-            labels.append(classed ? UInt8(classes.firstIndex(of: String(image.relative.prefix { $0 != "/" }))!) : 0)
         }
-        return try make(dims: [chosen.count, first!.height, first!.width], pixels: pixels, labels: labels, source: root)
+        return try make(dims: [labels.count, first!.height, first!.width], pixels: pixels, labels: labels, source: root)
     }
 
-    /// The relative paths of the PNG files below `folder`, sorted (hidden files and folders skipped).
+    /// The relative paths of the image files below `folder` (by name: ImageFile.extensions),
+    /// sorted (hidden files and folders skipped).
     static func images(under folder: String) -> [String] {
         guard let walker = FileManager.default.enumerator(atPath: folder) else { return [] }
         var found: [String] = []
         while let relative = walker.nextObject() as? String {
             if relative.split(separator: "/").contains(where: { $0.hasPrefix(".") }) { continue }
-            if relative.lowercased().hasSuffix(".png") { found.append(relative) }
+            let ending = (relative as NSString).pathExtension.lowercased()
+            if ImageFile.extensions.contains(ending) { found.append(relative) }
         }
         return found.sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }
     }
