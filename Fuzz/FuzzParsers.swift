@@ -1,4 +1,5 @@
-// libFuzzer target for the parsers of untrusted files: safetensors (checkpoints, weights), IDX
+// libFuzzer target for the parsers of untrusted files: safetensors (checkpoints, weights), NumPy
+// .npy arrays, IDX
 // (data) and the gzip path in front of it. Any crash, trap, hang or sanitizer report is a bug;
 // errors thrown are the expected outcome. Built and run by Fuzz/run (not part of the package:
 // -sanitize=fuzzer replaces main).
@@ -10,6 +11,7 @@ public func fuzzParsers(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         _ = SafeTensors.headerChecksum(tensors: tensors, metadata: metadata)
     }
     _ = SafeTensors.dataChecksum(bytes)
+    _ = try? NPY.parseImages(bytes, path: "fuzz.npy")
     _ = try? IDX.parse(bytes, path: "fuzz-images", expectedMagic: IDX.imagesMagic)
     _ = try? IDX.parse(bytes, path: "fuzz-labels", expectedMagic: IDX.labelsMagic)
     if size >= 2 && bytes[0] == 0x1F && bytes[1] == 0x8B {

@@ -12,11 +12,15 @@ import Foundation
 public enum NPY {
     /// Images [N, H, W] as bytes from a .npy file. Every problem is one DAEError naming the file.
     public static func readImages(path: String) throws(DAEError) -> (dims: [Int], pixels: [UInt8]) {
-        func fail(_ problem: String) -> DAEError { .data(path: path, problem: problem) }
         guard let data = FileManager.default.contents(atPath: path) else {
-            throw fail(FileManager.default.fileExists(atPath: path) ? "cannot be read (permissions?)" : "no such file")
+            throw DAEError.data(path: path, problem: FileManager.default.fileExists(atPath: path) ? "cannot be read (permissions?)" : "no such file")
         }
-        let bytes = [UInt8](data)
+        return try parseImages([UInt8](data), path: path)
+    }
+
+    /// The same, from a .npy file's bytes already in memory (`path` names them in errors).
+    public static func parseImages(_ bytes: [UInt8], path: String) throws(DAEError) -> (dims: [Int], pixels: [UInt8]) {
+        func fail(_ problem: String) -> DAEError { .data(path: path, problem: problem) }
         let magic: [UInt8] = [0x93, 0x4E, 0x55, 0x4D, 0x50, 0x59]    // \x93NUMPY
         guard bytes.count >= 10, Array(bytes[0..<6]) == magic else { throw fail("not a .npy file (no \\x93NUMPY magic)") }
         let major = bytes[6]
