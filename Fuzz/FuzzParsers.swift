@@ -1,6 +1,5 @@
 // libFuzzer target for the parsers of untrusted files: safetensors (checkpoints, weights), NumPy
-// .npy arrays, IDX
-// (data) and the gzip path in front of it. Any crash, trap, hang or sanitizer report is a bug;
+// .npy arrays, IDX (data) and the gzip path in front of it. Any crash, trap, hang or sanitizer report is a bug;
 // errors thrown are the expected outcome. Built and run by Fuzz/run (not part of the package:
 // -sanitize=fuzzer replaces main).
 
