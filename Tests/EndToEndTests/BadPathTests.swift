@@ -34,8 +34,9 @@ final class BadPathTests: XCTestCase {
         }
     }
 
-    func testDenoiseOfAFolder() throws {
-        try assertFails(["denoise", "--checkpoint", weights, dir + "/adir", "--out", dir + "/o"], dir + "/adir: is a folder; pass image files")
+    func testDenoiseOfAFolderWithoutImages() throws {
+        // a folder stands for its images (DenoiseEncodeCommandTests); one with none is named
+        try assertFails(["denoise", "--checkpoint", weights, dir + "/adir", "--out", dir + "/o"], dir + "/adir: is a folder with no images")
     }
 
     func testCheckpointThatIsAFolder() throws {

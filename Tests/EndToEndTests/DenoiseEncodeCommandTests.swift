@@ -44,4 +44,34 @@ final class DenoiseEncodeCommandTests: XCTestCase {
         let badSplit = try DAEDist.run(["encode", "--checkpoint", weights, "--split", "validation", "--out", dir + "/x.safetensors"])
         XCTAssertTrue(badSplit.status != 0 && badSplit.stderr.contains("--split"), badSplit.stderr)
     }
+
+    /// denoise takes JPEG and TIFF files and folders of images; a multi-page TIFF gives one output
+    /// a page; --reference scores the result against a clean image.
+    func testDenoiseReadsImageKindsFoldersAndScoresAgainstAReference() throws {
+        let dir = temporaryDirectory()
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: dir) }
+        let train = try DAEDist.run(["train", "--epochs", "1", "--limit", "200", "--eval-every", "0", "--quiet", "--threads", "1", "--run-dir", dir + "/run"])
+        XCTAssertEqual(train.status, 0, train.stderr)
+        let weights = dir + "/run/model.safetensors"
+        try FileManager.default.createDirectory(atPath: dir + "/in", withIntermediateDirectories: true)
+        for name in ["gray.jpg", "pages.tif", "rgb.png"] { try FileManager.default.copyItem(atPath: fixture(name).path, toPath: dir + "/in/" + name) }
+        let r = try DAEDist.run(["denoise", "--checkpoint", weights, dir + "/in", "--out", dir + "/out"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let written = try FileManager.default.contentsOfDirectory(atPath: dir + "/out").sorted()
+        XCTAssertEqual(written, ["gray.png", "pages-p1.png", "pages-p2.png", "pages-p3.png", "rgb.png"], "\(written)")
+        // two inputs whose outputs would share a name are refused before anything is written
+        try FileManager.default.copyItem(atPath: fixture("gray.png").path, toPath: dir + "/in/gray.png")
+        let clash = try DAEDist.run(["denoise", "--checkpoint", weights, dir + "/in", "--out", dir + "/clash"])
+        XCTAssertNotEqual(clash.status, 0)
+        XCTAssertTrue(clash.stderr.contains("would replace an input or another output"), clash.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/clash"))
+        let scored = try DAEDist.run(["denoise", "--checkpoint", weights, fixture("gray.jpg").path, "--out", dir + "/scored",
+                                      "--add-noise", "gaussian:0.3", "--reference", fixture("gray.png").path])
+        XCTAssertEqual(scored.status, 0, scored.stderr)
+        XCTAssertTrue(scored.stdout.contains("against \(fixture("gray.png").path): MSE"), scored.stdout)
+        let two = try DAEDist.run(["denoise", "--checkpoint", weights, fixture("gray.jpg").path, fixture("gray.tif").path,
+                                   "--out", dir + "/two", "--reference", fixture("gray.png").path])
+        XCTAssertNotEqual(two.status, 0)
+        XCTAssertTrue(two.stderr.contains("--reference: scores one image; 2 inputs"), two.stderr)
+    }
 }
