@@ -12,7 +12,7 @@ final class InfoTests: XCTestCase {
     override func setUp() { dir = temporaryDirectory() }
     override func tearDown() { try? FileManager.default.removeItem(atPath: dir) }
 
-    /// A tiny run (1 epoch of 40 images: one step); its run directory.
+    /// A tiny run (1 epoch of 40 images in batches of 20: two steps); its run directory.
     func train() throws -> String {
         let runDir = dir + "/run"
         let r = try DAEDist.run(["train", "--epochs", "1", "--limit", "40", "--threads", "1", "--eval-every", "0", "--quiet", "--run-dir", runDir])
@@ -37,7 +37,7 @@ final class InfoTests: XCTestCase {
 
     func testInfoOnCheckpointAndWeights() throws {
         let runDir = try train()
-        let checkpoint = runDir + "/checkpoints/" + Checkpoint.fileName(globalStep: 1)
+        let checkpoint = runDir + "/checkpoints/" + Checkpoint.fileName(globalStep: 2)
         let weights = runDir + "/model.safetensors"
 
         // config.json records the build
@@ -46,7 +46,7 @@ final class InfoTests: XCTestCase {
 
         let text = try DAEDist.run(["info", checkpoint])
         XCTAssertEqual(text.status, 0, text.stderr)
-        for fragment in ["\(checkpoint): dae-dist checkpoint, format version 1", "ConvDenoiser", "global step       1",
+        for fragment in ["\(checkpoint): dae-dist checkpoint, format version 1", "ConvDenoiser", "global step       2",
                          "samples seen      40", "dae_dist_version  \(BuildInfo.daeDistVersion)", "openblas_core",
                          "27,169 parameters", "encoder.0.weight", "[32, 1, 3, 3]", "matches the header"] {
             XCTAssertTrue(text.stdout.contains(fragment), "info lacks '\(fragment)': \(text.stdout)")
@@ -61,7 +61,7 @@ final class InfoTests: XCTestCase {
         XCTAssertEqual(c["truncated"] as? Bool, false)
         XCTAssertEqual((c["tensors"] as? [Any])?.count, 24)
         let position = try XCTUnwrap(c["position"] as? [String: Int])
-        XCTAssertEqual(position, ["phase": 0, "epoch": 2, "step_in_epoch": 0, "global_step": 1, "samples_seen": 40, "optimizer_step": 1])
+        XCTAssertEqual(position, ["phase": 0, "epoch": 2, "step_in_epoch": 0, "global_step": 2, "samples_seen": 40, "optimizer_step": 2])
         let configuration = try XCTUnwrap(c["configuration"] as? [String: String])
         XCTAssertEqual(configuration["epochs"], "1")
         XCTAssertEqual(configuration["train_samples"], "40")
@@ -104,7 +104,7 @@ final class InfoTests: XCTestCase {
     /// A checkpoint without the version keys (as written before they existed) still resumes.
     func testCheckpointWithoutVersionsResumes() throws {
         let runDir = try train()
-        let checkpoint = runDir + "/checkpoints/" + Checkpoint.fileName(globalStep: 1)
+        let checkpoint = runDir + "/checkpoints/" + Checkpoint.fileName(globalStep: 2)
         let (tensors, stored) = try SafeTensors.read(path: checkpoint)
         var metadata = stored
         for key in BuildInfo.metadataKeys { metadata[key] = nil }
