@@ -9,7 +9,10 @@ struct DAEDist: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dae-dist",
         abstract: "Data-parallel trainer for denoising autoencoders on BLAS kernels.",
-        subcommands: [Train.self, Eval.self, Denoise.self, Encode.self, Probe.self, Sample.self, Bench.self])
+        // Computed when the command line is parsed: dae-dist's version and those of Swift, OpenBLAS,
+        // MPI, the OS and the CPU it runs on (BuildInfo), printed by --version.
+        version: BuildInfo.current.versionText,
+        subcommands: [Train.self, Eval.self, Denoise.self, Encode.self, Probe.self, Sample.self, Bench.self, Info.self])
 
     /// `train` takes SIGTERM/SIGINT/SIGUSR1 as stop requests from its first instruction: a
     /// preemption during start-up (MPI, data loading) then ends with exit 0 and a message, which

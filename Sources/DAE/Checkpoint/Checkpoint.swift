@@ -7,7 +7,8 @@
 //             position (epoch, step in epoch, global step, samples seen, the epoch's loss sum so
 //             far), Adam's step count, the training data's fingerprint, the data section's CRC-32
 //             (data_crc32) and the header's (header_crc32: every other metadata entry and the
-//             tensor table in the canonical form of SafeTensors.headerChecksum).
+//             tensor table in the canonical form of SafeTensors.headerChecksum), and the versions
+//             of what wrote it (BuildInfo: dae-dist, Swift, OpenBLAS, MPI, OS, CPU).
 //
 // On load, the position is cross-checked: its fields must agree with each other (in `load`) and,
 // given the run's batch size, sample count and phase schedule, with the steps and samples that lead
@@ -86,6 +87,9 @@ public enum Checkpoint {
         for setting in fixedSettings(config, data: trainer.data, dataFingerprint: dataFingerprint) {
             metadata[setting.key] = setting.value
         }
+        // What wrote it (dae_dist_version, swift, openblas, openblas_core, mpi, os, cpu): for the
+        // record only; loading neither needs nor checks these keys.
+        for (key, value) in BuildInfo.current.metadata() { metadata[key] = value }
         // The data checksum covers the data section, which does not depend on the metadata; the
         // header checksum covers every other metadata entry (data_crc32 included) and the tensor table.
         let dataOnly = SafeTensors.encode(tensors)

@@ -63,6 +63,10 @@ public enum SafeTensors {
         return out
     }
 
+    /// The longest JSON header accepted (the safetensors library's own limit): a length beyond it
+    /// is a damaged or foreign file, and nothing that large is read into memory.
+    public static let maxHeaderLength = 100_000_000
+
     /// Decodes a safetensors file's bytes: its F32 tensors (in file order) and metadata.
     /// The bytes are untrusted: every inconsistency is a `DAEError.checkpoint` naming `path`, and
     /// nothing is allocated beyond the size of the input.
@@ -71,66 +75,13 @@ public enum SafeTensors {
         guard bytes.count >= 8 else { throw fail("not a safetensors file (\(bytes.count) bytes, too short for a header)") }
         var headerLength: UInt64 = 0
         for i in 0..<8 { headerLength |= UInt64(bytes[i]) << (8 * UInt64(i)) }
-        guard headerLength <= UInt64(bytes.count - 8) else {
-            throw fail("truncated or not a safetensors file: header length \(headerLength) exceeds the \(bytes.count - 8) bytes after it")
-        }
-        guard headerLength >= 2 else { throw fail("not a safetensors file (header length \(headerLength))") }
+        try checkHeaderLength(headerLength, available: bytes.count - 8, fail)
         let headerEnd = 8 + Int(headerLength)
-        let json: Any
-        do {
-            json = try JSONSerialization.jsonObject(with: Data(bytes[8..<headerEnd]))
-        } catch {
-            throw fail("corrupt safetensors header (not valid JSON)")
-        }
-        guard let object = json as? [String: Any] else { throw fail("corrupt safetensors header (not a JSON object)") }
-        var metadata: [String: String] = [:]
-        if let meta = object["__metadata__"] {
-            guard let dict = meta as? [String: Any] else { throw fail("__metadata__ is not an object") }
-            for (k, v) in dict {
-                guard let s = v as? String else { throw fail("__metadata__ value for '\(k)' is not a string") }
-                metadata[k] = s
-            }
-        }
         let dataCount = bytes.count - headerEnd
-        var entries: [(name: String, shape: [Int], begin: Int, end: Int, dtype: SafeTensor.DType)] = []
-        for (name, value) in object where name != "__metadata__" {
-            guard let info = value as? [String: Any], let dtype = info["dtype"] as? String,
-                  let shapeList = info["shape"] as? [Any], let offsetList = info["data_offsets"] as? [Any] else {
-                throw fail("tensor '\(name)' has a malformed header entry")
-            }
-            let shape = try integers(shapeList, what: "shape of '\(name)'", fail)
-            let offsets = try integers(offsetList, what: "data_offsets of '\(name)'", fail)
-            guard let type = SafeTensor.DType(rawValue: dtype) else { throw fail("tensor '\(name)' has dtype \(dtype); only F32 (and U8) is supported") }
-            let width = type == .f32 ? 4 : 1
-            guard offsets.count == 2 else { throw fail("tensor '\(name)' needs 2 data_offsets, has \(offsets.count)") }
-            var count = 1
-            for d in shape {
-                let (product, overflow) = count.multipliedReportingOverflow(by: d)
-                guard !overflow, product <= dataCount else {
-                    throw fail("tensor '\(name)' has shape \(shape), more elements than the file holds")
-                }
-                count = product
-            }
-            guard offsets[0] <= offsets[1], offsets[1] <= dataCount else {
-                throw fail("tensor '\(name)' has data_offsets \(offsets) outside the \(dataCount)-byte data section (truncated?)")
-            }
-            guard offsets[1] - offsets[0] == count * width else {
-                throw fail("tensor '\(name)' has \(offsets[1] - offsets[0]) bytes of data but shape \(shape) needs \(count * width)")
-            }
-            entries.append((name, shape, offsets[0], offsets[1], type))
-        }
-        // The tensors must tile the data section exactly: no overlaps, no holes, nothing after.
-        entries.sort { ($0.begin, $0.end) < ($1.begin, $1.end) }
-        var expected = 0
-        for e in entries {
-            guard e.begin == expected else {
-                throw fail(e.begin < expected ? "tensor '\(e.name)' overlaps the tensor before it" : "a gap of \(e.begin - expected) bytes before tensor '\(e.name)'")
-            }
-            expected = e.end
-        }
-        guard expected == dataCount else { throw fail("\(dataCount - expected) bytes after the last tensor") }
+        let header = try parseHeader(bytes[8..<headerEnd], dataCount: dataCount, path: path)
+        guard header.dataLength == dataCount else { throw fail("\(dataCount - header.dataLength) bytes after the last tensor") }
         var tensors: [SafeTensor] = []
-        for e in entries {
+        for e in header.entries {
             if e.dtype == .u8 {
                 let values = bytes[(headerEnd + e.begin)..<(headerEnd + e.end)].map(Float.init)
                 tensors.append(SafeTensor(name: e.name, shape: e.shape, values: values, dtype: .u8))
@@ -147,8 +98,89 @@ public enum SafeTensors {
             }
             tensors.append(SafeTensor(name: e.name, shape: e.shape, values: values))
         }
-        return (tensors, metadata)
+        return (tensors, metadata: header.metadata)
     }
+
+    /// The header length N of the first 8 bytes, against the `available` bytes after them.
+    static func checkHeaderLength(_ headerLength: UInt64, available: Int, _ fail: (String) -> DAEError) throws(DAEError) {
+        guard headerLength <= UInt64(available) else {
+            throw fail("truncated or not a safetensors file: header length \(headerLength) exceeds the \(available) bytes after it")
+        }
+        guard headerLength >= 2 else { throw fail("not a safetensors file (header length \(headerLength))") }
+        guard headerLength <= UInt64(maxHeaderLength) else {
+            throw fail("not a safetensors file (header length \(headerLength), over the \(maxHeaderLength)-byte limit)")
+        }
+    }
+
+    /// Validates the JSON header and returns its tensor table in data order. `dataCount` is the
+    /// size of the data section when it is known (`decode`); `readHeader` passes nil, as it does
+    /// not look at the data: the tensors must still tile a data section from 0 without gaps or
+    /// overlaps, and the header then says how long that section must be (`dataLength`).
+    static func parseHeader(_ json: ArraySlice<UInt8>, dataCount: Int?, path: String) throws(DAEError) -> SafeTensorsHeader {
+        func fail(_ problem: String) -> DAEError { .checkpoint(path: path, problem: problem) }
+        let object: [String: Any]
+        do {
+            guard let parsed = try JSONSerialization.jsonObject(with: Data(json)) as? [String: Any] else {
+                throw fail("corrupt safetensors header (not a JSON object)")
+            }
+            object = parsed
+        } catch let error as DAEError {
+            throw error
+        } catch {
+            throw fail("corrupt safetensors header (not valid JSON)")
+        }
+        var metadata: [String: String] = [:]
+        if let meta = object["__metadata__"] {
+            guard let dict = meta as? [String: Any] else { throw fail("__metadata__ is not an object") }
+            for (k, v) in dict {
+                guard let s = v as? String else { throw fail("__metadata__ value for '\(k)' is not a string") }
+                metadata[k] = s
+            }
+        }
+        // Without the data section's size, the bound on a tensor is the one `integers` puts on offsets.
+        let limit = dataCount ?? maxOffset
+        var entries: [SafeTensorsHeader.Entry] = []
+        for (name, value) in object where name != "__metadata__" {
+            guard let info = value as? [String: Any], let dtype = info["dtype"] as? String,
+                  let shapeList = info["shape"] as? [Any], let offsetList = info["data_offsets"] as? [Any] else {
+                throw fail("tensor '\(name)' has a malformed header entry")
+            }
+            let shape = try integers(shapeList, what: "shape of '\(name)'", fail)
+            let offsets = try integers(offsetList, what: "data_offsets of '\(name)'", fail)
+            guard let type = SafeTensor.DType(rawValue: dtype) else { throw fail("tensor '\(name)' has dtype \(dtype); only F32 (and U8) is supported") }
+            let width = type == .f32 ? 4 : 1
+            guard offsets.count == 2 else { throw fail("tensor '\(name)' needs 2 data_offsets, has \(offsets.count)") }
+            var count = 1
+            for d in shape {
+                let (product, overflow) = count.multipliedReportingOverflow(by: d)
+                guard !overflow, product <= limit else {
+                    throw fail("tensor '\(name)' has shape \(shape), more elements than the file holds")
+                }
+                count = product
+            }
+            guard offsets[0] <= offsets[1], offsets[1] <= limit else {
+                throw fail("tensor '\(name)' has data_offsets \(offsets) outside the \(limit)-byte data section (truncated?)")
+            }
+            guard offsets[1] - offsets[0] == count * width else {
+                throw fail("tensor '\(name)' has \(offsets[1] - offsets[0]) bytes of data but shape \(shape) needs \(count * width)")
+            }
+            entries.append(.init(name: name, dtype: type, shape: shape, begin: offsets[0], end: offsets[1]))
+        }
+        // The tensors must tile the data section exactly: no overlaps, no holes (and, checked by
+        // `decode`, nothing after).
+        entries.sort { ($0.begin, $0.end) < ($1.begin, $1.end) }
+        var expected = 0
+        for e in entries {
+            guard e.begin == expected else {
+                throw fail(e.begin < expected ? "tensor '\(e.name)' overlaps the tensor before it" : "a gap of \(e.begin - expected) bytes before tensor '\(e.name)'")
+            }
+            expected = e.end
+        }
+        return SafeTensorsHeader(entries: entries, metadata: metadata, headerLength: json.count, dataLength: expected)
+    }
+
+    /// The largest dimension or offset a header may state (about 512 GiB).
+    static let maxOffset = Int(Int32.max) * 256
 
     /// A JSON array of non-negative integers (no floats, no booleans, nothing out of range).
     static func integers(_ list: [Any], what: String, _ fail: (String) -> DAEError) throws(DAEError) -> [Int] {
@@ -157,7 +189,7 @@ public enum SafeTensors {
         for item in list {
             // JSONSerialization gives integers as NSNumbers of type i/q, floats as d, booleans as c
             guard let number = item as? NSNumber, "iqlsQLIS".contains(String(cString: number.objCType)),
-                  number.int64Value >= 0, number.int64Value <= Int64(Int32.max) * 256 else {
+                  number.int64Value >= 0, number.int64Value <= Int64(maxOffset) else {
                 throw fail("\(what) must hold non-negative integers, found \(item)")
             }
             out.append(number.intValue)
@@ -192,21 +224,27 @@ public enum SafeTensors {
     /// one's data_offsets are the sum of the sizes before it. A CRC guards against corruption and
     /// accidental edits only: anyone can recompute it (docs/checkpoints.md has it in Python).
     public static func headerChecksum(tensors: [SafeTensor], metadata: [String: String]) -> UInt32 {
+        var offset = 0
+        var entries: [SafeTensorsHeader.Entry] = []
+        for t in tensors {
+            entries.append(.init(name: t.name, dtype: t.dtype, shape: t.shape, begin: offset, end: offset + t.byteCount))
+            offset += t.byteCount
+        }
+        return headerChecksum(entries: entries, metadata: metadata)
+    }
+
+    /// The same checksum from a header's own tensor table (`readHeader`), without the data.
+    public static func headerChecksum(entries: [SafeTensorsHeader.Entry], metadata: [String: String]) -> UInt32 {
         func netstring(_ s: String) -> [UInt8] { Array("\(s.utf8.count):".utf8) + Array(s.utf8) + [UInt8(ascii: ",")] }
         func byteOrder(_ a: String, _ b: String) -> Bool { a.utf8.lexicographicallyPrecedes(b.utf8) }
         var canonical: [UInt8] = []
         for key in metadata.keys.sorted(by: byteOrder) where key != headerChecksumKey {
             canonical += [UInt8(ascii: "m")] + netstring(key) + netstring(metadata[key]!)
         }
-        var offset = 0
-        var entries: [(name: String, bytes: [UInt8])] = []
-        for t in tensors {
-            let entry = netstring(t.name) + netstring(t.dtype.rawValue)
-                + netstring(t.shape.map(String.init).joined(separator: ",")) + netstring("\(offset),\(offset + t.byteCount)")
-            entries.append((t.name, [UInt8(ascii: "t")] + entry))
-            offset += t.byteCount
+        for e in entries.sorted(by: { byteOrder($0.name, $1.name) }) {
+            canonical += [UInt8(ascii: "t")] + netstring(e.name) + netstring(e.dtype.rawValue)
+                + netstring(e.shape.map(String.init).joined(separator: ",")) + netstring("\(e.begin),\(e.end)")
         }
-        for entry in entries.sorted(by: { byteOrder($0.name, $1.name) }) { canonical += entry.bytes }
         return canonical.withUnsafeBytes { crc32(bytes: $0[...]) }
     }
 

@@ -56,5 +56,15 @@ public final class MPICommunicator: Communicator {
     }
 
     public func finalize() { MPI_Finalize() }
+
+    /// The first line of MPI_Get_library_version (e.g. "Open MPI v4.1.6, package: ..."), which
+    /// MPI allows before MPI_Init: `dae-dist --version` asks without starting MPI.
+    public static var libraryVersion: String {
+        var buffer = [CChar](repeating: 0, count: Int(MPI_MAX_LIBRARY_VERSION_STRING) + 1)
+        var length: Int32 = 0
+        guard MPI_Get_library_version(&buffer, &length) == dae_mpi_success() else { return "unknown" }
+        let text = String(decoding: buffer.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return text.split(separator: "\n").first.map { $0.trimmingCharacters(in: .whitespaces) } ?? "unknown"
+    }
 }
 #endif

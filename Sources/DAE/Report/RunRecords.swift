@@ -36,6 +36,8 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
     public var keep: Int
     public var logEvery: Int
     public var parameters: Int
+    /// The software and machine that ran it; absent in config.json files of older dae-dist versions.
+    public var build: BuildInfo?
 
     enum CodingKeys: String, CodingKey {
         case command, model, modelKind = "model_kind", hidden, activation, tiedWeights = "tied_weights"
@@ -43,6 +45,7 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
         case valFraction = "val_fraction", trainSamples = "train_samples", height, width, worldSize = "world_size", threadsPerRank = "threads_per_rank"
         case reduce, microBatch = "micro_batch", evalEvery = "eval_every", evalLimit = "eval_limit", gridColumns = "grid_columns"
         case checkpointEvery = "checkpoint_every", epochCheckpoints = "epoch_checkpoints", keep, logEvery = "log_every", parameters
+        case build
     }
 
     /// The configuration of `run`, started by `command` on the data at `dataPath`.
@@ -66,6 +69,7 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
         checkpointEvery = settings.checkpointEvery; epochCheckpoints = settings.epochCheckpoints; keep = settings.keep
         self.logEvery = logEvery
         parameters = trainer.layout.count
+        build = BuildInfo.current
     }
 
     /// <directory>/config.json, or nil when there is none or it cannot be read as one (a file
@@ -103,11 +107,19 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
         return settings
     }
 
-    /// key/value rows in key order, for the report's table.
+    /// key/value rows in key order, for the report's table; the build's fields as "build.<key>" rows.
     public var rows: [(String, String)] {
         guard let data = try? JSONEncoder().encode(self),
               let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return [] }
-        return object.keys.sorted().map { ($0, "\(object[$0]!)") }
+        var flat: [String: Any] = [:]
+        for (key, value) in object {
+            if let nested = value as? [String: Any] {
+                for (inner, innerValue) in nested { flat[key + "." + inner] = innerValue }
+            } else {
+                flat[key] = value
+            }
+        }
+        return flat.keys.sorted().map { ($0, "\(flat[$0]!)") }
     }
 }
 
