@@ -158,12 +158,13 @@ public final class TrainingRun {
         try emit(.began(BeginReport(resumedAfter: resumedAfter, position: trainer.position)))
         while !trainer.finished {
             let phase = trainer.position.phase, epoch = trainer.position.epoch, phaseEpochs = trainer.phaseEpochs
+            let phaseName = config.phaseName(phase)       // made once: a step allocates nothing
             let epochStart = Date(), firstStep = trainer.position.stepInEpoch
             var samplesThisRun = 0, lossSeen = trainer.position.epochLossSum
             let result = try trainer.trainEpoch { t throws(DAEError) in
                 let p = t.position
                 samplesThisRun += min(config.batchSize, data.count - (p.stepInEpoch - 1) * config.batchSize)
-                try emit(.stepDone(StepReport(position: p, phaseName: config.phaseName(phase), phaseEpochs: phaseEpochs,
+                try emit(.stepDone(StepReport(position: p, phaseName: phaseName, phaseEpochs: phaseEpochs,
                                               stepsPerEpoch: t.stepsPerEpoch, batchLoss: p.epochLossSum - lossSeen,
                                               stepsThisRun: p.stepInEpoch - firstStep, samplesThisRun: samplesThisRun,
                                               secondsThisRun: Date().timeIntervalSince(epochStart))))
