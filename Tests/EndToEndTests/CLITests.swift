@@ -76,10 +76,10 @@ final class CLITests: XCTestCase {
     }
 
     func testMissingAndCorruptDataAreRejected() throws {
-        try assertTrainFails(["--data-dir", "/nonexistent/mnist"], "/nonexistent/mnist: data directory not found")
+        try assertTrainFails(["--data-dir", "/nonexistent/mnist"], "/nonexistent/mnist: no such file or folder")
         let dir = temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        try assertTrainFails(["--data-dir", dir], "train-images-idx3-ubyte.gz: no such file")
+        try assertTrainFails(["--data-dir", dir], "\(dir): no images (.png, .jpg, .jpeg, .tif, .tiff) found")
         let images = try Data(contentsOf: URL(fileURLWithPath: repositoryRoot + "/data/mnist/train-images-idx3-ubyte.gz"))
         FileManager.default.createFile(atPath: dir + "/train-images-idx3-ubyte.gz", contents: images.prefix(50_000))
         FileManager.default.createFile(atPath: dir + "/train-labels-idx1-ubyte.gz",
@@ -187,7 +187,7 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(outputs[0], outputs[1])
         for flag in ["--data", "--data-dir"] {
             try assertFails(["encode", "--checkpoint", dir + "/model.safetensors", "--out", dir + "/f.safetensors", flag, "/nonexistent/mnist"],
-                            ["/nonexistent/mnist: data directory not found"])
+                            ["/nonexistent/mnist: no such file or folder"])
         }
     }
 
