@@ -36,6 +36,7 @@ struct Denoise: ParsableCommand {
             var plans: [(input: String, isPNG: Bool, target: String, noisy: String?)] = []
             let files = try expandFolders(inputs)
             if reference != nil, files.count != 1 { throw DAEError.badFlag("--reference", "scores one image; \(files.count) inputs were given") }
+            let referenceImage = try reference.map { path throws(DAEError) in try ImageFile.decodeGray(path: path)[0] }   // read once
             var claimed = Set(files.map(resolved))
             for input in files {
                 // A folder opens as a file handle, and FileHandle.readData then traps (a try! inside
@@ -121,8 +122,8 @@ struct Denoise: ParsableCommand {
                                        noisyPath, before, after, ImageMetrics.psnr(mse: before), ImageMetrics.psnr(mse: after))
                     }
                     say(line)
-                    if let reference {
-                        let clean = try referenceImage(reference, height: height, width: width)
+                    if let reference, let referenceImage {
+                        let clean = try Self.referencePixels(referenceImage, path: reference, height: height, width: width)
                         let before = ImageMetrics.mse(noisy, clean, count: clean.count), after = ImageMetrics.mse(result, clean, count: clean.count)
                         say(String(format: "against %@: MSE %.5f input -> %.5f denoised (PSNR %.2f -> %.2f dB)",
                                    reference, before, after, ImageMetrics.psnr(mse: before), ImageMetrics.psnr(mse: after)))
@@ -159,8 +160,7 @@ struct Denoise: ParsableCommand {
     }
 
     /// The --reference image as floats in [0,1], which must have the input's size.
-    func referenceImage(_ path: String, height: Int, width: Int) throws(DAEError) -> [Float] {
-        let image = try ImageFile.decodeGray(path: path)[0]
+    static func referencePixels(_ image: GrayImage, path: String, height: Int, width: Int) throws(DAEError) -> [Float] {
         guard image.height == height, image.width == width else {
             throw DAEError.badFlag("--reference", "\(path) is \(image.height)x\(image.width) but the input is \(height)x\(width)")
         }

@@ -50,8 +50,9 @@ struct Train: ParsableCommand {
     /// Every flag checked before anything is loaded; each error names its flag.
     func validate() throws {
         try validating { () throws(DAEError) in
-            try makeConfig().validate()
-            try makeSettings(directory: runDir).validate()
+            let previous = readPrevious()
+            try makeConfig(previous).validate()
+            try makeSettings(directory: runDir, previous).validate()
         }
         if let evalLimit, evalLimit < 1 { throw flagError("--eval-limit", "must be at least 1, got \(evalLimit)") }
         if let logEvery, logEvery < 0 { throw flagError("--log-every", "must be 0 or more, got \(logEvery)") }
@@ -61,8 +62,10 @@ struct Train: ParsableCommand {
         try runReportingErrors { communicatorSlot in
             let communicator = try Launch.makeCommunicator()
             communicatorSlot = communicator
-            var config = try makeConfig()
-            let settings = makeSettings(directory: runDir ?? RunSettings.defaultDirectory())
+            let previous = readPrevious()
+            var config = try makeConfig(previous)
+            let settings = makeSettings(directory: runDir ?? RunSettings.defaultDirectory(), previous)
+            let (dataPath, valFraction) = (dataPath(previous), valFraction(previous))
             var train = try Dataset.load(path: dataPath, valFraction: valFraction, split: .train)
             if let limit = config.limit { train = train.prefix(limit) }
             if case .stacked(var spec) = config.model {

@@ -8,19 +8,19 @@ import DAE
 import Foundation
 
 extension Train {
-    /// The configuration of the run being resumed, if any.
-    var previous: RunConfiguration? {
+    /// The configuration of the run being resumed, if any (read once by validate() and run(),
+    /// and handed to the functions below).
+    func readPrevious() -> RunConfiguration? {
         guard resume != nil, let runDir else { return nil }
         return RunConfiguration.read(directory: runDir)
     }
 
     /// The data path: the flag, or when resuming without it, the run's own.
-    var dataPath: String { data.data ?? previous?.data ?? DataOptions.defaultPath }
+    func dataPath(_ previous: RunConfiguration?) -> String { data.data ?? previous?.data ?? DataOptions.defaultPath }
     /// The held-out fraction of a folder without splits: the flag, or the resumed run's own.
-    var valFraction: Double { data.valFraction ?? previous?.valFraction ?? data.fraction }
+    func valFraction(_ previous: RunConfiguration?) -> Double { data.valFraction ?? previous?.valFraction ?? data.fraction }
 
-    func makeConfig() throws(DAEError) -> TrainConfig {
-        let previous = previous
+    func makeConfig(_ previous: RunConfiguration?) throws(DAEError) -> TrainConfig {
         var config: TrainConfig
         if let previous {
             config = try previous.trainConfig()
@@ -60,7 +60,7 @@ extension Train {
         }
     }
 
-    func makeSettings(directory: String?) -> RunSettings {
+    func makeSettings(directory: String?, _ previous: RunConfiguration?) -> RunSettings {
         var settings = previous?.runSettings(directory: directory) ?? RunSettings(directory: directory)
         settings.resume = resume.map(ResumeRequest.init)
         settings.overwrite = overwrite
