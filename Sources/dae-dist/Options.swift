@@ -6,12 +6,12 @@ import ArgumentParser
 import DAE
 import Foundation
 
-/// The dataset: a folder of PNG images, a .npy array (or a folder with train.npy and test.npy), or
+/// The dataset: a folder of PNG, JPEG or TIFF images, a .npy array (or a folder with train.npy and test.npy), or
 /// a folder in MNIST's IDX layout (Dataset.load(path:), DataSources.swift); `--data-dir` (its
 /// earlier name) still works.
 struct DataOptions: ParsableArguments {
     @Option(name: [.customLong("data"), .customLong("data-dir")],
-            help: ArgumentHelp("Dataset: a folder of PNG images (searched recursively; train/ and test/ subfolders are the splits, class subfolders the labels), a .npy array of uint8 or float32 [N,H,W], a folder with train.npy and test.npy, or a folder in MNIST's IDX layout (Fashion-MNIST works too).",
+            help: ArgumentHelp("Dataset: a folder of PNG, JPEG or TIFF images (searched recursively; train/ and test/ subfolders are the splits, class subfolders the labels), a .npy array of uint8 or float32 [N,H,W] or [N,H,W,C], a folder with train.npy and test.npy, or a folder in MNIST's IDX layout (Fashion-MNIST works too).",
                                valueName: "path"))
     var data: String?      // nil: not given (train --resume then takes the run's own)
     @Option(name: .customLong("val-fraction"),
@@ -118,6 +118,15 @@ enum ModelKind: String, CaseIterable, CaseInsensitiveArgument {
     case conv
     /// A fully connected stacked denoising autoencoder, trained layer by layer.
     case stacked
+    /// An encoder-decoder with skip connections, for real photos and scans.
+    case unet
+}
+
+/// train --augment: what is done to each training patch.
+enum AugmentKind: String, CaseIterable, CaseInsensitiveArgument {
+    case none
+    /// One of the square's 8 flips and 90-degree rotations, drawn with the crop.
+    case flips
 }
 
 extension LossKind: CaseInsensitiveArgument {}

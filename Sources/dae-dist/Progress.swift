@@ -34,15 +34,32 @@ final class Progress: TrainingObserver {
     /// What is about to run: data, schedule, ranks and threads, parameters.
     func header(_ run: TrainingRun) {
         let config = run.config, trainer = run.trainer, data = run.data, communicator = run.communicator
-        say("dae-dist train: \(data.count) samples (\(data.height)x\(data.width)) from \(data.source)")
-        let schedule = config.model == .conv ? "\(config.epochs) epochs"
-            : "\(config.model.description): \(config.pretrainEpochs) pre-training epochs per layer, \(config.epochs) fine-tuning epochs"
+        let colour = data.channels == 3 ? "RGB" : "gray"
+        let size = data.shapes == nil ? "\(data.height)x\(data.width)" : "sizes from \(data.height)x\(data.width) up"
+        say("dae-dist train: \(data.count) images (\(size), \(colour)) from \(data.source)")
+        if let patches = config.patches {
+            say("  \(trainer.samples.perEpoch) random \(patches.size)x\(patches.size) crops per epoch\(patches.flips ? ", flipped and rotated" : "")")
+        }
+        let schedule: String
+        if case .stacked = config.model {
+            schedule = "\(config.model.description): \(config.pretrainEpochs) pre-training epochs per layer, \(config.epochs) fine-tuning epochs"
+        } else {
+            schedule = "\(config.model.description), \(config.epochs) epochs"
+        }
         say("  \(schedule), batch \(config.batchSize), Adam lr \(config.adam.lr), noise \(config.noise), loss \(config.loss.rawValue), seed \(config.seed)")
         let threading = config.reduce == .exact
             ? "\(trainer.workerCount) worker thread(s) x 1 BLAS thread, micro-batch \(trainer.effectiveMicroBatch)"
             : "\(BLASThreads.current) BLAS thread(s)"
         say("  \(communicator.size) rank(s) (\(communicator.name), \(communicator.localSize) on this node, \(ProcessInfo.processInfo.activeProcessorCount) cores), reduce \(config.reduce.rawValue), \(threading) per rank")
         say("  \(trainer.layout.count) parameters, run dir \(runDirectory ?? "(none)")")
+    }
+
+    /// Decoding the training images (rank 0's share): one line that updates in place on a terminal.
+    static let loading: @Sendable (Int, Int) -> Void = { done, total in
+        guard isatty(STDOUT_FILENO) != 0 || done == total else { return }
+        let text = "decoding images: \(done)/\(total) on this rank"
+        FileHandle.standardOutput.write(Data((isatty(STDOUT_FILENO) != 0 ? "\r\u{1B}[K" + text : text + "\n").utf8))
+        if done == total && isatty(STDOUT_FILENO) != 0 { FileHandle.standardOutput.write(Data("\n".utf8)) }
     }
 
     func training(_ event: TrainingEvent) {

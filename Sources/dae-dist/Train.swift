@@ -15,9 +15,16 @@ struct Train: ParsableCommand {
             Start it with mpirun (see launch/run) to train data-parallel; results are the same on any number of ranks.
             """)
 
-    @Option(help: "Model: conv (the reference ConvDenoiser) or stacked (fully connected, trained layer by layer; default conv).")
+    @Option(help: "Model: conv (the reference ConvDenoiser), unet (skip connections; for photos and scans) or stacked (fully connected, trained layer by layer; default conv).")
     var model: ModelKind?
-    @Option(help: "Stacked model: hidden layer widths, input side first (default 1000,1000,1000).") var hidden: String?
+    @Option(help: "Layer widths, comma-separated: conv two (default 32,64), unet one per level (default 32,64,128), stacked its hidden layers, input side first (default 1000,1000,1000).")
+    var widths: String?
+    @Option(help: "Stacked model: the same as --widths.") var hidden: String?
+    @Option(help: "Channels the model sees: 1 (gray) or 3 (RGB; gray images are repeated); default: what the data has.") var channels: Int?
+    @Option(help: "Train on random N x N crops of the images (N a multiple of the model's pooling: 4 for conv); images may then differ in size.")
+    var patch: Int?
+    @Option(name: .customLong("patches-per-epoch"), help: "With --patch: crops per epoch (default one per image, at least 10000).") var patchesPerEpoch: Int?
+    @Option(help: "With --patch: none, or flips (each crop flipped and rotated by one of the square's 8 symmetries; default none).") var augment: AugmentKind?
     @Option(name: .customLong("pretrain-epochs"), help: "Stacked model: pre-training epochs per layer (default 10).") var pretrainEpochs: Int?
     @Option(help: "Stacked model: hidden units, sigmoid or relu (default sigmoid).") var activation: StackedSpec.Activation?
     @Flag(name: .customLong("tied-weights"), help: "Stacked model: each decoder uses its encoder's weight transposed.") var tiedWeights = false
@@ -66,17 +73,19 @@ struct Train: ParsableCommand {
             var config = try makeConfig(previous)
             let settings = makeSettings(directory: runDir ?? RunSettings.defaultDirectory(), previous)
             let (dataPath, valFraction) = (dataPath(previous), valFraction(previous))
-            var train = try Dataset.load(path: dataPath, valFraction: valFraction, split: .train)
+            let channels = self.channels ?? previous?.channels
+            let threadCount = threads.count(for: communicator)
+            let loadProgress = communicator.rank == 0 && !quiet ? Progress.loading : nil
+            var train = try Dataset.load(path: dataPath, valFraction: valFraction, split: .train, channels: channels,
+                                         communicator: communicator, threads: threadCount, progress: loadProgress)
             if let limit = config.limit { train = train.prefix(limit) }
-            if case .stacked(var spec) = config.model {
-                spec.inputSize = train.imageSize
-                try spec.checkSize()
-                config.model = .stacked(spec)
-            }
+            config.model = try completeModel(config.model, data: train)
             let evalLimit = self.evalLimit ?? previous?.evalLimit
-            let test = settings.evalEvery > 0 ? try Dataset.load(path: dataPath, valFraction: valFraction, split: .test).prefix(evalLimit ?? Int.max) : nil
+            let test = settings.evalEvery > 0 ? try Dataset.load(path: dataPath, valFraction: valFraction, split: .test, channels: train.channels,
+                                                                 communicator: communicator, threads: threadCount).prefix(evalLimit ?? Int.max) : nil
+            let samples = TrainingSamples(data: train, patches: config.patches, seed: config.seed).perEpoch
             let run = try TrainingRun(config: config, settings: settings, data: train, test: test,
-                                      communicator: communicator, threads: threads.count(for: communicator, training: config, images: train.count))
+                                      communicator: communicator, threads: threads.count(for: communicator, training: config, images: samples))
             run.stopRequested = { StopSignals.requested }
             if communicator.rank == 0, let directory = settings.directory {
                 let progress = Progress(quiet: quiet, config: config, runDirectory: directory)

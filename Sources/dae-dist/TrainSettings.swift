@@ -24,7 +24,9 @@ extension Train {
         var config: TrainConfig
         if let previous {
             config = try previous.trainConfig()
-            if model != nil || hidden != nil || activation != nil || tiedWeights { config.model = try modelSpec(base: config.model) }
+            if model != nil || widths != nil || hidden != nil || channels != nil || activation != nil || tiedWeights {
+                config.model = try modelSpec(base: config.model)
+            }
         } else {
             config = TrainConfig(model: try modelSpec(base: nil))
         }
@@ -38,24 +40,73 @@ extension Train {
         if let reduce { config.reduce = reduce }
         if let seed { config.seed = seed }
         if let limit { config.limit = limit }
+        if let patch {
+            config.patches = PatchSampling(size: patch, perEpoch: config.patches?.perEpoch, flips: config.patches?.flips ?? false)
+        }
+        for (flag, given) in [("--patches-per-epoch", patchesPerEpoch != nil), ("--augment", augment != nil)] where given && config.patches == nil {
+            throw .badFlag(flag, "applies to training on crops; add --patch N")
+        }
+        if let patchesPerEpoch { config.patches?.perEpoch = patchesPerEpoch }
+        if let augment { config.patches?.flips = augment == .flips }
         return config
+    }
+
+    /// The model with what only the data tells: a stacked model's input size, and the channels
+    /// of a conv or U-Net model when --channels was not given (those of the data).
+    func completeModel(_ model: ModelSpec, data: Dataset) throws(DAEError) -> ModelSpec {
+        switch model {
+        case .stacked(var spec):
+            spec.inputSize = data.imageSize
+            try spec.checkSize()
+            return .stacked(spec)
+        case .conv(var spec):
+            spec.channels = data.channels
+            return .conv(spec)
+        case .unet(var spec):
+            spec.channels = data.channels
+            return .unet(spec)
+        }
     }
 
     /// The model the flags name, on top of `base` (the resumed run's model) when there is one.
     func modelSpec(base: ModelSpec?) throws(DAEError) -> ModelSpec {
-        var baseStacked: StackedSpec? = nil
-        if case .stacked(let spec) = base { baseStacked = spec }
-        switch model ?? (baseStacked == nil ? .conv : .stacked) {
-        case .conv:
+        let baseKind: ModelKind
+        switch base {
+        case .stacked?: baseKind = .stacked
+        case .unet?: baseKind = .unet
+        default: baseKind = .conv
+        }
+        let kind = model ?? baseKind
+        if let channels, channels != 1 && channels != 3 { throw .badFlag("--channels", "must be 1 (gray) or 3 (RGB), got \(channels)") }
+        if kind != .stacked {
             // stacked-only flags would be silently ignored: a forgotten --model stacked
             for (flag, given) in [("--hidden", hidden != nil), ("--pretrain-epochs", pretrainEpochs != nil),
                                   ("--activation", activation != nil), ("--tied-weights", tiedWeights)] where given {
-                throw .badFlag(flag, "applies to the stacked model only; add --model stacked")
+                throw .badFlag(flag, "applies to the stacked model only; add --model stacked (or use --widths)")
             }
-            return .conv
+        }
+        let sameKind = kind == baseKind ? base : nil
+        switch kind {
+        case .conv:
+            var spec = ConvSpec()
+            if case .conv(let previous)? = sameKind { spec = previous }
+            if let widths { spec.widths = try ConvSpec.parseWidths(widths, flag: "--widths") }
+            if let channels { spec.channels = channels }
+            return .conv(spec)
+        case .unet:
+            var spec = UNetSpec()
+            if case .unet(let previous)? = sameKind { spec = previous }
+            if let widths { spec.widths = try UNetSpec.parseWidths(widths, flag: "--widths") }
+            if let channels { spec.channels = channels }
+            return .unet(spec)
         case .stacked:
-            let widths = try hidden.map { text throws(DAEError) in try StackedSpec.parseHidden(text) } ?? baseStacked?.hidden ?? [1000, 1000, 1000]
-            return .stacked(StackedSpec(inputSize: 0, hidden: widths, activation: activation ?? baseStacked?.activation ?? .sigmoid,
+            if channels != nil { throw .badFlag("--channels", "the stacked model takes gray images; use --model conv or unet for colour") }
+            if widths != nil && hidden != nil { throw .badFlag("--hidden", "is the same as --widths; give one of them") }
+            var baseStacked: StackedSpec? = nil
+            if case .stacked(let spec)? = sameKind { baseStacked = spec }
+            let layers = try (widths ?? hidden).map { text throws(DAEError) in try StackedSpec.parseHidden(text, flag: widths != nil ? "--widths" : "--hidden") }
+                ?? baseStacked?.hidden ?? [1000, 1000, 1000]
+            return .stacked(StackedSpec(inputSize: 0, hidden: layers, activation: activation ?? baseStacked?.activation ?? .sigmoid,
                                         tied: tiedWeights || (baseStacked?.tied ?? false)))
         }
     }

@@ -45,7 +45,13 @@ public enum Checkpoint {
         if case .stacked = config.model {
             settings += [("model_shape", "--hidden, --activation or --tied-weights", config.model.description),
                          ("pretrain_epochs", "--pretrain-epochs", String(config.pretrainEpochs))]
+        } else {
+            settings += [("model_shape", "--widths or --channels", config.model.description)]
         }
+        let patches = config.patches
+        settings += [("patch", "--patch", patches.map { String($0.size) } ?? "none"),
+                     ("patches_per_epoch", "--patches-per-epoch", patches.map { String($0.samplesPerEpoch(images: data.count)) } ?? "none"),
+                     ("augment", "--augment", patches?.flips == true ? "flips" : "none")]
         return settings + [
          ("image_size", "--data", "\(data.height)x\(data.width)"),
          ("train_samples", "--limit", String(data.count)),
@@ -177,7 +183,7 @@ public enum Checkpoint {
 
     /// Checks that the run's settings agree with the checkpoint's; the error names the flag.
     public static func checkCompatible(_ state: CheckpointState, path: String, config: TrainConfig,
-                                       data: Dataset, dataFingerprint: UInt32, stepsPerEpoch: Int) throws(DAEError) {
+                                       data: Dataset, dataFingerprint: UInt32, stepsPerEpoch: Int, samplesPerEpoch: Int? = nil) throws(DAEError) {
         try checkSettings(state.metadata, path: path, config: config, data: data, dataFingerprint: dataFingerprint)
         guard state.position.phase < config.phaseEpochs.count else {
             throw DAEError.checkpoint(path: path, problem: "phase \(state.position.phase) does not exist in this run's \(config.phaseEpochs.count) phases")
@@ -185,7 +191,7 @@ public enum Checkpoint {
         guard state.position.stepInEpoch <= stepsPerEpoch else {
             throw DAEError.checkpoint(path: path, problem: "position step \(state.position.stepInEpoch) is beyond the \(stepsPerEpoch) steps of an epoch")
         }
-        try checkPosition(state, path: path, config: config, samples: data.count, stepsPerEpoch: stepsPerEpoch)
+        try checkPosition(state, path: path, config: config, samples: samplesPerEpoch ?? data.count, stepsPerEpoch: stepsPerEpoch)
     }
 
     /// Cross-checks the position against the steps and samples that lead to it: with `stepsPerEpoch`
@@ -231,10 +237,15 @@ public enum Checkpoint {
     }
 
     /// Checks that the run's fixed settings agree with a checkpoint's metadata; the error names the flag.
+    /// What a checkpoint written before a setting was recorded had: whole images, and the
+    /// reference convolutional model (stacked checkpoints always recorded their shape).
+    static let valuesOfEarlierFiles = ["patch": "none", "patches_per_epoch": "none", "augment": "none",
+                                       "model_shape": ModelSpec.reference.description]
+
     public static func checkSettings(_ metadata: [String: String], path: String, config: TrainConfig,
                                      data: Dataset, dataFingerprint: UInt32) throws(DAEError) {
         for setting in fixedSettings(config, data: data, dataFingerprint: dataFingerprint) {
-            let stored = metadata[setting.key] ?? "(missing)"
+            let stored = metadata[setting.key] ?? valuesOfEarlierFiles[setting.key] ?? "(missing)"
             if stored != setting.value {
                 let what = setting.key == "data_fingerprint" ? "training data (fingerprint)" : setting.key.replacingOccurrences(of: "_", with: " ")
                 throw DAEError.badFlag(setting.flag, "the checkpoint \(path) was trained with \(what) \(stored), this run has \(setting.value); use the same setting to resume, or a new --run-dir to start afresh")

@@ -113,10 +113,10 @@ public final class Evaluator: @unchecked Sendable {
                     let s = self.scores + (first + i) * Self.perImage
                     s[0] = ImageMetrics.mse(out, clean, count: pixels)
                     s[1] = ImageMetrics.psnr(mse: s[0])
-                    s[2] = ImageMetrics.ssim(out, clean, height: self.data.height, width: self.data.width, scratch: worker.scratch)
+                    s[2] = self.ssim(out, clean, scratch: worker.scratch)
                     s[3] = ImageMetrics.mse(noisy, clean, count: pixels)
                     s[4] = ImageMetrics.psnr(mse: s[3])
-                    s[5] = ImageMetrics.ssim(noisy, clean, height: self.data.height, width: self.data.width, scratch: worker.scratch)
+                    s[5] = self.ssim(noisy, clean, scratch: worker.scratch)
                 }
                 b += self.workers.count
             }
@@ -129,8 +129,19 @@ public final class Evaluator: @unchecked Sendable {
         return EvalMetrics(images: n, mse: m[0], psnr: m[1], ssim: m[2], noisyMSE: m[3], noisyPSNR: m[4], noisySSIM: m[5])
     }
 
+    /// SSIM of one [C, H, W] sample: the mean over its channels (as scikit-image's
+    /// structural_similarity with channel_axis).
+    func ssim(_ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, scratch: UnsafeMutablePointer<Double>) -> Double {
+        let plane = data.height * data.width
+        var sum = 0.0
+        for c in 0..<data.channels {
+            sum += ImageMetrics.ssim(x + c * plane, y + c * plane, height: data.height, width: data.width, scratch: scratch)
+        }
+        return sum / Double(data.channels)
+    }
+
     /// The sample grid's images: the first `columns` test images as rows of noisy inputs, their
-    /// reconstructions and the clean images, in make_grid order (row-major), each [H*W] in [0,1].
+    /// reconstructions and the clean images, in make_grid order (row-major), each [C*H*W] in [0,1].
     public func sampleImages(columns: Int) -> [[Float]] {
         let worker = workers[0], pixels = data.imageSize
         var noisy: [[Float]] = [], recon: [[Float]] = [], clean: [[Float]] = []

@@ -34,6 +34,7 @@ public enum RandomPurpose: UInt32 {
     case sampling = 5     // the corruption step of a sampling chain: (step, chain)
     case binarize = 6     // Bernoulli draws of a sampling chain: (step, chain)
     case chainStart = 7   // a chain's random starting image: (0, chain)
+    case patch = 8        // a training patch's corner and flip: (epoch, sample position)
 }
 
 /// A stream of random numbers identified by (seed, purpose, a, b): for noise a = epoch and

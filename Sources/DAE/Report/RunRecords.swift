@@ -7,7 +7,9 @@ import Foundation
 public struct RunConfiguration: Codable, Sendable, Equatable {
     public var command: String
     public var model: String                 // its description, e.g. "StackedDenoiser 784-1000-1000 sigmoid"
-    public var modelKind: String             // "conv" or "stacked"
+    public var modelKind: String             // "conv", "unet" or "stacked"
+    public var channels: Int?                // conv and unet: 1 (gray) or 3 (RGB)
+    public var widths: [Int]?                // conv and unet: layer widths
     public var hidden: [Int]?                // stacked model only
     public var activation: String?
     public var tiedWeights: Bool?
@@ -20,6 +22,9 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
     public var seed: UInt64
     public var data: String
     public var limit: Int?
+    public var patch: Int?                   // the side of the training crops (absent: whole images)
+    public var patchesPerEpoch: Int?         // crops per epoch as asked (absent: the default)
+    public var augment: String?              // "flips" or "none", with patches
     public var valFraction: Double?          // the test split's share of a folder without splits
     public var trainSamples: Int
     public var height: Int
@@ -40,8 +45,9 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
     public var build: BuildInfo?
 
     enum CodingKeys: String, CodingKey {
-        case command, model, modelKind = "model_kind", hidden, activation, tiedWeights = "tied_weights"
+        case command, model, modelKind = "model_kind", channels, widths, hidden, activation, tiedWeights = "tied_weights"
         case pretrainEpochs = "pretrain_epochs", epochs, batchSize = "batch_size", lr, noise, loss, seed, data, limit
+        case patch, patchesPerEpoch = "patches_per_epoch", augment
         case valFraction = "val_fraction", trainSamples = "train_samples", height, width, worldSize = "world_size", threadsPerRank = "threads_per_rank"
         case reduce, microBatch = "micro_batch", evalEvery = "eval_every", evalLimit = "eval_limit", gridColumns = "grid_columns"
         case checkpointEvery = "checkpoint_every", epochCheckpoints = "epoch_checkpoints", keep, logEvery = "log_every", parameters
@@ -53,11 +59,18 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
         let config = run.config, trainer = run.trainer, settings = run.settings
         self.command = command
         model = config.model.description
-        modelKind = "conv"
-        if case .stacked(let spec) = config.model {
+        switch config.model {
+        case .conv(let spec):
+            modelKind = "conv"; channels = spec.channels; widths = spec.widths
+        case .unet(let spec):
+            modelKind = "unet"; channels = spec.channels; widths = spec.widths
+        case .stacked(let spec):
             modelKind = "stacked"
             hidden = spec.hidden; activation = spec.activation.rawValue; tiedWeights = spec.tied
             pretrainEpochs = config.pretrainEpochs
+        }
+        if let patches = config.patches {
+            patch = patches.size; patchesPerEpoch = patches.perEpoch; augment = patches.flips ? "flips" : "none"
         }
         epochs = config.epochs; batchSize = config.batchSize; lr = config.adam.lr
         noise = config.noise.description; loss = config.loss.rawValue; seed = config.seed
@@ -82,13 +95,19 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
     /// The training settings it records (the model's input size is set when the data is loaded).
     public func trainConfig() throws(DAEError) -> TrainConfig {
         var config = TrainConfig()
-        if modelKind == "stacked" {
+        switch modelKind {
+        case "stacked":
             guard let hidden, let activation = StackedSpec.Activation(rawValue: activation ?? "") else {
                 throw .badFlag("--resume", "config.json of this run records a stacked model without its layers; pass --hidden and --activation")
             }
             config.model = .stacked(StackedSpec(inputSize: 0, hidden: hidden, activation: activation, tied: tiedWeights ?? false))
             config.pretrainEpochs = pretrainEpochs ?? config.pretrainEpochs
+        case "unet":
+            config.model = .unet(UNetSpec(channels: channels ?? 1, widths: widths ?? UNetSpec.defaultWidths))
+        default:
+            config.model = .conv(ConvSpec(channels: channels ?? 1, widths: widths ?? ConvSpec.defaultWidths))
         }
+        if let patch { config.patches = PatchSampling(size: patch, perEpoch: patchesPerEpoch, flips: augment == "flips") }
         config.epochs = epochs; config.batchSize = batchSize; config.adam.lr = lr
         config.noise = try NoiseKind(parsing: noise)
         guard let lossKind = LossKind(rawValue: loss), let reduceMode = ReduceMode(rawValue: reduce) else {

@@ -25,6 +25,8 @@ public struct TrainConfig: Sendable, Equatable {
     public var limit: Int? = nil
     public var microBatch = 5
     public var reduce = ReduceMode.exact
+    /// Train on random crops of the images (nil: on whole images, which must share one size).
+    public var patches: PatchSampling? = nil
     public init() {}
 
     /// The defaults for `model`: the reference recipe for the convolutional model; for the stacked
@@ -63,6 +65,10 @@ public struct TrainConfig: Sendable, Equatable {
         guard adam.lr.isFinite, adam.lr > 0 else { throw .badFlag("--lr", "must be a positive number, got \(adam.lr)") }
         guard microBatch >= 1 else { throw .badFlag("--micro-batch", "must be at least 1, got \(microBatch)") }
         if let limit { guard limit >= 1 else { throw .badFlag("--limit", "must be at least 1, got \(limit)") } }
+        if let patches {
+            if case .stacked = model { throw .badFlag("--patch", "the stacked model takes whole images of its input size; use --model conv or unet with --patch") }
+            try patches.validate(sideMultiple: model.sideMultiple)
+        }
         // random streams are keyed by phase << 20 + epoch (see randomEpoch)
         guard epochs < 1 << 20 else { throw .badFlag("--epochs", "must be below \(1 << 20), got \(epochs)") }
         guard pretrainEpochs < 1 << 20 else { throw .badFlag("--pretrain-epochs", "must be below \(1 << 20), got \(pretrainEpochs)") }

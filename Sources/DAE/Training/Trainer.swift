@@ -1,10 +1,11 @@
 // The steps of training, data-parallel (TrainingRun.swift drives them: epochs, phases, evaluation,
 // checkpoints). Follow one optimizer step through `step(...)`:
-//   1. its samples: positions first ..< first+n of the epoch's permutation keyed by (seed, epoch),
+//   1. its samples: positions first ..< first+n of the epoch's order keyed by (seed, epoch) (a
+//      permutation of the images, or with patches the images their crops come from: Patches.swift),
 //      cut into micro-batches that do not depend on the world size (StepPlan); this rank takes a
 //      contiguous run of them, and each of its worker threads takes the next one not yet taken
-//   2. per micro-batch, on a worker: assemble clean images (x/255) and their corrupted copies, the
-//      noise keyed by (seed, epoch, sample index)
+//   2. per micro-batch, on a worker: assemble clean samples (whole images or crops, x/255) and
+//      their corrupted copies, the noise keyed by (seed, epoch, sample)
 //   3. forward: output = sigmoid(decoder(encoder(noisy)))
 //   4. loss against the clean images, and dL/dz of the *global* batch mean
 //   5. backward: the micro-batch's gradient in the worker's flat gradient buffer
@@ -30,17 +31,19 @@ import Synchronization
 /// accumulator and their micro-batches' loss slots.
 final class Worker: @unchecked Sendable {
     let model: DenoisingNetwork
-    let clean: FloatBuffer                          // [capacity, H, W] clean images
+    let clean: FloatBuffer                          // [capacity, C, H, W] clean samples
 
-    init(spec: ModelSpec, height: Int, width: Int, capacity: Int, parameters: FloatBuffer) {
-        model = spec.makeNetwork(height: height, width: width, capacity: capacity, parameters: parameters)
-        clean = FloatBuffer(count: capacity * height * width)
+    init(spec: ModelSpec, samples: TrainingSamples, capacity: Int, parameters: FloatBuffer) {
+        model = spec.makeNetwork(height: samples.height, width: samples.width, capacity: capacity, parameters: parameters)
+        clean = FloatBuffer(count: capacity * samples.sampleSize)
     }
 }
 
 public final class Trainer: @unchecked Sendable {
     public let config: TrainConfig
     public let data: Dataset
+    /// What a sample is: a whole image of `data`, or a random crop of one (Patches.swift).
+    public let samples: TrainingSamples
     public let communicator: Communicator
     public let params: FloatBuffer       // the one copy of the parameters (workers read it)
     public let grads: FloatBuffer        // the reduced gradient of the global batch mean loss
@@ -50,7 +53,7 @@ public final class Trainer: @unchecked Sendable {
     /// Exact mode's reduction: a fixed-point accumulator per worker, and the buffer reduced over
     /// the ranks [trainable params | a loss slot per micro-batch | overflow | stop].
     let exactSum: ExactSum
-    var order: [Int32] = []              // the epoch's permutation of sample indices
+    var order: [Int32] = []              // the image of each sample of the epoch, in visiting order
     var orderEpoch = 0                   // which epoch `order` holds
     public internal(set) var position = TrainingPosition()   // set by steps and by restore (TrainerState.swift)
     /// Polled once per step; any rank answering true stops every rank after that same step
@@ -90,15 +93,18 @@ public final class Trainer: @unchecked Sendable {
         self.config = config
         self.data = data
         self.communicator = communicator
-        let size = communicator.size
-        let fullBatch = min(config.batchSize, data.count)
+        let samples = TrainingSamples(data: data, patches: config.patches, seed: config.seed)
+        self.samples = samples
+        try samples.check()
+        let size = communicator.size, perEpoch = samples.perEpoch
+        let fullBatch = min(config.batchSize, perEpoch)
         let microBatch = min(config.microBatch, fullBatch)
         // enough micro-batches (exact) or samples (fast) per step for every rank; else advice that works
         if let problem = batchSplitProblem(ranks: size, batchSize: config.batchSize, microBatch: config.microBatch,
-                                           samples: data.count, reduce: config.reduce) {
+                                           samples: perEpoch, reduce: config.reduce) {
             throw problem
         }
-        try config.model.check(height: data.height, width: data.width, source: data.source)
+        try config.model.check(height: samples.height, width: samples.width, channels: samples.channels, source: data.source)
         let layout = config.model.makeLayout()
         let params = FloatBuffer(count: layout.count)
         self.layout = layout
@@ -114,15 +120,15 @@ public final class Trainer: @unchecked Sendable {
         case .exact:
             BLASThreads.set(1)
             workers = (0..<threadCount).map { _ in
-                Worker(spec: config.model, height: data.height, width: data.width, capacity: microBatch, parameters: params)
+                Worker(spec: config.model, samples: samples, capacity: microBatch, parameters: params)
             }
         case .fast:
             BLASThreads.set(threadCount)
-            workers = [Worker(spec: config.model, height: data.height, width: data.width, capacity: (fullBatch + size - 1) / size, parameters: params)]
+            workers = [Worker(spec: config.model, samples: samples, capacity: (fullBatch + size - 1) / size, parameters: params)]
         }
         pool = WorkerPool(threads: workers.count)
         exactSum = ExactSum(capacity: layout.count, extras: (fullBatch + microBatch - 1) / microBatch, workers: workers.count)
-        order.reserveCapacity(data.count)
+        order.reserveCapacity(perEpoch)
         workerBody = { [unowned self] w in self.runWorker(w) }
         sumBody = { [unowned self] w in self.exactSum.sumWorkers(part: w, of: self.pool.count) }
         updateBody = { [unowned self] w in self.convertAndUpdate(part: w) }
@@ -159,9 +165,9 @@ public final class Trainer: @unchecked Sendable {
     /// the convolutional model's streams are those of (seed, epoch); later phases draw new ones.
     var randomEpoch: Int { position.phase << 20 + position.epoch }
 
-    public var stepsPerEpoch: Int { (data.count + config.batchSize - 1) / config.batchSize }
+    public var stepsPerEpoch: Int { (samples.perEpoch + config.batchSize - 1) / config.batchSize }
     public var workerCount: Int { workers.count }
-    public var effectiveMicroBatch: Int { min(config.microBatch, min(config.batchSize, data.count)) }
+    public var effectiveMicroBatch: Int { min(config.microBatch, min(config.batchSize, samples.perEpoch)) }
 
     /// Trains epoch `position.epoch` from where it stands (its start, or mid-epoch after a resume)
     /// to its end, or until a stop is agreed. `afterStep` runs after every step on every rank
@@ -172,13 +178,13 @@ public final class Trainer: @unchecked Sendable {
         let phaseName = config.phaseName(phase)
         var reduceSeconds = 0.0, samples = 0
         if orderEpoch != keyEpoch {
-            epochPermutation(count: data.count, seed: config.seed, epoch: keyEpoch, into: &order)
+            samples.epochOrder(epoch: keyEpoch, into: &order)
             orderEpoch = keyEpoch
         }
         while position.stepInEpoch < stepsPerEpoch {
             try FaultInjection.current.beforeStep(rank: communicator.rank, step: position.globalStep + 1)
             let first = position.stepInEpoch * config.batchSize
-            let plan = StepPlan(first: first, count: min(config.batchSize, data.count - first), microBatch: effectiveMicroBatch)
+            let plan = StepPlan(first: first, count: min(config.batchSize, samples.perEpoch - first), microBatch: effectiveMicroBatch)
             let batchLoss = try self.step(plan, epoch: keyEpoch, reduceSeconds: &reduceSeconds)
             guard batchLoss.isFinite else {
                 throw .numeric("training diverged at \(phaseName)epoch \(epoch), step \(position.stepInEpoch + 1): loss is \(batchLoss); try a smaller --lr")
@@ -292,17 +298,17 @@ public final class Trainer: @unchecked Sendable {
     /// their gradient (of a loss averaged over `meanOver` values) in the worker's gradient buffer
     /// and returns their summed loss.
     func forwardBackward(_ worker: Worker, positions: Range<Int>, epoch: Int, meanOver: Int) -> Double {
-        let model = worker.model, pixels = data.imageSize, n = positions.count
+        let model = worker.model, pixels = samples.sampleSize, n = positions.count
         var t = profile == nil ? 0 : monotonicSeconds()
-        // clean images; the phase's clean target (the images, or a stacked model's codes of them
-        // from the frozen layers below); its corrupted copy as the input
+        // clean samples (images or crops); the phase's clean target (the samples, or a stacked
+        // model's codes of them from the frozen layers below); its corrupted copy as the input
         for (i, position) in positions.enumerated() {
-            data.image(Int(order[position]), into: worker.clean.pointer + i * pixels)
+            samples.fill(position: position, image: Int(order[position]), epoch: epoch, into: worker.clean.pointer + i * pixels)
         }
         let target = model.target(images: worker.clean.pointer, n: n), size = model.inputSize
         for (i, position) in positions.enumerated() {
-            config.noise.corrupt(target + i * size, into: model.input + i * size, count: size,
-                                 seed: config.seed, epoch: epoch, sampleIndex: Int(order[position]))
+            config.noise.corrupt(target + i * size, into: model.input + i * size, count: size, seed: config.seed, epoch: epoch,
+                                 sampleIndex: samples.noiseKey(position: position, image: Int(order[position])))
         }
         if let profile { profile.assembly += monotonicSeconds() - t }
         model.forward(n: n)

@@ -107,9 +107,16 @@ public final class TrainingRun {
         isRoot = communicator.rank == 0
         trainer = try Trainer(config: config, data: data, communicator: communicator, threads: threads)
         fingerprint = isRoot ? Checkpoint.fingerprint(data) : 0
-        if let test, settings.evalEvery > 0 {
-            guard test.height == data.height && test.width == data.width else {
-                throw .data(path: test.source, problem: "test images are \(test.height)x\(test.width) but training images \(data.height)x\(data.width)")
+        if var test, settings.evalEvery > 0 {
+            if let patches = config.patches {
+                // fixed crops of the validation images, the same every epoch (Patches.swift)
+                try TrainingSamples(data: test, patches: patches, seed: config.seed).check()
+                test = test.fixedCrops(size: patches.size, count: max(test.count, Self.evalPatches))
+            } else {
+                try test.requireOneSize(flagHint: "--patch")
+                guard test.height == data.height && test.width == data.width && test.channels == data.channels else {
+                    throw .data(path: test.source, problem: "test images are \(test.channels)x\(test.height)x\(test.width) but training images \(data.channels)x\(data.height)x\(data.width)")
+                }
             }
             // the trainer's threads (in fast mode one, BLAS has the cores), between steps
             evaluator = Evaluator(model: config.model, data: test, noise: config.noise, seed: config.seed, parameters: trainer.params,
@@ -118,6 +125,9 @@ public final class TrainingRun {
             evaluator = nil
         }
     }
+
+    /// Evaluation crops when training on patches: at least this many, and one per validation image.
+    public static let evalPatches = 1000
 
     /// <directory>/checkpoints.
     public var checkpointDirectory: String? { settings.directory.map { ($0 as NSString).appendingPathComponent("checkpoints") } }
@@ -163,7 +173,7 @@ public final class TrainingRun {
             var samplesThisRun = 0, lossSeen = trainer.position.epochLossSum
             let result = try trainer.trainEpoch { t throws(DAEError) in
                 let p = t.position
-                samplesThisRun += min(config.batchSize, data.count - (p.stepInEpoch - 1) * config.batchSize)
+                samplesThisRun += min(config.batchSize, t.samples.perEpoch - (p.stepInEpoch - 1) * config.batchSize)
                 try emit(.stepDone(StepReport(position: p, phaseName: phaseName, phaseEpochs: phaseEpochs,
                                               stepsPerEpoch: t.stepsPerEpoch, batchLoss: p.epochLossSum - lossSeen,
                                               stepsThisRun: p.stepInEpoch - firstStep, samplesThisRun: samplesThisRun,
@@ -219,8 +229,8 @@ public final class TrainingRun {
             evaluator.setPhase(phase)
             report.eval = evaluator.evaluate()
             if isRoot {
-                report.grid = Grid.make(evaluator.sampleImages(columns: settings.gridColumns), height: data.height, width: data.width,
-                                        columns: settings.gridColumns)
+                report.grid = Grid.make(evaluator.sampleImages(columns: settings.gridColumns), channels: evaluator.data.channels,
+                                        height: evaluator.data.height, width: evaluator.data.width, columns: settings.gridColumns)
             }
             report.evalSeconds = Date().timeIntervalSince(start)
         }
@@ -279,7 +289,8 @@ public final class TrainingRun {
                         try Checkpoint.checkSettings(metadata, path: path, config: config, data: data, dataFingerprint: fingerprint)
                     }
                     try Checkpoint.checkCompatible(state, path: path, config: config, data: data,
-                                                   dataFingerprint: fingerprint, stepsPerEpoch: trainer.stepsPerEpoch)
+                                                   dataFingerprint: fingerprint, stepsPerEpoch: trainer.stepsPerEpoch,
+                                                   samplesPerEpoch: trainer.samples.perEpoch)
                     try checkNotPastTheEnd(state.position, path: path)
                     try trainer.restore(state, path: path)
                     found = 1
