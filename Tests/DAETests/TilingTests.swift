@@ -45,9 +45,8 @@ final class TilingTests: XCTestCase {
         }
     }
 
-    /// The margin matters: without the halo, or with tiles not at multiples of 4 (a model claiming
-    /// side multiple 2), the tiled result differs from the whole image's.
-    func testTooSmallAHaloOrMisalignedTilesGiveAnotherResult() throws {
+    /// The margin matters: without the halo the tiled result differs from the whole image's.
+    func testTooSmallAHaloGivesAnotherResult() throws {
         let params = convParameters()
         let (h, w) = (70, 93)
         let images = randomArray(h * w, seed: 3).map { ($0 + 1) / 2 }
@@ -55,10 +54,6 @@ final class TilingTests: XCTestCase {
         let conv = TileGeometry.conv
         let noHalo = TileGeometry(channels: 1, sideMultiple: 4, halo: 0, arenaBytesPerPixel: conv.arenaBytesPerPixel)
         XCTAssertGreaterThan(worstDifference(try denoise(images, height: h, width: w, tile: 16, params: params, geometry: noHalo), reference), 1e-3)
-        // side multiple 2 with a margin of 4: tiles may start at rows 2 mod 4, where max-pool pairs rows differently
-        let misaligned = TileGeometry(channels: 1, sideMultiple: 2, halo: 4, arenaBytesPerPixel: conv.arenaBytesPerPixel)
-        XCTAssertGreaterThan(worstDifference(try denoise(images, height: 72, width: 96, tile: 18, params: params, geometry: misaligned),
-                                             try denoise(images, height: 72, width: 96, tile: whole, params: params)), 1e-3)
     }
 
     /// The halo of TileGeometry.conv: a change to one input pixel reaches only the 4x4 output
