@@ -1,11 +1,11 @@
 // A linear probe: how useful a set of features is, measured as the test accuracy of a linear
-// softmax classifier trained on them (logits = W x + b, cross-entropy, W [10, F]).
+// softmax classifier trained on them (logits = W x + b, cross-entropy, W [K, F] for K classes: 10 for digits).
 //
 // Distributed like training, and like it exact: the training set is cut into fixed chunks of 100
 // samples, each rank extracts and keeps the features of its own contiguous run of chunks (so the
 // feature memory is split over the ranks), and every iteration is one full-batch gradient step:
-//   per chunk (on a worker thread): logits [100,10] = X [100,F] . W^T + b; softmax;
-//     dlogits = (p - onehot) / N; dW [10,F] = dlogits^T . X; db = column sums; rounded to fixed
+//   per chunk (on a worker thread): logits [100,K] = X [100,F] . W^T + b; softmax;
+//     dlogits = (p - onehot) / N; dW [K,F] = dlogits^T . X; db = column sums; rounded to fixed
 //     point and added to the worker's integer accumulator; the chunk's loss in its own slot
 //   workers' accumulators summed, one Int64 allreduce, back to Float, Adam (ExactSum)
 // Features are standardised first (mean 0, variance 1 over the training set, from fixed-point
@@ -20,7 +20,6 @@ public struct ProbeConfig: Sendable {
     /// logistic regression: it keeps 3,136-dimensional features from being memorised.
     public var weightDecay: Float = 0
     public static let chunk = 100
-    public static let classes = 10
     public init() {}
 }
 
@@ -36,11 +35,14 @@ public final class LinearProbe: @unchecked Sendable {
     let config: ProbeConfig
     let communicator: Communicator
     let featureSize: Int
+    /// Classes: one past the largest label of either set (10 for MNIST's digits, the class folders
+    /// of an image folder), at least 2.
+    public let classes: Int
     let train: Dataset, test: Dataset
     let trainRange: Range<Int>, testRange: Range<Int>          // this rank's samples
     let trainChunks: Range<Int>                                 // this rank's chunks of the training set
     let xTrain: FloatBuffer, xTest: FloatBuffer                 // [samples of this rank, F], standardised
-    let params: FloatBuffer, grads: FloatBuffer                 // [W (10 x F) | b (10)]
+    let params: FloatBuffer, grads: FloatBuffer                 // [W (K x F) | b (K)]
     let adam: Adam
     let pool: WorkerPool
     let workers: [ProbeWorker]                                  // one per pool thread
@@ -48,9 +50,9 @@ public final class LinearProbe: @unchecked Sendable {
     let extractionSeconds: Double
 
     final class ProbeWorker {
-        let logits: FloatBuffer, grads: FloatBuffer             // [chunk, 10], [params]
-        init(parameters: Int) {
-            logits = FloatBuffer(count: ProbeConfig.chunk * ProbeConfig.classes)
+        let logits: FloatBuffer, grads: FloatBuffer             // [chunk, K], [params]
+        init(parameters: Int, classes: Int) {
+            logits = FloatBuffer(count: ProbeConfig.chunk * classes)
             grads = FloatBuffer(count: parameters)
         }
     }
@@ -71,6 +73,7 @@ public final class LinearProbe: @unchecked Sendable {
         self.config = config; self.communicator = communicator; self.train = train; self.test = test
         self.pool = pool
         featureSize = features.featureSize
+        classes = max(2, Int(max(train.labels.max() ?? 0, test.labels.max() ?? 0)) + 1)
         let (rank, size) = (communicator.rank, communicator.size)
         trainChunks = Self.chunks(train.count, rank: rank, size: size)
         trainRange = Self.samples(trainChunks, count: train.count)
@@ -81,10 +84,10 @@ public final class LinearProbe: @unchecked Sendable {
         features.extract(train, range: trainRange, into: xTrain.pointer)
         features.extract(test, range: testRange, into: xTest.pointer)
         extractionSeconds = Date().timeIntervalSince(start)
-        let count = ProbeConfig.classes * (featureSize + 1)
+        let count = classes * (featureSize + 1)
         params = FloatBuffer(count: count); grads = FloatBuffer(count: count)
         adam = Adam(parameterCount: count, config: AdamConfig(lr: config.lr))
-        workers = (0..<pool.count).map { _ in ProbeWorker(parameters: count) }
+        workers = (0..<pool.count).map { _ in ProbeWorker(parameters: count, classes: classes) }
         let allChunks = (train.count + ProbeConfig.chunk - 1) / ProbeConfig.chunk
         exact = ExactSum(capacity: count, extras: allChunks, workers: pool.count)
         standardize()
@@ -134,7 +137,7 @@ public final class LinearProbe: @unchecked Sendable {
 
     /// logits [rows, 10] = X [rows, F] . W^T + b
     func logits(_ x: UnsafePointer<Float>, rows: Int, into out: UnsafeMutablePointer<Float>) {
-        let c = ProbeConfig.classes, bias = params.pointer + c * featureSize
+        let c = classes, bias = params.pointer + c * featureSize
         for r in 0..<rows { (out + r * c).update(from: bias, count: c) }
         gemm(transB: true, m: rows, n: c, k: featureSize, a: x, lda: featureSize, b: params.pointer, ldb: featureSize,
              beta: 1, c: out, ldc: c)
@@ -143,7 +146,7 @@ public final class LinearProbe: @unchecked Sendable {
     /// One chunk's gradient (of the mean loss over all N training samples) into `worker.grads`;
     /// returns the chunk's summed cross-entropy.
     func chunkGradient(_ chunk: Int, _ worker: ProbeWorker) -> Double {
-        let c = ProbeConfig.classes, f = featureSize
+        let c = classes, f = featureSize
         let rows = Self.samples(chunk ..< chunk + 1, count: train.count)
         let x = xTrain.pointer + (rows.lowerBound - trainRange.lowerBound) * f, p = worker.logits.pointer
         logits(x, rows: rows.count, into: p)
@@ -169,18 +172,8 @@ public final class LinearProbe: @unchecked Sendable {
         return loss
     }
 
-    /// Every label must name one of the classes: the loss reads the probability at the label.
-    /// Checked on the whole sets (every rank holds them), so all ranks agree to throw.
-    static func checkLabels(_ data: Dataset) throws(DAEError) {
-        for (i, label) in data.labels.enumerated() where Int(label) >= ProbeConfig.classes {
-            throw .data(path: data.source, problem: "label \(label) of sample \(i) is outside 0..<\(ProbeConfig.classes); the linear probe needs digit labels 0-9")
-        }
-    }
-
     /// Trains the classifier and scores it; every rank must call it and gets the same result.
     public func run() throws(DAEError) -> ProbeResult {
-        try Self.checkLabels(train)
-        try Self.checkLabels(test)
         let start = Date()
         let count = params.count, allChunks = (train.count + ProbeConfig.chunk - 1) / ProbeConfig.chunk
         let limit = FixedPoint.limit(terms: allChunks)
@@ -208,7 +201,7 @@ public final class LinearProbe: @unchecked Sendable {
             }
             exact.toFloat(part: 0, of: 1, into: grads.pointer)
             if config.weightDecay > 0 {
-                for i in 0..<(ProbeConfig.classes * featureSize) { grads[i] += config.weightDecay * params[i] }
+                for i in 0..<(classes * featureSize) { grads[i] += config.weightDecay * params[i] }
             }
             trainLoss = exact.sumOfExtras() / Double(train.count)
             adam.update(params: params, grads: grads)
@@ -222,7 +215,7 @@ public final class LinearProbe: @unchecked Sendable {
 
     /// How many of this rank's samples the classifier gets right.
     func accuracyCount(_ x: FloatBuffer, _ data: Dataset, _ range: Range<Int>) -> Int64 {
-        let c = ProbeConfig.classes, out = workers[0].logits.pointer
+        let c = classes, out = workers[0].logits.pointer
         var right: Int64 = 0, first = 0
         while first < range.count {
             let rows = min(ProbeConfig.chunk, range.count - first)
