@@ -175,7 +175,7 @@ final class DataChannelsTests: XCTestCase {
         XCTAssertEqual(plan.labels, [0, 0, 0, 0, 1])
         XCTAssertNoThrow(try Dataset.load(path: dir, valFraction: 0, split: .train, memoryAvailable: 1 << 20))
         XCTAssertThrowsError(try Dataset.load(path: dir, valFraction: 0, split: .train, memoryAvailable: 4000)) {
-            XCTAssertEqual("\($0)", "\(dir): the train split's 5 images need 0.01 GB but 0.00 GB of memory are available (0.00 GB usable); use a smaller set of images or --limit")
+            XCTAssertEqual("\($0)", "\(dir): the train split's 5 images need 7266 bytes but 4000 bytes of memory are available (3500 bytes usable); use a smaller set of images or --limit")
         }
     }
 

@@ -221,7 +221,10 @@ extension Dataset {
         guard let available else { return }
         let needed = plan.bytes * copies, usable = available - available / 8
         guard needed > usable else { return }
-        let gb = { (bytes: Int) in String(format: "%.2f GB", Double(bytes) / 1e9) }
+        let gb = { (bytes: Int) in
+            bytes < 1_000_000 ? "\(bytes) bytes" : bytes < 1_000_000_000 ? String(format: "%.1f MB", Double(bytes) / 1e6)
+                : String(format: "%.2f GB", Double(bytes) / 1e9)
+        }
         let ranks = copies > 1 ? " (\(copies) ranks on this node, each holding a copy)" : ""
         throw DAEError.data(path: plan.source, problem: "the \(split.rawValue) split's \(plan.images) images need \(gb(needed))\(ranks) but \(gb(available)) of memory are available (\(gb(usable)) usable); use a smaller set of images or --limit")
     }
