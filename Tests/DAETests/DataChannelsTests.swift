@@ -50,6 +50,16 @@ final class DataChannelsTests: XCTestCase {
         }
     }
 
+    func testPNGWritesRGBPlanes() throws {
+        let png = PNG.encode(planes: colourPlanes, channels: 3, width: 3, height: 2)
+        XCTAssertEqual(try PNG.decode(png, path: "x.png", channels: 3).pixels, colourPlanes)
+        XCTAssertEqual(try ImageFile.headers(path: fixture("colour.png")), [ImageHeader(width: 3, height: 2, colour: true)])
+        // floats round as save_image: x * 255 + 0.5, clamped
+        let floats = PNG.encode(planes: [0, 0.5, 1, -1, 2, 0.2].map { Float($0) }, channels: 1, width: 3, height: 2)
+        XCTAssertEqual(try PNG.decode(floats, path: "y.png").pixels, [0, 128, 255, 0, 255, 51])
+        XCTAssertEqual(PNG.encode(GrayImage(width: 1, height: 1, pixels: [7])), PNG.encode(planes: [UInt8](repeating: 7, count: 1), channels: 1, width: 1, height: 1))
+    }
+
     func testHeadersTellSizeAndColourWithoutDecoding() throws {
         for (name, colour, pages) in [("colour.png", true, 1), ("colour-palette.png", true, 1), ("colour.jpg", true, 1), ("colour.tif", true, 1),
                                       ("gray.png", false, 1), ("gray.jpg", false, 1), ("sixteen.tif", false, 1), ("pages.tif", false, 3),
