@@ -85,6 +85,31 @@ public enum IDX {
         return (headerSize, dims, total)
     }
 
+    /// The dimensions an IDX file's header declares, from its first bytes only (inflated first
+    /// when the file is gzip): what a dataset will hold, known before it is read.
+    static func declaredDims(path: String, expectedMagic: UInt32) throws(DAEError) -> [Int] {
+        var bytes = try ImageFile.readPrefix(path, count: 1 << 12)
+        if bytes.starts(with: [0x1F, 0x8B]) {
+            var stream = z_stream()
+            guard dae_inflate_init_gzip(&stream) == Z_OK else { throw DAEError.data(path: path, problem: "zlib could not start inflating") }
+            defer { inflateEnd(&stream) }
+            var head = [UInt8](repeating: 0, count: 1 << 10)
+            let made = bytes.withUnsafeMutableBufferPointer { input in
+                head.withUnsafeMutableBufferPointer { output in
+                    stream.next_in = input.baseAddress; stream.avail_in = UInt32(input.count)
+                    stream.next_out = output.baseAddress; stream.avail_out = UInt32(output.count)
+                    _ = inflate(&stream, Z_NO_FLUSH)
+                    return output.count - Int(stream.avail_out)
+                }
+            }
+            bytes = Array(head[0..<made])
+        }
+        guard let header = try declaredSize(bytes, path: path, expectedMagic: expectedMagic) else {
+            throw DAEError.data(path: path, problem: "truncated: too short for an IDX header")
+        }
+        return header.dims
+    }
+
     /// The largest data an IDX header may declare (1 TiB). Only a sanity cap: nothing is ever
     /// allocated from a header alone (see gunzip).
     static let maxDataSize = 1 << 40

@@ -1,29 +1,93 @@
-// Image files of a --data folder as 8-bit gray: PNG (libpng, PNG.swift), JPEG (libjpeg-turbo's
-// TurboJPEG API) and TIFF (libtiff: 8- or 16-bit, gray, palette or colour, every page of a
-// multi-page file). The kind is decided by the file's first bytes, not its name. Colour becomes
-// gray as its luma: JPEG's own Y channel, and for TIFF 0.299 R + 0.587 G + 0.114 B (the same
-// Rec. 601 weights), alpha composited onto black as PNG's reader does.
+// Image files of a --data folder as 8-bit gray or RGB: PNG (libpng, PNG.swift), JPEG
+// (libjpeg-turbo's TurboJPEG API) and TIFF (libtiff: 8- or 16-bit, gray, palette or colour, every
+// page of a multi-page file). The kind is decided by the file's first bytes, not its name.
+//
+// Two passes. `headers` reads only what gives each image's size and whether it is colour (PNG's
+// IHDR chunk, the JPEG frame header, each TIFF directory), so a folder can be measured before
+// anything is decoded. `decode` then makes 1 or 3 planes per image:
+//   - gray (1): colour becomes its luma: libpng's sRGB luminance for PNG, JPEG's own Y channel,
+//     and for TIFF 0.299 R + 0.587 G + 0.114 B (the same Rec. 601 weights);
+//   - RGB (3): a colour image's R, G, B planes; a gray image's plane repeated three times.
+// Alpha is composited onto black (as PNG's reader does), palettes are expanded, and 16-bit
+// samples are reduced to 8 bits (v/257 for PNG and TIFF): the dataset holds bytes.
 
 import CTIFF
 import CTurboJPEG
 import Foundation
 
+/// What a file's header says about one of its images.
+public struct ImageHeader: Sendable, Equatable {
+    public let width: Int
+    public let height: Int
+    /// RGB or palette (true) or gray (false); alpha does not count.
+    public let colour: Bool
+    public init(width: Int, height: Int, colour: Bool) { self.width = width; self.height = height; self.colour = colour }
+}
+
 public enum ImageFile {
     /// File name endings a folder is searched for (lower case).
     public static let extensions = ["png", "jpg", "jpeg", "tif", "tiff"]
 
-    /// Every image in the file at `path` (one, or a TIFF's pages), as 8-bit gray.
-    public static func decodeGray(path: String) throws(DAEError) -> [GrayImage] {
+    enum Kind { case png, jpeg, tiff }
+
+    static func kind(_ bytes: [UInt8], path: String) throws(DAEError) -> Kind {
+        if bytes.starts(with: [0x89, 0x50, 0x4E, 0x47]) { return .png }
+        if bytes.starts(with: [0xFF, 0xD8, 0xFF]) { return .jpeg }
+        if bytes.starts(with: [0x49, 0x49, 0x2A, 0x00]) || bytes.starts(with: [0x4D, 0x4D, 0x00, 0x2A]) { return .tiff }
+        throw DAEError.data(path: path, problem: "not a PNG, JPEG or TIFF image (unknown first bytes)")
+    }
+
+    static func readAll(_ path: String) throws(DAEError) -> [UInt8] {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw DAEError.data(path: path, problem: "cannot be read (permissions?)")
         }
-        let bytes = [UInt8](data)
-        if bytes.starts(with: [0x89, 0x50, 0x4E, 0x47]) { return [try PNG.decode(bytes, path: path)] }
-        if bytes.starts(with: [0xFF, 0xD8, 0xFF]) { return [try decodeJPEG(bytes, path: path)] }
-        if bytes.starts(with: [0x49, 0x49, 0x2A, 0x00]) || bytes.starts(with: [0x4D, 0x4D, 0x00, 0x2A]) {
-            return try decodeTIFF(path: path)
+        return [UInt8](data)
+    }
+
+    /// The first `count` bytes of the file (fewer if it is shorter).
+    static func readPrefix(_ path: String, count: Int) throws(DAEError) -> [UInt8] {
+        guard let handle = FileHandle(forReadingAtPath: path) else {
+            throw DAEError.data(path: path, problem: "cannot be read (permissions?)")
         }
-        throw DAEError.data(path: path, problem: "not a PNG, JPEG or TIFF image (unknown first bytes)")
+        defer { try? handle.close() }
+        guard let data = try? handle.read(upToCount: count) else { return [] }
+        return [UInt8](data)
+    }
+
+    /// The size and colour of every image in the file (one, or a TIFF's pages), from its headers
+    /// only. Sizes beyond `PNG.maxPixels` and empty images are refused here, before any decoding.
+    public static func headers(path: String) throws(DAEError) -> [ImageHeader] {
+        let start = try readPrefix(path, count: 1 << 16)
+        let found: [ImageHeader]
+        switch try kind(start, path: path) {
+        case .png:
+            guard let h = PNG.header(start) else { throw DAEError.data(path: path, problem: "cannot read the PNG header (truncated or corrupt?)") }
+            found = [ImageHeader(width: h.width, height: h.height, colour: h.colour)]
+        case .jpeg:
+            // the frame header usually sits in the first 64 KiB; after large metadata, read on
+            if let header = try jpegHeader(start, path: path, final: false) { found = [header] }
+            else { found = [try jpegHeader(try readAll(path), path: path, final: true)!] }
+        case .tiff:
+            found = try tiffHeaders(path: path)
+        }
+        for h in found { try checkSize(h.width, h.height, path: path) }
+        return found
+    }
+
+    /// Every image in the file at `path` (one, or a TIFF's pages), as 8-bit gray.
+    public static func decodeGray(path: String) throws(DAEError) -> [GrayImage] {
+        try decode(path: path, channels: 1).map { GrayImage(width: $0.width, height: $0.height, pixels: $0.pixels) }
+    }
+
+    /// Every image in the file at `path` (one, or a TIFF's pages), as `channels` (1 or 3) planes.
+    public static func decode(path: String, channels: Int) throws(DAEError) -> [PlanarImage] {
+        precondition(channels == 1 || channels == 3)
+        let bytes = try readAll(path)
+        switch try kind(bytes, path: path) {
+        case .png: return [try PNG.decode(bytes, path: path, channels: channels)]
+        case .jpeg: return [try decodeJPEG(bytes, path: path, channels: channels)]
+        case .tiff: return try decodeTIFF(path: path, channels: channels)
+        }
     }
 
     static func checkSize(_ width: Int, _ height: Int, path: String) throws(DAEError) {
@@ -33,37 +97,100 @@ public enum ImageFile {
         }
     }
 
-    static func decodeJPEG(_ bytes: [UInt8], path: String) throws(DAEError) -> GrayImage {
+    static func jpegFailure(_ handle: tjhandle, _ what: String, path: String) -> DAEError {
+        DAEError.data(path: path, problem: "\(what): \(tjGetErrorStr2(handle).map { String(cString: $0) } ?? "libjpeg-turbo error")")
+    }
+
+    /// The JPEG's size and colour space from the bytes given; nil (unless `final`) when they end
+    /// before the frame header.
+    static func jpegHeader(_ bytes: [UInt8], path: String, final: Bool) throws(DAEError) -> ImageHeader? {
         guard let handle = tjInitDecompress() else { throw DAEError.data(path: path, problem: "libjpeg-turbo could not start") }
         defer { tjDestroy(handle) }
-        func failure(_ what: String) -> DAEError {
-            DAEError.data(path: path, problem: "\(what): \(tjGetErrorStr2(handle).map { String(cString: $0) } ?? "libjpeg-turbo error")")
+        var width: Int32 = 0, height: Int32 = 0, subsampling: Int32 = 0, colorspace: Int32 = 0
+        let status = bytes.withUnsafeBufferPointer {
+            tjDecompressHeader3(handle, $0.baseAddress, UInt($0.count), &width, &height, &subsampling, &colorspace)
         }
+        guard status == 0 else {
+            if final { throw jpegFailure(handle, "cannot read the JPEG header", path: path) }
+            return nil
+        }
+        return ImageHeader(width: Int(width), height: Int(height), colour: colorspace != Int32(TJCS_GRAY.rawValue))
+    }
+
+    static func decodeJPEG(_ bytes: [UInt8], path: String, channels: Int) throws(DAEError) -> PlanarImage {
+        guard let handle = tjInitDecompress() else { throw DAEError.data(path: path, problem: "libjpeg-turbo could not start") }
+        defer { tjDestroy(handle) }
         var width: Int32 = 0, height: Int32 = 0, subsampling: Int32 = 0, colorspace: Int32 = 0
         let header = bytes.withUnsafeBufferPointer {
             tjDecompressHeader3(handle, $0.baseAddress, UInt($0.count), &width, &height, &subsampling, &colorspace)
         }
-        guard header == 0 else { throw failure("cannot read the JPEG header") }
+        guard header == 0 else { throw jpegFailure(handle, "cannot read the JPEG header", path: path) }
         try checkSize(Int(width), Int(height), path: path)
-        var pixels = [UInt8](repeating: 0, count: Int(width) * Int(height))
+        // a gray JPEG is decoded as gray and repeated: its three planes are then exactly equal
+        let rgb = channels == 3 && colorspace != Int32(TJCS_GRAY.rawValue)
+        let n = Int(width) * Int(height)
+        var pixels = [UInt8](repeating: 0, count: (rgb ? 3 : 1) * n)
         let status = bytes.withUnsafeBufferPointer { jpeg in
             pixels.withUnsafeMutableBufferPointer { out in
                 tjDecompress2(handle, jpeg.baseAddress, UInt(jpeg.count), out.baseAddress, width, 0, height,
-                              Int32(TJPF_GRAY.rawValue), TJFLAG_ACCURATEDCT)
+                              Int32(rgb ? TJPF_RGB.rawValue : TJPF_GRAY.rawValue), TJFLAG_ACCURATEDCT)
             }
         }
         // a warning (a truncated file decodes partly, the rest gray) is an error here too
-        guard status == 0 else { throw failure("cannot decode the image data (truncated or corrupt?)") }
-        return GrayImage(width: Int(width), height: Int(height), pixels: pixels)
+        guard status == 0 else { throw jpegFailure(handle, "cannot decode the image data (truncated or corrupt?)", path: path) }
+        if rgb {
+            let planar = pixels.withUnsafeBytes { planes(fromInterleaved: $0, pixels: n) }
+            return PlanarImage(channels: 3, width: Int(width), height: Int(height), pixels: planar)
+        }
+        return PlanarImage(channels: 1, width: Int(width), height: Int(height), pixels: pixels).converted(to: channels)
     }
 
-    static func decodeTIFF(path: String) throws(DAEError) -> [GrayImage] {
+    /// A 16-bit TIFF field (TIFFGetField is variadic, which Swift cannot call; its va_list form
+    /// it can).
+    static func tiffField16(_ tiff: OpaquePointer, _ tag: Int32) -> UInt16? {
+        var value: UInt16 = 0
+        let found = withUnsafeMutablePointer(to: &value) { pointer in
+            withVaList([pointer]) { TIFFVGetField(tiff, UInt32(tag), $0) }
+        }
+        return found != 0 ? value : nil
+    }
+
+    /// Whether the current TIFF directory is colour: its photometric interpretation is neither
+    /// min-is-black nor min-is-white (RGB, palette, YCbCr, CMYK, ...), or, without one, it has
+    /// three samples or more per pixel.
+    static func tiffIsColour(_ tiff: OpaquePointer) -> Bool {
+        if let photometric = tiffField16(tiff, TIFFTAG_PHOTOMETRIC) {
+            return Int32(photometric) != PHOTOMETRIC_MINISBLACK && Int32(photometric) != PHOTOMETRIC_MINISWHITE
+        }
+        return (tiffField16(tiff, TIFFTAG_SAMPLESPERPIXEL) ?? 1) >= 3
+    }
+
+    static func openTIFF(_ path: String) throws(DAEError) -> OpaquePointer {
         dae_tiff_quiet()
         guard let tiff = TIFFOpen(path, "r") else {
             throw DAEError.data(path: path, problem: "cannot be read as a TIFF file (truncated or corrupt?)")
         }
+        return tiff
+    }
+
+    static func tiffHeaders(path: String) throws(DAEError) -> [ImageHeader] {
+        let tiff = try openTIFF(path)
         defer { TIFFClose(tiff) }
-        var pages: [GrayImage] = []
+        var pages: [ImageHeader] = []
+        repeat {
+            var width: UInt32 = 0, height: UInt32 = 0
+            guard dae_tiff_size(tiff, &width, &height) != 0 else {
+                throw DAEError.data(path: path, problem: "page \(pages.count + 1) has no image size")
+            }
+            pages.append(ImageHeader(width: Int(width), height: Int(height), colour: tiffIsColour(tiff)))
+        } while TIFFReadDirectory(tiff) != 0
+        return pages
+    }
+
+    static func decodeTIFF(path: String, channels: Int) throws(DAEError) -> [PlanarImage] {
+        let tiff = try openTIFF(path)
+        defer { TIFFClose(tiff) }
+        var pages: [PlanarImage] = []
         repeat {
             var width: UInt32 = 0, height: UInt32 = 0
             guard dae_tiff_size(tiff, &width, &height) != 0 else {
@@ -75,12 +202,19 @@ public enum ImageFile {
                 TIFFReadRGBAImageOriented(tiff, width, height, $0.baseAddress, Int32(ORIENTATION_TOPLEFT), 0)
             }
             guard ok != 0 else { throw DAEError.data(path: path, problem: "cannot decode page \(pages.count + 1) (truncated, corrupt or an unsupported encoding?)") }
-            let pixels = raster.map { abgr -> UInt8 in
-                let r = Double(abgr & 0xFF), g = Double((abgr >> 8) & 0xFF), b = Double((abgr >> 16) & 0xFF)
+            let n = raster.count
+            let rgb = channels == 3 && tiffIsColour(tiff)
+            var pixels = [UInt8](repeating: 0, count: (rgb ? 3 : 1) * n)
+            for (i, abgr) in raster.enumerated() {
+                let r = UInt8(abgr & 0xFF), g = UInt8((abgr >> 8) & 0xFF), b = UInt8((abgr >> 16) & 0xFF)
                 let alpha = Double(abgr >> 24) / 255
-                return UInt8(min(255, (0.299 * r + 0.587 * g + 0.114 * b) * alpha + 0.5))
+                if rgb {
+                    for (c, v) in [r, g, b].enumerated() { pixels[c * n + i] = UInt8(min(255, Double(v) * alpha + 0.5)) }
+                } else {
+                    pixels[i] = luma(r, g, b, alpha: alpha)
+                }
             }
-            pages.append(GrayImage(width: Int(width), height: Int(height), pixels: pixels))
+            pages.append(PlanarImage(channels: 1 + (rgb ? 2 : 0), width: Int(width), height: Int(height), pixels: pixels).converted(to: channels))
         } while TIFFReadDirectory(tiff) != 0
         return pages
     }

@@ -1,5 +1,5 @@
-// Grayscale PNG files through libpng's simplified API: reading any PNG (palette, 16-bit, colour,
-// alpha) converted to 8-bit gray, and writing 8-bit gray. And the sample-grid layout of
+// PNG files through libpng's simplified API: reading any PNG (palette, 16-bit, colour, alpha) as
+// 8-bit gray or 8-bit RGB, and writing 8-bit gray or RGB. And the sample-grid layout of
 // torchvision's make_grid/save_image, so grids compare with a PyTorch run's pixel for pixel.
 
 import CPNG
@@ -14,6 +14,47 @@ public struct GrayImage: Sendable, Equatable {
     }
 }
 
+/// An 8-bit image of 1 (gray) or 3 (RGB) channels stored as planes, [channels, height, width]
+/// (torch's CHW), the layout of `Dataset.pixels`.
+public struct PlanarImage: Sendable, Equatable {
+    public var channels: Int
+    public var width: Int
+    public var height: Int
+    public var pixels: [UInt8]
+    public init(channels: Int, width: Int, height: Int, pixels: [UInt8]) {
+        precondition((channels == 1 || channels == 3) && pixels.count == channels * width * height)
+        self.channels = channels; self.width = width; self.height = height; self.pixels = pixels
+    }
+
+    /// The same image with `channels` planes: gray repeated into R, G and B, or colour to gray as
+    /// 0.299 R + 0.587 G + 0.114 B (Rec. 601 luma), rounded.
+    public func converted(to channels: Int) -> PlanarImage {
+        if channels == self.channels { return self }
+        let n = width * height
+        if channels == 3 { return PlanarImage(channels: 3, width: width, height: height, pixels: pixels + pixels + pixels) }
+        var gray = [UInt8](repeating: 0, count: n)
+        for i in 0..<n { gray[i] = luma(pixels[i], pixels[n + i], pixels[2 * n + i]) }
+        return PlanarImage(channels: 1, width: width, height: height, pixels: gray)
+    }
+}
+
+/// Rec. 601 luma of an 8-bit colour, rounded: the gray of a colour pixel wherever dae-dist
+/// converts one itself (TIFF, .npy; libpng and libjpeg use the same weights).
+@inline(__always) func luma(_ r: UInt8, _ g: UInt8, _ b: UInt8, alpha: Double = 1) -> UInt8 {
+    let red = 0.299 * Double(r), green = 0.587 * Double(g), blue = 0.114 * Double(b)
+    let y: Double = (red + green + blue) * alpha + 0.5
+    return UInt8(min(255, y))
+}
+
+/// Interleaved pixels (RGBRGB..., `stride` bytes per pixel) to planes RRR...GGG...BBB....
+func planes(fromInterleaved bytes: UnsafeRawBufferPointer, pixels n: Int, stride: Int = 3) -> [UInt8] {
+    var out = [UInt8](repeating: 0, count: 3 * n)
+    for i in 0..<n {
+        out[i] = bytes[stride * i]; out[n + i] = bytes[stride * i + 1]; out[2 * n + i] = bytes[stride * i + 2]
+    }
+    return out
+}
+
 public enum PNG {
     static let signature: [UInt8] = [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]
     /// The largest image `decode` accepts (pixels): a guard against decompression bombs.
@@ -21,21 +62,48 @@ public enum PNG {
 
     /// An 8-bit grayscale PNG of `image`.
     public static func encode(_ image: GrayImage) -> [UInt8] {
+        encode(planes: image.pixels, channels: 1, width: image.width, height: image.height)
+    }
+
+    /// An 8-bit PNG of planes [channels, height, width] (1: gray, 3: RGB).
+    public static func encode(planes: [UInt8], channels: Int, width: Int, height: Int) -> [UInt8] {
+        precondition((channels == 1 || channels == 3) && planes.count == channels * width * height,
+                     "PNG.encode: \(planes.count) bytes are not \(channels) planes of \(width)x\(height)")
         var png = png_image()
         dae_png_image_init(&png)
-        png.width = png_uint_32(image.width); png.height = png_uint_32(image.height)
-        png.format = dae_png_format_gray()
+        png.width = png_uint_32(width); png.height = png_uint_32(height)
+        png.format = channels == 1 ? png_uint_32(PNG_FORMAT_GRAY) : png_uint_32(PNG_FORMAT_RGB)
+        // libpng writes interleaved rows: RGBRGB...
+        var rows = planes
+        if channels == 3 {
+            let n = width * height
+            for i in 0..<n { rows[3 * i] = planes[i]; rows[3 * i + 1] = planes[n + i]; rows[3 * i + 2] = planes[2 * n + i] }
+        }
         var size: png_alloc_size_t = 0
-        return image.pixels.withUnsafeBytes { pixels -> [UInt8] in
+        return rows.withUnsafeBytes { pixels -> [UInt8] in
             // first call: the size; second: the bytes
             let sized = png_image_write_to_memory(&png, nil, &size, 0, pixels.baseAddress, 0, nil)
-            precondition(sized != 0 || size > 0, "libpng could not size a \(image.width)x\(image.height) image")
+            precondition(sized != 0 || size > 0, "libpng could not size a \(width)x\(height) image")
             var out = [UInt8](repeating: 0, count: Int(size))
             let ok = out.withUnsafeMutableBytes { png_image_write_to_memory(&png, $0.baseAddress, &size, 0, pixels.baseAddress, 0, nil) }
-            precondition(ok != 0, "libpng failed to write a \(image.width)x\(image.height) image")
+            precondition(ok != 0, "libpng failed to write a \(width)x\(height) image")
             out.removeSubrange(Int(size)...)
             return out
         }
+    }
+
+    /// An 8-bit PNG of floats [channels, height, width] in [0, 1], rounded as torchvision's
+    /// save_image: uint8(clamp(x * 255 + 0.5, 0, 255)).
+    public static func encode(planes: [Float], channels: Int, width: Int, height: Int) -> [UInt8] {
+        encode(planes: planes.map { UInt8(min(max($0 * 255 + 0.5, 0), 255)) }, channels: channels, width: width, height: height)
+    }
+
+    /// Width, height and whether the image is colour (RGB or palette), from the IHDR chunk at the
+    /// start of a PNG file (its first 26 bytes at least). Nil when `bytes` do not start that way.
+    static func header(_ bytes: [UInt8]) -> (width: Int, height: Int, colour: Bool)? {
+        guard bytes.count >= 26, Array(bytes.prefix(8)) == signature, Array(bytes[12..<16]) == Array("IHDR".utf8) else { return nil }
+        let be = { (i: Int) in Int(bytes[i]) << 24 | Int(bytes[i + 1]) << 16 | Int(bytes[i + 2]) << 8 | Int(bytes[i + 3]) }
+        return (be(16), be(20), bytes[25] & 2 != 0)      // colour types 2, 3, 6 have bit 1 set
     }
 
     /// Decodes a PNG file's bytes to 8-bit gray: colour is converted to gray by libpng (sRGB
@@ -44,6 +112,14 @@ public enum PNG {
     /// chunk says otherwise: libpng's default would take untagged 16-bit data as linear light).
     /// Errors name `path`.
     public static func decode(_ bytes: [UInt8], path: String) throws(DAEError) -> GrayImage {
+        let image = try decode(bytes, path: path, channels: 1)
+        return GrayImage(width: image.width, height: image.height, pixels: image.pixels)
+    }
+
+    /// Decodes a PNG file's bytes to `channels` planes of 8 bits, as `decode(_:path:)` does for
+    /// gray; for 3 channels a colour PNG is read as RGB and a gray one has its plane repeated.
+    public static func decode(_ bytes: [UInt8], path: String, channels: Int) throws(DAEError) -> PlanarImage {
+        precondition(channels == 1 || channels == 3)
         guard bytes.count >= 8, Array(bytes.prefix(8)) == signature else {
             throw DAEError.data(path: path, problem: "not a PNG file (no PNG signature)")
         }
@@ -55,7 +131,7 @@ public enum PNG {
             return DAEError.data(path: path, problem: "\(what): \(message.isEmpty ? "libpng error" : message)")
         }
         // libpng reads from `bytes` until finish_read: both calls inside one borrow of them
-        let result: Result<GrayImage, DAEError> = bytes.withUnsafeBytes { file in
+        let result: Result<PlanarImage, DAEError> = bytes.withUnsafeBytes { file in
             guard png_image_begin_read_from_memory(&png, file.baseAddress, file.count) != 0 else {
                 return .failure(failure("cannot read the PNG header"))
             }
@@ -64,12 +140,18 @@ public enum PNG {
             guard width * height <= maxPixels else {
                 return .failure(DAEError.data(path: path, problem: "the image is \(width)x\(height), more than the \(maxPixels) pixels dae-dist reads"))
             }
-            png.format = dae_png_format_gray()
+            // a gray file is read as gray and repeated: its three planes are then exactly equal
+            let rgb = channels == 3 && png.format & png_uint_32(PNG_FORMAT_FLAG_COLOR) != 0
+            png.format = rgb ? png_uint_32(PNG_FORMAT_RGB) : dae_png_format_gray()
             png.flags |= dae_png_flag_16bit_srgb()   // after begin_read, which sets the flags from the file
-            var pixels = [UInt8](repeating: 0, count: dae_png_image_size(&png))
+            var pixels = [UInt8](repeating: 0, count: (rgb ? 3 : 1) * width * height)
             let done = pixels.withUnsafeMutableBytes { png_image_finish_read(&png, nil, $0.baseAddress, 0, nil) }
             guard done != 0 else { return .failure(failure("cannot decode the image data (truncated or corrupt?)")) }
-            return .success(GrayImage(width: width, height: height, pixels: pixels))
+            if rgb {
+                let planar = pixels.withUnsafeBytes { planes(fromInterleaved: $0, pixels: width * height) }
+                return .success(PlanarImage(channels: 3, width: width, height: height, pixels: planar))
+            }
+            return .success(PlanarImage(channels: 1, width: width, height: height, pixels: pixels).converted(to: channels))
         }
         return try result.get()
     }
