@@ -35,7 +35,7 @@ final class Progress: TrainingObserver {
     func header(_ run: TrainingRun) {
         let config = run.config, trainer = run.trainer, data = run.data, communicator = run.communicator
         say("dae-dist train: \(data.count) samples (\(data.height)x\(data.width)) from \(data.source)")
-        let schedule = config.model == .conv ? "\(config.epochs) epochs"
+        let schedule = config.phaseEpochs.count == 1 ? "\(config.epochs) epochs"
             : "\(config.model.description): \(config.pretrainEpochs) pre-training epochs per layer, \(config.epochs) fine-tuning epochs"
         say("  \(schedule), batch \(config.batchSize), Adam lr \(config.adam.lr), noise \(config.noise), loss \(config.loss.rawValue), seed \(config.seed)")
         let threading = config.reduce == .exact

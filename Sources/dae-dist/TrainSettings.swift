@@ -52,7 +52,7 @@ extension Train {
                                   ("--activation", activation != nil), ("--tied-weights", tiedWeights)] where given {
                 throw .badFlag(flag, "applies to the stacked model only; add --model stacked")
             }
-            return .conv
+            return .reference
         case .stacked:
             let widths = try hidden.map { text throws(DAEError) in try StackedSpec.parseHidden(text) } ?? baseStacked?.hidden ?? [1000, 1000, 1000]
             return .stacked(StackedSpec(inputSize: 0, hidden: widths, activation: activation ?? baseStacked?.activation ?? .sigmoid,

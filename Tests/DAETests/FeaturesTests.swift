@@ -41,7 +41,7 @@ final class FeaturesTests: XCTestCase {
         for b in 0..<4 { huge[29 + b] = UInt8(crc >> (24 - 8 * b) & 0xFF) }
         XCTAssertThrowsError(try PNG.decode(huge, path: "huge.png")) { XCTAssertTrue("\($0)".contains("more than"), "\($0)") }
         // and the denoiser's own limit for the convolutional model
-        XCTAssertThrowsError(try ImageDenoiser(model: .conv, params: FloatBuffer(count: 1)).check(height: 4096, width: 2048, source: "big.png"))
+        XCTAssertThrowsError(try ImageDenoiser(model: .reference, params: FloatBuffer(count: 1)).check(height: 4096, width: 2048, source: "big.png"))
     }
 
     func testPNGWriteReadRoundTripOfOddSizes() throws {
@@ -52,7 +52,7 @@ final class FeaturesTests: XCTestCase {
     func testDenoiserPadsAndCropsBackAnySize() {
         let params = FloatBuffer(count: ConvDenoiser.makeLayout().count)
         initializeParameters(params, layout: ConvDenoiser.makeLayout(), seed: 1)
-        let denoiser = ImageDenoiser(model: .conv, params: params)
+        let denoiser = ImageDenoiser(model: .reference, params: params)
         // a 30x45 image denoised alone equals its top-left corner when denoised inside a 32x48
         // image made by replicating its edges: padding is 'replicate' and the crop is top-left
         let (h, w) = (30, 45)
@@ -69,7 +69,7 @@ final class FeaturesTests: XCTestCase {
 
     func testFeatureShapes() {
         let conv = FloatBuffer(count: ConvDenoiser.makeLayout().count)
-        XCTAssertEqual(FeatureExtractor(.encoder(.conv, conv), height: 28, width: 28).featureShape, [64, 7, 7])
+        XCTAssertEqual(FeatureExtractor(.encoder(.reference, conv), height: 28, width: 28).featureShape, [64, 7, 7])
         let spec = StackedSpec(inputSize: 784, hidden: [20, 12])
         XCTAssertEqual(FeatureExtractor(.encoder(.stacked(spec), FloatBuffer(count: StackedDenoiser.makeLayout(spec).count)), height: 28, width: 28).featureShape, [12])
         XCTAssertEqual(FeatureExtractor(.pixels, height: 28, width: 28).featureShape, [784])
@@ -87,7 +87,7 @@ final class FeaturesTests: XCTestCase {
         // chance is 10%: the untrained convolutional encoder's features must also carry the digits
         let params = FloatBuffer(count: ConvDenoiser.makeLayout().count)
         initializeParameters(params, layout: ConvDenoiser.makeLayout(), seed: 0)
-        let random = try LinearProbe(features: FeatureExtractor(.encoder(.conv, params), height: 28, width: 28, threads: 2),
+        let random = try LinearProbe(features: FeatureExtractor(.encoder(.reference, params), height: 28, width: 28, threads: 2),
                                  train: train, test: test, config: config, threads: 2).run()
         XCTAssertGreaterThan(random.testAccuracy, 0.75)
     }

@@ -17,7 +17,7 @@ public final class ImageDenoiser {
 
     /// Whether images of height x width can be denoised, and if not, why.
     public func check(height: Int, width: Int, source: String) throws(DAEError) {
-        if model == .conv, height * width > Self.maxPixels {
+        if model.sideMultiple > 1, height * width > Self.maxPixels {
             throw DAEError.data(path: source, problem: "the image is \(height)x\(width), more than the \(Self.maxPixels) pixels denoised at once (about 1 KB of memory each); crop or scale it first")
         }
         if case .stacked(let s) = model, height * width != s.inputSize {
@@ -28,7 +28,7 @@ public final class ImageDenoiser {
     /// `count` images of height x width (values in [0,1], [count, H, W]) into `out`, same layout.
     public func denoise(_ images: UnsafePointer<Float>, count: Int, height: Int, width: Int,
                         into out: UnsafeMutablePointer<Float>, batch: Int = 50) {
-        let (paddedH, paddedW) = model == .conv ? ((height + 3) / 4 * 4, (width + 3) / 4 * 4) : (height, width)
+        let m = model.sideMultiple, (paddedH, paddedW) = ((height + m - 1) / m * m, (width + m - 1) / m * m)
         let capacity = min(batch, count)
         let network = model.makeImageAutoencoder(height: paddedH, width: paddedW, capacity: capacity, parameters: params, afterPhase: phase)
         let size = paddedH * paddedW
