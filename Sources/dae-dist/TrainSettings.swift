@@ -90,14 +90,16 @@ extension Train {
         case .conv:
             var spec = ConvSpec()
             if case .conv(let previous)? = sameKind { spec = previous }
-            if let widths { spec.widths = try ConvSpec.parseWidths(widths, flag: "--widths") }
+            if let widths { spec.widths = try ModelSpec.parseWidths(widths, flag: "--widths") }
             if let channels { spec.channels = channels }
+            try spec.checkSize(flag: "--widths")
             return .conv(spec)
         case .unet:
-            var spec = UNetSpec()
+            var spec = UNetSpec(widths: UNetSpec.defaultWidths)
             if case .unet(let previous)? = sameKind { spec = previous }
-            if let widths { spec.widths = try UNetSpec.parseWidths(widths, flag: "--widths") }
+            if let widths { spec.widths = try ModelSpec.parseWidths(widths, flag: "--widths") }
             if let channels { spec.channels = channels }
+            try spec.checkSize(flag: "--widths")
             return .unet(spec)
         case .stacked:
             if channels != nil { throw .badFlag("--channels", "the stacked model takes gray images; use --model conv or unet for colour") }

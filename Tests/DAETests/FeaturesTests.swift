@@ -50,7 +50,7 @@ final class FeaturesTests: XCTestCase {
     func testDenoiserPadsAndCropsBackAnySize() {
         let params = FloatBuffer(count: ConvDenoiser.makeLayout().count)
         initializeParameters(params, layout: ConvDenoiser.makeLayout(), seed: 1)
-        let denoiser = ImageDenoiser(model: .conv, params: params)
+        let denoiser = ImageDenoiser(model: .reference, params: params)
         // a 30x45 image denoised alone equals its top-left corner when denoised inside a 32x48
         // image made by replicating its edges: padding is 'replicate' and the crop is top-left
         let (h, w) = (30, 45)
@@ -67,7 +67,7 @@ final class FeaturesTests: XCTestCase {
 
     func testFeatureShapes() {
         let conv = FloatBuffer(count: ConvDenoiser.makeLayout().count)
-        XCTAssertEqual(FeatureExtractor(.encoder(.conv, conv), height: 28, width: 28).featureShape, [64, 7, 7])
+        XCTAssertEqual(FeatureExtractor(.encoder(.reference, conv), height: 28, width: 28).featureShape, [64, 7, 7])
         let spec = StackedSpec(inputSize: 784, hidden: [20, 12])
         XCTAssertEqual(FeatureExtractor(.encoder(.stacked(spec), FloatBuffer(count: StackedDenoiser.makeLayout(spec).count)), height: 28, width: 28).featureShape, [12])
         XCTAssertEqual(FeatureExtractor(.pixels, height: 28, width: 28).featureShape, [784])
@@ -85,7 +85,7 @@ final class FeaturesTests: XCTestCase {
         // chance is 10%: the untrained convolutional encoder's features must also carry the digits
         let params = FloatBuffer(count: ConvDenoiser.makeLayout().count)
         initializeParameters(params, layout: ConvDenoiser.makeLayout(), seed: 0)
-        let random = try LinearProbe(features: FeatureExtractor(.encoder(.conv, params), height: 28, width: 28, threads: 2),
+        let random = try LinearProbe(features: FeatureExtractor(.encoder(.reference, params), height: 28, width: 28, threads: 2),
                                  train: train, test: test, config: config, threads: 2).run()
         XCTAssertGreaterThan(random.testAccuracy, 0.75)
     }

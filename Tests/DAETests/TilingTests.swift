@@ -17,7 +17,7 @@ final class TilingTests: XCTestCase {
 
     func denoise(_ values: [Float], count: Int = 1, height: Int, width: Int, tile: Int, params: FloatBuffer,
                  geometry: TileGeometry = .conv, batch: Int = ImageDenoiser.defaultBatch) throws -> [Float] {
-        let denoiser = try ImageDenoiser(model: .conv, params: params, geometry: geometry, tile: tile)
+        let denoiser = try ImageDenoiser(model: .reference, params: params, geometry: geometry, tile: tile)
         var out = [Float](repeating: .nan, count: values.count)
         denoiser.denoise(values, count: count, height: height, width: width, into: &out, batch: batch)
         return out
@@ -75,12 +75,12 @@ final class TilingTests: XCTestCase {
 
     func testBadTileSidesAreRefusedInOneLine() {
         for tile in [10, 8, 4, 0, -4, 30] {
-            XCTAssertThrowsError(try ImageDenoiser(model: .conv, params: convParameters(), geometry: .conv, tile: tile), "\(tile)") { error in
+            XCTAssertThrowsError(try ImageDenoiser(model: .reference, params: convParameters(), geometry: .conv, tile: tile), "\(tile)") { error in
                 XCTAssertEqual("\(error)", "--tile: \(tile) must be a multiple of 4 larger than 8 (the model needs 4 pixels of context on each side of a tile)")
             }
         }
-        XCTAssertEqual(try ImageDenoiser(model: .conv, params: convParameters(), geometry: .conv, tile: 12).tile, 12)
-        XCTAssertEqual(ImageDenoiser(model: .conv, params: convParameters()).tile, 524, "the largest tile within 256 MiB at 964 bytes a pixel")
+        XCTAssertEqual(try ImageDenoiser(model: .reference, params: convParameters(), geometry: .conv, tile: 12).tile, 12)
+        XCTAssertEqual(ImageDenoiser(model: .reference, params: convParameters()).tile, 524, "the largest tile within 256 MiB at 964 bytes a pixel")
         XCTAssertEqual(TileGeometry.conv.arenaBytesPerPixel, 229 * 4 + 12 * 4)
     }
 
@@ -92,14 +92,14 @@ final class TilingTests: XCTestCase {
         let images = sizes.enumerated().map { k, s in
             ImagePlanes(count: s.0, height: s.1, width: s.2, values: randomArray(s.0 * s.1 * s.2, seed: UInt64(10 + k)).map { ($0 + 1) / 2 })
         }
-        let denoiser = try ImageDenoiser(model: .conv, params: params, geometry: .conv, tile: 24)
+        let denoiser = try ImageDenoiser(model: .reference, params: params, geometry: .conv, tile: 24)
         let outputs = denoiser.denoise(images, batch: 7)
         XCTAssertEqual(outputs.map { [$0.count, $0.height, $0.width] }, sizes.map { [$0.0, $0.1, $0.2] })
         for (image, output) in zip(images, outputs) {
             let alone = try denoise(image.values, count: image.count, height: image.height, width: image.width, tile: whole, params: params)
             XCTAssertLessThanOrEqual(worstDifference(output.values, alone), 1e-5, "\(image.height)x\(image.width)")
         }
-        XCTAssertEqual(denoiser.denoise([]), [])
+        XCTAssertEqual(denoiser.denoise([ImagePlanes]()), [ImagePlanes]())
     }
 
     /// The stacked model still takes whole images of its size, in batches.
@@ -119,7 +119,7 @@ final class TilingTests: XCTestCase {
     }
 
     func testMemoryEstimateIsBoundedByTheTileBatch() throws {
-        let denoiser = ImageDenoiser(model: .conv, params: convParameters())
+        let denoiser = ImageDenoiser(model: .reference, params: convParameters())
         let planes = 2 * 4000 * 3000 * 4, grads = ConvDenoiser.makeLayout().count * 4
         // one 524 x 524 tile per forward: its arena, within the budget
         XCTAssertEqual(denoiser.memoryEstimate(height: 3000, width: 4000), planes + grads + 524 * 524 * 964)
@@ -127,7 +127,7 @@ final class TilingTests: XCTestCase {
         // a 28 x 28 image is one tile of its own size
         XCTAssertEqual(denoiser.memoryEstimate(height: 28, width: 28), 2 * 784 * 4 + grads + 784 * 964)
         // small tiles: as many per forward as the batch allows
-        let small = try ImageDenoiser(model: .conv, params: convParameters(), geometry: .conv, tile: 32)
+        let small = try ImageDenoiser(model: .reference, params: convParameters(), geometry: .conv, tile: 32)
         XCTAssertEqual(small.memoryEstimate(height: 3000, width: 4000), planes + grads + 50 * 32 * 32 * 964)
     }
 }

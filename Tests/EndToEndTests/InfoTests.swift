@@ -54,7 +54,7 @@ final class InfoTests: XCTestCase {
 
         let c = try json(try DAEDist.run(["info", "--json", checkpoint]).stdout)
         XCTAssertEqual(c["kind"] as? String, "checkpoint")
-        XCTAssertEqual(c["model"] as? String, "ConvDenoiser")
+        XCTAssertEqual(c["model"] as? String, "ConvDenoiser 1->32,64")
         XCTAssertEqual(c["parameters"] as? Int, 27169)
         XCTAssertEqual(c["values"] as? Int, 3 * 27169)
         XCTAssertEqual(c["header_checksum"] as? String, "ok")

@@ -56,7 +56,7 @@ public final class Evaluator: @unchecked Sendable {
     /// Scores `model` (reading `parameters`) on `data`: by default the whole image autoencoder;
     /// `setPhase` selects a stacked model's layers trained so far. `pool` runs the workers (one per
     /// pool thread); it may be shared with the trainer, whose rounds never overlap evaluation.
-    public init(model: ModelSpec = .conv, data: Dataset, noise: NoiseKind, seed: UInt64, parameters: FloatBuffer,
+    public init(model: ModelSpec = .reference, data: Dataset, noise: NoiseKind, seed: UInt64, parameters: FloatBuffer,
                 communicator: Communicator = SingleProcess(), pool: WorkerPool, batch: Int = 50) {
         self.data = data; self.noise = noise; self.seed = seed; self.communicator = communicator; self.pool = pool
         self.batch = min(batch, data.count)
@@ -66,7 +66,7 @@ public final class Evaluator: @unchecked Sendable {
     }
 
     /// As above, with a pool of its own of `threads` threads.
-    public convenience init(model: ModelSpec = .conv, data: Dataset, noise: NoiseKind, seed: UInt64, parameters: FloatBuffer,
+    public convenience init(model: ModelSpec = .reference, data: Dataset, noise: NoiseKind, seed: UInt64, parameters: FloatBuffer,
                             communicator: Communicator = SingleProcess(), threads: Int = 1, batch: Int = 50) {
         self.init(model: model, data: data, noise: noise, seed: seed, parameters: parameters, communicator: communicator,
                   pool: WorkerPool(threads: threads), batch: batch)

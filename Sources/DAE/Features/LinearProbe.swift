@@ -73,7 +73,8 @@ public final class LinearProbe: @unchecked Sendable {
         self.config = config; self.communicator = communicator; self.train = train; self.test = test
         self.pool = pool
         featureSize = features.featureSize
-        classes = max(2, Int(max(train.labels.max() ?? 0, test.labels.max() ?? 0)) + 1)
+        let classes = max(2, Int(max(train.labels.max() ?? 0, test.labels.max() ?? 0)) + 1)
+        self.classes = classes
         let (rank, size) = (communicator.rank, communicator.size)
         trainChunks = Self.chunks(train.count, rank: rank, size: size)
         trainRange = Self.samples(trainChunks, count: train.count)

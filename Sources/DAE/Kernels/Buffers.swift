@@ -46,3 +46,23 @@ public final class Arena<Element: BitwiseCopyable> {
         return base + used
     }
 }
+
+/// The slices of an arena counted before it exists, for a network whose list of activations
+/// depends on its shape: `reserve` returns a slice's offset, `total` is the arena's size, and
+/// `Arena.slice(at:)` turns an offset into a pointer once it is allocated.
+public struct ArenaPlan {
+    public private(set) var total = 0
+    public init() {}
+    public mutating func reserve(_ count: Int) -> Int {
+        defer { total += count }
+        return total
+    }
+}
+
+extension Arena {
+    /// The slice that starts `offset` elements in (an offset from an `ArenaPlan` of this size).
+    public func slice(at offset: Int) -> UnsafeMutablePointer<Element> {
+        precondition(offset >= 0 && offset <= capacity, "arena offset out of range")
+        return base + offset
+    }
+}

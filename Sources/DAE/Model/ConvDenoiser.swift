@@ -1,23 +1,56 @@
-// The reference convolutional denoising autoencoder, layer for layer the PyTorch ConvDenoiser:
+// The reference convolutional denoising autoencoder, layer for layer the PyTorch ConvDenoiser
+// (docs/pytorch-models.md), for C channels and widths (w0, w1) (the reference: 1, (32, 64)):
 //
-//   encoder = Sequential(Conv2d(1,32,3,padding=1), ReLU, MaxPool2d(2,2),      # encoder.0 .1 .2
-//                        Conv2d(32,64,3,padding=1), ReLU, MaxPool2d(2,2))     # encoder.3 .4 .5
-//   decoder = Sequential(ConvTranspose2d(64,32,2,stride=2), ReLU,             # decoder.0 .1
-//                        ConvTranspose2d(32,1,2,stride=2), Sigmoid)           # decoder.2 .3
+//   encoder = Sequential(Conv2d(C,w0,3,padding=1), ReLU, MaxPool2d(2,2),     # encoder.0 .1 .2
+//                        Conv2d(w0,w1,3,padding=1), ReLU, MaxPool2d(2,2))    # encoder.3 .4 .5
+//   decoder = Sequential(ConvTranspose2d(w1,w0,2,stride=2), ReLU,            # decoder.0 .1
+//                        ConvTranspose2d(w0,C,2,stride=2), Sigmoid)          # decoder.2 .3
 //
 // For an H x W image (28 x 28 for MNIST) and a batch of n, activations are [C, n, h, w]:
-//   x [1,n,H,W] -conv1-> a1 [32,n,H,W] -ReLU+pool-> p1 [32,n,H/2,W/2] -conv2-> a2 [64,n,H/2,W/2]
-//   -ReLU+pool-> code [64,n,H/4,W/4] -deconv1-> a3 [32,n,H/2,W/2] -deconv2-> y [1,n,H,W]
+//   x [C,n,H,W] -conv1-> a1 [w0,n,H,W] -ReLU+pool-> p1 [w0,n,H/2,W/2] -conv2-> a2 [w1,n,H/2,W/2]
+//   -ReLU+pool-> code [w1,n,H/4,W/4] -deconv1-> a3 [w0,n,H/2,W/2] -deconv2-> y [C,n,H,W]
 // Each encoder ReLU is fused with the max-pool after it (ReLUMaxPool2d), so a1 and a2 hold the
 // convolutions' outputs before the ReLU.
+//
+// `input`, `output` and `gradOutput` are sample-major, [n, C, H, W], as the data and the loss lay
+// them out. With one channel that is x's (and y's) own memory; with more, x is copied from
+// `input` at the start of the encoder, `output` from y at the end, and dy from `gradOutput` at the
+// start of the backward pass (transposePlanes), so that the layers keep one GEMM per batch.
 //
 // Parameters and gradients are two flat buffers (see Parameters.swift); activations and
 // workspaces are one arena allocated for a maximum batch `capacity`, so forward and backward
 // allocate nothing. Any batch n <= capacity can run.
 
-public final class ConvDenoiser: DenoisingNetwork {
-    public static let hidden1 = 32, hidden2 = 64
+/// The convolutional model's shape: `channels` in and out, widths (conv1's, conv2's) in the encoder
+/// and mirrored in the decoder.
+public struct ConvSpec: Sendable, Equatable {
+    public var channels: Int
+    public var widths: [Int]
 
+    public init(channels: Int = 1, widths: [Int] = [32, 64]) {
+        self.channels = channels; self.widths = widths
+    }
+
+    /// Rejects shapes dae-dist does not train, naming `flag`: exactly two widths from 1 to
+    /// ModelSpec.maxWidth, 1 to ModelSpec.maxChannels channels, at most ModelSpec.maxParameters parameters.
+    public func checkSize(flag: String = "--widths") throws(DAEError) {
+        let text = ModelSpec.widthsText(widths)
+        guard widths.count == 2 else { throw DAEError.badFlag(flag, "'\(text)': the convolutional model takes exactly 2 widths, e.g. 32,64") }
+        guard widths.allSatisfy({ (1...ModelSpec.maxWidth).contains($0) }) else {
+            throw DAEError.badFlag(flag, "'\(text)': give layer widths between 1 and \(ModelSpec.maxWidth)")
+        }
+        guard (1...ModelSpec.maxChannels).contains(channels) else {
+            throw DAEError.badFlag(flag, "\(channels) channels: the convolutional model takes 1 to \(ModelSpec.maxChannels)")
+        }
+        let count = ConvDenoiser.makeLayout(self).count
+        guard count <= ModelSpec.maxParameters else {
+            throw DAEError.badFlag(flag, "\(text) on \(channels) channels makes \(count) parameters, more than the \(ModelSpec.maxParameters) supported; use narrower layers")
+        }
+    }
+}
+
+public final class ConvDenoiser: DenoisingNetwork {
+    public let spec: ConvSpec
     public let height: Int, width: Int, capacity: Int
     public let layout: ParameterLayout
     public let params: FloatBuffer
@@ -28,30 +61,34 @@ public final class ConvDenoiser: DenoisingNetwork {
     let pool = ReLUMaxPool2d()
 
     // Activations (forward) and their gradients (backward), views into `arena`.
-    public let input: UnsafeMutablePointer<Float>     // x    [1, n, H, W]: the (noisy) batch
-    let col1: UnsafeMutablePointer<Float>             //      [9, n*H*W]
-    let a1: UnsafeMutablePointer<Float>               //      [32, n, H, W]  conv1 (before its ReLU)
-    let p1: UnsafeMutablePointer<Float>               //      [32, n, H/2, W/2]
-    let col2: UnsafeMutablePointer<Float>             //      [32*9, n*H/2*W/2]
-    let a2: UnsafeMutablePointer<Float>               //      [64, n, H/2, W/2] conv2 (before its ReLU)
-    public let code: UnsafeMutablePointer<Float>      //      [64, n, H/4, W/4] the encoder's output
-    let col3: UnsafeMutablePointer<Float>             //      [32*4, n*H/4*W/4]
-    let a3: UnsafeMutablePointer<Float>               //      [32, n, H/2, W/2] deconv1 + ReLU
-    let col4: UnsafeMutablePointer<Float>             //      [1*4, n*H/2*W/2]
-    public let output: UnsafeMutablePointer<Float>    // y    [1, n, H, W] deconv2 + Sigmoid
-    public let gradOutput: UnsafeMutablePointer<Float> // dL/dz before the sigmoid, [1, n, H, W]
+    public let input: UnsafeMutablePointer<Float>     //      [n, C, H, W]: the (noisy) batch
+    let x: UnsafeMutablePointer<Float>                // x    [C, n, H, W]: input itself when C = 1
+    let col1: UnsafeMutablePointer<Float>             //      [C*9, n*H*W]
+    let a1: UnsafeMutablePointer<Float>               //      [w0, n, H, W]  conv1 (before its ReLU)
+    let p1: UnsafeMutablePointer<Float>               //      [w0, n, H/2, W/2]
+    let col2: UnsafeMutablePointer<Float>             //      [w0*9, n*H/2*W/2]
+    let a2: UnsafeMutablePointer<Float>               //      [w1, n, H/2, W/2] conv2 (before its ReLU)
+    public let code: UnsafeMutablePointer<Float>      //      [w1, n, H/4, W/4] the encoder's output
+    let col3: UnsafeMutablePointer<Float>             //      [w0*4, n*H/4*W/4]
+    let a3: UnsafeMutablePointer<Float>               //      [w0, n, H/2, W/2] deconv1 + ReLU
+    let col4: UnsafeMutablePointer<Float>             //      [C*4, n*H/2*W/2]
+    let y: UnsafeMutablePointer<Float>                // y    [C, n, H, W] deconv2 + Sigmoid
+    public let output: UnsafeMutablePointer<Float>    //      [n, C, H, W]: y itself when C = 1
+    public let gradOutput: UnsafeMutablePointer<Float> // dL/dz before the sigmoid, [n, C, H, W]
+    let dY: UnsafeMutablePointer<Float>               //      [C, n, H, W]: gradOutput itself when C = 1
     let dA3: UnsafeMutablePointer<Float>, dCode: UnsafeMutablePointer<Float>
     let dA2: UnsafeMutablePointer<Float>, dP1: UnsafeMutablePointer<Float>, dA1: UnsafeMutablePointer<Float>
     let where1: UnsafeMutablePointer<Int32>, where2: UnsafeMutablePointer<Int32>   // pools' maximum positions
     let arena: Arena<Float>, indexArena: Arena<Int32>
 
-    /// The reference model's parameter layout for images of height x width.
-    public static func makeLayout() -> ParameterLayout {
+    /// The parameter layout (PyTorch's state_dict names and order) of a convolutional model.
+    public static func makeLayout(_ spec: ConvSpec = ConvSpec()) -> ParameterLayout {
+        let (c, h1, h2) = (spec.channels, spec.widths[0], spec.widths[1])
         var layout = ParameterLayout()
-        _ = Conv2d.register(&layout, prefix: "encoder.0", inChannels: 1, outChannels: hidden1, kernel: 3)
-        _ = Conv2d.register(&layout, prefix: "encoder.3", inChannels: hidden1, outChannels: hidden2, kernel: 3)
-        _ = ConvTranspose2d.register(&layout, prefix: "decoder.0", inChannels: hidden2, outChannels: hidden1, stride: 2)
-        _ = ConvTranspose2d.register(&layout, prefix: "decoder.2", inChannels: hidden1, outChannels: 1, stride: 2)
+        _ = Conv2d.register(&layout, prefix: "encoder.0", inChannels: c, outChannels: h1, kernel: 3)
+        _ = Conv2d.register(&layout, prefix: "encoder.3", inChannels: h1, outChannels: h2, kernel: 3)
+        _ = ConvTranspose2d.register(&layout, prefix: "decoder.0", inChannels: h2, outChannels: h1, stride: 2)
+        _ = ConvTranspose2d.register(&layout, prefix: "decoder.2", inChannels: h1, outChannels: c, stride: 2)
         return layout
     }
 
@@ -59,10 +96,11 @@ public final class ConvDenoiser: DenoisingNetwork {
     /// Parameters start at zero (call `initialize(seed:)` or load weights), unless `sharedParameters`
     /// is given: then this model is a replica that reads those parameters and owns only its
     /// activations and gradients (one per worker thread).
-    public init(height: Int = 28, width: Int = 28, capacity: Int, sharedParameters: FloatBuffer? = nil) {
-        precondition(height % 4 == 0 && width % 4 == 0 && capacity > 0)
+    public init(_ spec: ConvSpec = ConvSpec(), height: Int = 28, width: Int = 28, capacity: Int, sharedParameters: FloatBuffer? = nil) {
+        precondition(height % 4 == 0 && width % 4 == 0 && capacity > 0 && spec.widths.count == 2 && spec.channels > 0)
+        self.spec = spec
         self.height = height; self.width = width; self.capacity = capacity
-        let layout = Self.makeLayout()
+        let layout = Self.makeLayout(spec)
         self.layout = layout
         let params = sharedParameters ?? FloatBuffer(count: layout.count), grads = FloatBuffer(count: layout.count)
         precondition(params.count == layout.count)
@@ -71,26 +109,33 @@ public final class ConvDenoiser: DenoisingNetwork {
         func offsets(_ prefix: String) -> (weight: Int, bias: Int) {
             (layout.slot(named: prefix + ".weight")!.offset, layout.slot(named: prefix + ".bias")!.offset)
         }
-        let (h1, h2) = (Self.hidden1, Self.hidden2)
-        conv1 = Conv2d(inChannels: 1, outChannels: h1, kernel: 3, padding: 1, offsets: offsets("encoder.0"), params: params, grads: grads)
+        let (c, h1, h2) = (spec.channels, spec.widths[0], spec.widths[1])
+        conv1 = Conv2d(inChannels: c, outChannels: h1, kernel: 3, padding: 1, offsets: offsets("encoder.0"), params: params, grads: grads)
         conv2 = Conv2d(inChannels: h1, outChannels: h2, kernel: 3, padding: 1, offsets: offsets("encoder.3"), params: params, grads: grads)
         deconv1 = ConvTranspose2d(inChannels: h2, outChannels: h1, stride: 2, offsets: offsets("decoder.0"), params: params, grads: grads)
-        deconv2 = ConvTranspose2d(inChannels: h1, outChannels: 1, stride: 2, offsets: offsets("decoder.2"), params: params, grads: grads)
+        deconv2 = ConvTranspose2d(inChannels: h1, outChannels: c, stride: 2, offsets: offsets("decoder.2"), params: params, grads: grads)
 
         let full = capacity * height * width, half = full / 4, quarter = full / 16
         // Sizes in the order of the takes below; the arena holds their sum and traps if the takes
         // ask for more (it cannot tell a reordering: keep the two lists in step).
-        let sizes = [full, 9 * full, h1 * full,                          // input, col1, a1
+        let sizes = [c * full, c * 9 * full, h1 * full,                  // x, col1, a1
                      h1 * half, h1 * 9 * half, h2 * half, h2 * quarter,  // p1, col2, a2, code
-                     h1 * 4 * quarter, h1 * half, 4 * half, full, full,  // col3, a3, col4, output, gradOutput
+                     h1 * 4 * quarter, h1 * half, c * 4 * half,          // col3, a3, col4
+                     c * full, c * full,                                 // y, dY
                      h1 * half, h2 * quarter, h2 * half, h1 * half, h1 * full]  // dA3, dCode, dA2, dP1, dA1
+            + (c > 1 ? [c * full, c * full, c * full] : [])              // input, output, gradOutput
         arena = Arena(capacity: sizes.reduce(0, +), zero: 0)
-        input = arena.take(full); col1 = arena.take(9 * full); a1 = arena.take(h1 * full)
+        x = arena.take(c * full); col1 = arena.take(c * 9 * full); a1 = arena.take(h1 * full)
         p1 = arena.take(h1 * half); col2 = arena.take(h1 * 9 * half); a2 = arena.take(h2 * half)
         code = arena.take(h2 * quarter); col3 = arena.take(h1 * 4 * quarter); a3 = arena.take(h1 * half)
-        col4 = arena.take(4 * half); output = arena.take(full); gradOutput = arena.take(full)
+        col4 = arena.take(c * 4 * half); y = arena.take(c * full); dY = arena.take(c * full)
         dA3 = arena.take(h1 * half); dCode = arena.take(h2 * quarter); dA2 = arena.take(h2 * half)
         dP1 = arena.take(h1 * half); dA1 = arena.take(h1 * full)
+        if c > 1 {
+            input = arena.take(c * full); output = arena.take(c * full); gradOutput = arena.take(c * full)
+        } else {
+            input = x; output = y; gradOutput = dY
+        }
         indexArena = Arena(capacity: h1 * full / 4 + h2 * half / 4, zero: 0)
         where1 = indexArena.take(h1 * full / 4); where2 = indexArena.take(h2 * half / 4)
     }
@@ -98,17 +143,17 @@ public final class ConvDenoiser: DenoisingNetwork {
     public var parameterCount: Int { layout.count }
 
     // DenoisingNetwork: one phase, images in and out, the encoder's code as features.
-    public var inputSize: Int { height * width }
+    public var inputSize: Int { spec.channels * height * width }
     public var outputActivation: OutputActivation { .sigmoid }
     public var trainable: Range<Int> { 0 ..< layout.count }
     public func setPhase(_ phase: Int) {}
     public func setImageAutoencoder(afterPhase phase: Int) {}
     public func target(images: UnsafePointer<Float>, n: Int) -> UnsafePointer<Float> { images }
-    public var codeShape: [Int] { [Self.hidden2, height / 4, width / 4] }
+    public var codeShape: [Int] { [spec.widths[1], height / 4, width / 4] }
     /// code is [C, n, h, w]: sample i's planes are n*h*w apart.
     public func copyCode(sample i: Int, n: Int, into out: UnsafeMutablePointer<Float>) {
         let plane = height / 4 * width / 4
-        for c in 0..<Self.hidden2 { (out + c * plane).update(from: code + (c * n + i) * plane, count: plane) }
+        for c in 0..<spec.widths[1] { (out + c * plane).update(from: code + (c * n + i) * plane, count: plane) }
     }
 
     // Optional per-phase timing for the benchmark (launch/bench): when `phaseSeconds` is set, each
@@ -128,21 +173,23 @@ public final class ConvDenoiser: DenoisingNetwork {
         initializeParameters(params, layout: layout, seed: seed)
     }
 
-    /// Runs the network on input[0 ..< n*H*W], leaving the reconstruction in output.
+    /// Runs the network on input[0 ..< n*C*H*W], leaving the reconstruction in output.
     public func forward(n: Int) {
-        let (H, W) = (height, width)
+        let (H, W, C) = (height, width, spec.channels)
         encode(n: n)
-        deconv1.forward(x: code, y: a3, col: col3, n: n, h: H / 4, w: W / 4, activation: .relu);      tick(4)
-        deconv2.forward(x: a3, y: output, col: col4, n: n, h: H / 2, w: W / 2, activation: .sigmoid); tick(5)
+        deconv1.forward(x: code, y: a3, col: col3, n: n, h: H / 4, w: W / 4, activation: .relu);  tick(4)
+        deconv2.forward(x: a3, y: y, col: col4, n: n, h: H / 2, w: W / 2, activation: .sigmoid);  tick(5)
+        if C > 1 { transposePlanes(y, output, outer: C, inner: n, plane: H * W) }
     }
 
-    /// Runs only the encoder: code[0 ..< 64*n*H/4*W/4] in [C, n, h, w] layout.
+    /// Runs only the encoder: code[0 ..< w1*n*H/4*W/4] in [C, n, h, w] layout.
     public func encode(n: Int) {
         precondition(n > 0 && n <= capacity)
-        let (H, W) = (height, width)
-        let (h1, h2) = (Self.hidden1, Self.hidden2)
+        let (H, W, C) = (height, width, spec.channels)
+        let (h1, h2) = (spec.widths[0], spec.widths[1])
+        if C > 1 { transposePlanes(input, x, outer: n, inner: C, plane: H * W) }
         tick(-1)
-        conv1.forward(x: input, y: a1, col: col1, n: n, h: H, w: W);                         tick(0)
+        conv1.forward(x: x, y: a1, col: col1, n: n, h: H, w: W);                              tick(0)
         pool.forward(x: a1, y: p1, where: where1, planes: h1 * n, h: H, w: W);                 tick(1)
         conv2.forward(x: p1, y: a2, col: col2, n: n, h: H / 2, w: W / 2);                     tick(2)
         pool.forward(x: a2, y: code, where: where2, planes: h2 * n, h: H / 2, w: W / 2);       tick(3)
@@ -151,11 +198,12 @@ public final class ConvDenoiser: DenoisingNetwork {
     /// Given gradOutput = dL/dz (pre-sigmoid) for the last forward of n images, writes the
     /// gradient of every parameter into `grads` (overwriting).
     public func backward(n: Int) {
-        let (H, W) = (height, width)
-        let (h1, h2) = (Self.hidden1, Self.hidden2)
+        let (H, W, C) = (height, width, spec.channels)
+        let (h1, h2) = (spec.widths[0], spec.widths[1])
+        if C > 1 { transposePlanes(gradOutput, dY, outer: n, inner: C, plane: H * W) }
         tick(-1)
         // decoder, last layer first; col4 and col3 are reused as the gather workspaces
-        deconv2.backward(dy: gradOutput, x: a3, dx: dA3, dcol: col4, n: n, h: H / 2, w: W / 2); tick(6)
+        deconv2.backward(dy: dY, x: a3, dx: dA3, dcol: col4, n: n, h: H / 2, w: W / 2);        tick(6)
         deconv1.backward(dy: dA3, x: code, dx: dCode, dcol: col3, n: n, h: H / 4, w: W / 4, reluOutput: a3); tick(7)
         // encoder
         pool.backward(dy: dCode, y: code, where: where2, dx: dA2, planes: h2 * n, h: H / 2, w: W / 2); tick(8)

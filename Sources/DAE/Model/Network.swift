@@ -53,27 +53,71 @@ public protocol DenoisingNetwork: AnyObject {
 
 /// Which model a run trains; stored in checkpoints and weights files.
 public enum ModelSpec: Sendable, Equatable {
-    case conv
+    /// The convolutional denoiser (ConvDenoiser.swift): two convolutions and pools, two transposed convolutions.
+    case conv(ConvSpec)
+    /// The U-Net (UNet.swift): 2 to 5 levels with skip connections.
+    case unet(UNetSpec)
+    /// The stacked fully connected denoiser (StackedDenoiser.swift), trained layer by layer.
     case stacked(StackedSpec)
 
+    /// The reference ConvDenoiser: one channel, widths 32 and 64 (MNIST's model, and the model of
+    /// every file written without channels and widths).
+    public static let reference = ModelSpec.conv(ConvSpec())
+
+    /// The model's kind as its metadata names it.
     public var name: String {
         switch self {
         case .conv: return "ConvDenoiser"
+        case .unet: return "UNet"
         case .stacked: return "StackedDenoiser"
         }
     }
 
-    /// One line for logs and the settings a checkpoint must share with the run that resumes it.
+    /// One line for logs and the settings a checkpoint must share with the run that resumes it,
+    /// e.g. "ConvDenoiser 1->32,64" or "UNet 3->32,64,128".
     public var description: String {
         switch self {
-        case .conv: return "ConvDenoiser"
+        case .conv(let s): return "\(name) \(s.channels)->\(Self.widthsText(s.widths))"
+        case .unet(let s): return "\(name) \(s.channels)->\(Self.widthsText(s.widths))"
         case .stacked(let s): return s.description
+        }
+    }
+
+    /// Channels per pixel of the images the model takes and returns (1 for the stacked model).
+    public var channels: Int {
+        switch self {
+        case .conv(let s): return s.channels
+        case .unet(let s): return s.channels
+        case .stacked: return 1
+        }
+    }
+
+    /// Image sides must be multiples of this: 4 for the convolutional model (two 2x2 pools),
+    /// 2^(levels-1) for the U-Net, 1 for the stacked model (which takes one fixed size).
+    public var sideMultiple: Int {
+        switch self {
+        case .conv: return 4
+        case .unet(let s): return 1 << (s.widths.count - 1)
+        case .stacked: return 1
+        }
+    }
+
+    /// The largest distance in pixels, along either axis, from an output pixel to an input pixel
+    /// it depends on: a tile of an image computed with this much context on each side gives the
+    /// same output as the whole image (away from the image's own borders). 0 for the stacked model,
+    /// whose every output depends on every input (it is never tiled). See `ReceptiveField`.
+    public var receptiveRadius: Int {
+        switch self {
+        case .conv: return ReceptiveField.convDenoiser
+        case .unet(let s): return ReceptiveField.unet(levels: s.widths.count)
+        case .stacked: return 0
         }
     }
 
     public func makeLayout() -> ParameterLayout {
         switch self {
-        case .conv: return ConvDenoiser.makeLayout()
+        case .conv(let s): return ConvDenoiser.makeLayout(s)
+        case .unet(let s): return UNet.makeLayout(s)
         case .stacked(let s): return StackedDenoiser.makeLayout(s)
         }
     }
@@ -81,7 +125,8 @@ public enum ModelSpec: Sendable, Equatable {
     /// A network for batches of up to `capacity`, reading `parameters` (shared by all replicas).
     public func makeNetwork(height: Int, width: Int, capacity: Int, parameters: FloatBuffer) -> DenoisingNetwork {
         switch self {
-        case .conv: return ConvDenoiser(height: height, width: width, capacity: capacity, sharedParameters: parameters)
+        case .conv(let s): return ConvDenoiser(s, height: height, width: width, capacity: capacity, sharedParameters: parameters)
+        case .unet(let s): return UNet(s, height: height, width: width, capacity: capacity, sharedParameters: parameters)
         case .stacked(let s): return StackedDenoiser(s, capacity: capacity, sharedParameters: parameters)
         }
     }
@@ -96,12 +141,17 @@ public enum ModelSpec: Sendable, Equatable {
         return network
     }
 
-    /// Checks that images of height x width fit the model.
-    public func check(height: Int, width: Int, source: String) throws(DAEError) {
+    /// Checks that images of height x width with `channels` channels fit the model.
+    public func check(height: Int, width: Int, channels: Int, source: String) throws(DAEError) {
+        guard channels == self.channels else {
+            throw DAEError.data(path: source, problem: "images have \(channels) channel\(channels == 1 ? "" : "s") but the model (\(description)) takes \(self.channels)")
+        }
         switch self {
-        case .conv:
-            guard height % 4 == 0, width % 4 == 0 else {
-                throw DAEError.data(path: source, problem: "images are \(height)x\(width); the convolutional model needs sides that are multiples of 4")
+        case .conv, .unet:
+            let m = sideMultiple
+            guard height % m == 0, width % m == 0, height > 0, width > 0 else {
+                let model = name == "UNet" ? "the U-Net with \(sideMultiple.trailingZeroBitCount + 1) levels" : "the convolutional model"
+                throw DAEError.data(path: source, problem: "images are \(height)x\(width); \(model) needs sides that are multiples of \(m)")
             }
         case .stacked(let s):
             guard height * width == s.inputSize else {
@@ -110,22 +160,56 @@ public enum ModelSpec: Sendable, Equatable {
         }
     }
 
+    /// Checks that gray images (one channel) of height x width fit the model.
+    public func check(height: Int, width: Int, source: String) throws(DAEError) {
+        try check(height: height, width: width, channels: 1, source: source)
+    }
+
+    /// The most parameters a model may have: 100 million (400 MB per copy; training keeps
+    /// parameters, gradients, two Adam moments and integer accumulators).
+    public static let maxParameters = StackedSpec.maxParameters
+
+    /// Rejects shapes dae-dist does not train (widths count and range, channels, more than
+    /// `maxParameters` parameters), naming `flag`.
+    public func checkSize(flag: String = "--widths") throws(DAEError) {
+        switch self {
+        case .conv(let s): try s.checkSize(flag: flag)
+        case .unet(let s): try s.checkSize(flag: flag)
+        case .stacked(let s): try s.checkSize()
+        }
+    }
+
     /// Metadata keys describing the model, for weights files and checkpoints.
     public var metadata: [String: String] {
         switch self {
-        case .conv: return ["model": name]
+        case .conv(let s):
+            return ["model": name, "channels": String(s.channels), "widths": Self.widthsText(s.widths)]
+        case .unet(let s):
+            return ["model": name, "channels": String(s.channels), "widths": Self.widthsText(s.widths)]
         case .stacked(let s):
             return ["model": name, "input_size": String(s.inputSize), "hidden": s.hidden.map(String.init).joined(separator: ","),
                     "activation": s.activation.rawValue, "tied_weights": s.tied ? "true" : "false"]
         }
     }
 
-    /// The model a weights file or checkpoint holds (files without a model key are the
-    /// convolutional model, which is all that dae-dist wrote before the stacked model).
+    /// The model a weights file or checkpoint holds. Files without a model key are the reference
+    /// convolutional model, which is all that dae-dist wrote before the stacked model, and
+    /// ConvDenoiser files without channels and widths are the reference model too.
     public init(metadata: [String: String], path: String) throws(DAEError) {
         switch metadata["model"] {
         case nil, "ConvDenoiser":
-            self = .conv
+            let channels = try Self.channels(metadata["channels"] ?? "1", path: path)
+            let widths = try Self.parseWidths(metadata["widths"] ?? "32,64", flag: path)
+            let spec = ConvSpec(channels: channels, widths: widths)
+            do { try spec.checkSize(flag: "widths") } catch { throw DAEError.checkpoint(path: path, problem: "its ConvDenoiser \(error)") }
+            self = .conv(spec)
+        case "UNet":
+            guard let channelsText = metadata["channels"], let widthsText = metadata["widths"] else {
+                throw DAEError.checkpoint(path: path, problem: "a UNet file needs channels and widths in its metadata")
+            }
+            let spec = UNetSpec(channels: try Self.channels(channelsText, path: path), widths: try Self.parseWidths(widthsText, flag: path))
+            do { try spec.checkSize(flag: "widths") } catch { throw DAEError.checkpoint(path: path, problem: "its UNet \(error)") }
+            self = .unet(spec)
         case "StackedDenoiser":
             guard let inputs = metadata["input_size"].flatMap({ Int($0) }), (1...StackedSpec.maxInputSize).contains(inputs),
                   let hiddenText = metadata["hidden"], let activationText = metadata["activation"],
@@ -137,8 +221,84 @@ public enum ModelSpec: Sendable, Equatable {
             do { try spec.checkSize() } catch { throw DAEError.checkpoint(path: path, problem: "its stacked model is larger than dae-dist accepts") }
             self = .stacked(spec)
         case let other?:
-            throw DAEError.checkpoint(path: path, problem: "model '\(other)' is not one dae-dist knows (ConvDenoiser, StackedDenoiser)")
+            throw DAEError.checkpoint(path: path, problem: "model '\(other)' is not one dae-dist knows (ConvDenoiser, UNet, StackedDenoiser)")
         }
+    }
+
+    /// The most channels an image may have.
+    public static let maxChannels = 64
+    /// The widest a convolutional or U-Net layer may be.
+    public static let maxWidth = 1024
+
+    /// Parses layer widths "32,64,128" of the convolutional model or the U-Net: 2 to 5 widths
+    /// between 1 and 1024 (the convolutional model takes exactly 2: see ConvSpec.checkSize).
+    public static func parseWidths(_ text: String, flag: String = "--widths") throws(DAEError) -> [Int] {
+        var widths: [Int] = []
+        for part in text.split(separator: ",", omittingEmptySubsequences: false) {
+            guard let w = Int(part.trimmingCharacters(in: .whitespaces)), (1...maxWidth).contains(w) else {
+                throw DAEError.badFlag(flag, "'\(text)': give layer widths between 1 and \(maxWidth), comma-separated, e.g. 32,64,128")
+            }
+            widths.append(w)
+        }
+        guard (2...5).contains(widths.count) else { throw DAEError.badFlag(flag, "'\(text)': give 2 to 5 layer widths") }
+        return widths
+    }
+
+    static func widthsText(_ widths: [Int]) -> String { widths.map(String.init).joined(separator: ",") }
+
+    static func channels(_ text: String, path: String) throws(DAEError) -> Int {
+        guard let c = Int(text), (1...maxChannels).contains(c) else {
+            throw DAEError.checkpoint(path: path, problem: "channels '\(text)' in its metadata is not a count from 1 to \(maxChannels)")
+        }
+        return c
+    }
+}
+
+/// How far an output pixel sees. Every layer maps an interval of pixel positions (along one axis)
+/// at its output to the interval of its input that the output depends on: a 3x3 convolution
+/// (padding 1) widens it by 1 on each side, a 1x1 convolution keeps it, a 2x2 max-pool from level
+/// k-1 to level k maps [a, b] to [2a, 2b+1] one level up in resolution, and a kernel-2 stride-2
+/// transposed convolution maps [a, b] to [floor(a/2), floor(b/2)] one level down. Following an
+/// output pixel's interval back to the input through every path (for the U-Net: the skip and the
+/// upsampled one at every level) gives its input interval; the radius is the largest distance from
+/// the pixel to either end, over the pixel's positions within one period of the pools (2^(levels-1)).
+/// Zero padding at the image borders only removes dependencies, so this bounds them everywhere.
+public enum ReceptiveField {
+    typealias Span = (lo: Int, hi: Int)
+
+    /// 6 for the convolutional model: y's code pixel q = floor(y/4) pools conv2 rows 2q..2q+1,
+    /// which see pool1 rows 2q-1..2q+2, that is conv1 rows 4q-2..4q+5 and input rows 4q-3..4q+6.
+    public static var convDenoiser: Int {
+        radius(period: 4) { y in
+            let q = floorDiv(floorDiv(y, 2), 2)                   // the two transposed convolutions
+            var s: Span = (q, q)                                   // code, level 2
+            s = widen(pool(s), 1); s = widen(pool(s), 1)          // pool2 + conv2, pool1 + conv1
+            return s
+        }
+    }
+
+    /// The U-Net with `levels` levels (e.g. 8 for 2 levels, 18 for 3).
+    public static func unet(levels: Int) -> Int {
+        // inputs of an interval of s_k: two 3x3 convolutions, then the pool from s_{k-1}
+        func skip(_ k: Int, _ span: Span) -> Span {
+            let s = widen(span, 2)
+            return k == 0 ? s : skip(k - 1, pool(s))
+        }
+        // inputs of an interval of d_k (d_{L-1} = s_{L-1}): the 3x3 convolution over [u_k, s_k]
+        func decoded(_ k: Int, _ span: Span) -> Span {
+            if k == levels - 1 { return skip(k, span) }
+            let s = widen(span, 1)
+            let a = skip(k, s), b = decoded(k + 1, (floorDiv(s.lo, 2), floorDiv(s.hi, 2)))
+            return (min(a.lo, b.lo), max(a.hi, b.hi))
+        }
+        return radius(period: 1 << (levels - 1)) { y in decoded(0, (y, y)) }   // the 1x1 head keeps it
+    }
+
+    static func widen(_ s: Span, _ r: Int) -> Span { (s.lo - r, s.hi + r) }
+    static func pool(_ s: Span) -> Span { (2 * s.lo, 2 * s.hi + 1) }
+    static func floorDiv(_ a: Int, _ b: Int) -> Int { a >= 0 ? a / b : -((-a + b - 1) / b) }
+    static func radius(period: Int, _ inputs: (Int) -> Span) -> Int {
+        (0..<period).map { y in let s = inputs(y); return max(y - s.lo, s.hi - y) }.max()!
     }
 }
 

@@ -65,6 +65,11 @@ public enum PNG {
         encode(planes: image.pixels, channels: 1, width: image.width, height: image.height)
     }
 
+    /// An 8-bit gray or RGB PNG of `image`.
+    public static func encode(_ image: PlanarImage) -> [UInt8] {
+        encode(planes: image.pixels, channels: image.channels, width: image.width, height: image.height)
+    }
+
     /// An 8-bit PNG of planes [channels, height, width] (1: gray, 3: RGB).
     public static func encode(planes: [UInt8], channels: Int, width: Int, height: Int) -> [UInt8] {
         precondition((channels == 1 || channels == 3) && planes.count == channels * width * height,
@@ -158,23 +163,26 @@ public enum PNG {
 }
 
 public enum Grid {
-    /// Lays out equally sized images (values in [0,1]) as torchvision's make_grid(nrow: columns,
-    /// padding, pad_value 0) and rounds as save_image: uint8(clamp(x * 255 + 0.5, 0, 255)).
-    public static func make(_ images: [[Float]], height: Int, width: Int, columns: Int, padding: Int = 2) -> GrayImage {
+    /// Lays out equally sized images (values in [0,1], each [channels, height, width]) as
+    /// torchvision's make_grid(nrow: columns, padding, pad_value 0) and rounds as save_image:
+    /// uint8(clamp(x * 255 + 0.5, 0, 255)).
+    public static func make(_ images: [[Float]], channels: Int = 1, height: Int, width: Int, columns: Int, padding: Int = 2) -> PlanarImage {
         let count = images.count
         let xmaps = max(1, min(columns, count)), ymaps = (count + xmaps - 1) / xmaps
         let cellH = height + padding, cellW = width + padding
         let gridW = cellW * xmaps + padding, gridH = cellH * ymaps + padding
-        var pixels = [UInt8](repeating: 0, count: gridW * gridH)
+        var pixels = [UInt8](repeating: 0, count: channels * gridW * gridH)
         for (k, image) in images.enumerated() {
             let top = (k / xmaps) * cellH + padding, left = (k % xmaps) * cellW + padding
-            for y in 0..<height {
-                for x in 0..<width {
-                    let v = min(max(image[y * width + x] * 255 + 0.5, 0), 255)
-                    pixels[(top + y) * gridW + left + x] = UInt8(v)
+            for c in 0..<channels {
+                for y in 0..<height {
+                    for x in 0..<width {
+                        let v = min(max(image[(c * height + y) * width + x] * 255 + 0.5, 0), 255)
+                        pixels[(c * gridH + top + y) * gridW + left + x] = UInt8(v)
+                    }
                 }
             }
         }
-        return GrayImage(width: gridW, height: gridH, pixels: pixels)
+        return PlanarImage(channels: channels, width: gridW, height: gridH, pixels: pixels)
     }
 }

@@ -105,7 +105,7 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
         case "unet":
             config.model = .unet(UNetSpec(channels: channels ?? 1, widths: widths ?? UNetSpec.defaultWidths))
         default:
-            config.model = .conv(ConvSpec(channels: channels ?? 1, widths: widths ?? ConvSpec.defaultWidths))
+            config.model = .conv(ConvSpec(channels: channels ?? 1, widths: widths ?? ConvSpec().widths))
         }
         if let patch { config.patches = PatchSampling(size: patch, perEpoch: patchesPerEpoch, flips: augment == "flips") }
         config.epochs = epochs; config.batchSize = batchSize; config.adam.lr = lr

@@ -49,7 +49,7 @@ public final class Sampler: @unchecked Sendable {
     /// `afterPhase`: for a stacked checkpoint saved during pre-training, the layers trained so far
     /// (`Weights.trainedPhase`), as `eval`, `denoise`, `encode` and `probe` use. `pool` runs the
     /// chains (a network per pool thread).
-    public init(config: SampleConfig, model: ModelSpec = .conv, parameters: FloatBuffer, height: Int, width: Int, test: Dataset?,
+    public init(config: SampleConfig, model: ModelSpec = .reference, parameters: FloatBuffer, height: Int, width: Int, test: Dataset?,
                 communicator: Communicator = SingleProcess(), pool: WorkerPool, afterPhase: Int = Int.max) {
         self.config = config; self.height = height; self.width = width; self.test = test; self.communicator = communicator
         self.pool = pool
@@ -61,7 +61,7 @@ public final class Sampler: @unchecked Sendable {
     }
 
     /// As above, with a pool of its own of `threads` threads.
-    public convenience init(config: SampleConfig, model: ModelSpec = .conv, parameters: FloatBuffer, height: Int, width: Int, test: Dataset?,
+    public convenience init(config: SampleConfig, model: ModelSpec = .reference, parameters: FloatBuffer, height: Int, width: Int, test: Dataset?,
                             communicator: Communicator = SingleProcess(), threads: Int = 1, afterPhase: Int = Int.max) {
         self.init(config: config, model: model, parameters: parameters, height: height, width: width, test: test,
                   communicator: communicator, pool: WorkerPool(threads: threads), afterPhase: afterPhase)

@@ -12,7 +12,7 @@ public enum ReduceMode: String, Sendable, CaseIterable {
 }
 
 public struct TrainConfig: Sendable, Equatable {
-    public var model = ModelSpec.conv
+    public var model = ModelSpec.reference
     /// The convolutional model's epochs; a stacked model's epochs of end-to-end fine-tuning (0: none).
     public var epochs = 20
     /// A stacked model's pre-training epochs per layer.
@@ -78,7 +78,7 @@ public struct TrainConfig: Sendable, Equatable {
     /// layers, pretrainEpochs for each of phases 0..<L, then `epochs` of fine-tuning (phase L).
     public var phaseEpochs: [Int] {
         switch model {
-        case .conv: return [epochs]
+        case .conv, .unet: return [epochs]
         case .stacked(let s): return Array(repeating: pretrainEpochs, count: s.hidden.count) + [epochs]
         }
     }

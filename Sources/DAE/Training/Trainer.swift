@@ -178,13 +178,13 @@ public final class Trainer: @unchecked Sendable {
         let phaseName = config.phaseName(phase)
         var reduceSeconds = 0.0, samples = 0
         if orderEpoch != keyEpoch {
-            samples.epochOrder(epoch: keyEpoch, into: &order)
+            self.samples.epochOrder(epoch: keyEpoch, into: &order)
             orderEpoch = keyEpoch
         }
         while position.stepInEpoch < stepsPerEpoch {
             try FaultInjection.current.beforeStep(rank: communicator.rank, step: position.globalStep + 1)
             let first = position.stepInEpoch * config.batchSize
-            let plan = StepPlan(first: first, count: min(config.batchSize, samples.perEpoch - first), microBatch: effectiveMicroBatch)
+            let plan = StepPlan(first: first, count: min(config.batchSize, self.samples.perEpoch - first), microBatch: effectiveMicroBatch)
             let batchLoss = try self.step(plan, epoch: keyEpoch, reduceSeconds: &reduceSeconds)
             guard batchLoss.isFinite else {
                 throw .numeric("training diverged at \(phaseName)epoch \(epoch), step \(position.stepInEpoch + 1): loss is \(batchLoss); try a smaller --lr")

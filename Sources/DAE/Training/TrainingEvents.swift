@@ -56,7 +56,7 @@ public struct EpochReport: Sendable {
     public var globalStep: Int
     public var worldSize: Int
     public var eval: EvalMetrics?           // when an evaluation was due
-    public var grid: GrayImage?             // noisy / reconstructed / clean test images, with `eval`
+    public var grid: PlanarImage?           // noisy / reconstructed / clean test images, with `eval`
     public var evalSeconds = 0.0
 }
 
