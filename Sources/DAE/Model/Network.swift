@@ -263,12 +263,12 @@ public enum ModelSpec: Sendable, Equatable {
 /// upsampled one at every level) gives its input interval; the radius is the largest distance from
 /// the pixel to either end, over the pixel's positions within one period of the pools (2^(levels-1)).
 /// Zero padding at the image borders only removes dependencies, so this bounds them everywhere.
-public enum ReceptiveField {
+enum ReceptiveField {
     typealias Span = (lo: Int, hi: Int)
 
     /// 6 for the convolutional model: y's code pixel q = floor(y/4) pools conv2 rows 2q..2q+1,
     /// which see pool1 rows 2q-1..2q+2, that is conv1 rows 4q-2..4q+5 and input rows 4q-3..4q+6.
-    public static var convDenoiser: Int {
+    static var convDenoiser: Int {
         radius(period: 4) { y in
             let q = floorDiv(floorDiv(y, 2), 2)                   // the two transposed convolutions
             var s: Span = (q, q)                                   // code, level 2
@@ -277,8 +277,8 @@ public enum ReceptiveField {
         }
     }
 
-    /// The U-Net with `levels` levels (e.g. 8 for 2 levels, 18 for 3).
-    public static func unet(levels: Int) -> Int {
+    /// The U-Net with `levels` levels: 8, 20, 44 and 92 for 2, 3, 4 and 5 levels.
+    static func unet(levels: Int) -> Int {
         // inputs of an interval of s_k: two 3x3 convolutions, then the pool from s_{k-1}
         func skip(_ k: Int, _ span: Span) -> Span {
             let s = widen(span, 2)
