@@ -7,11 +7,13 @@ import Foundation
 
 struct Denoise: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Denoise images (PNG, JPEG, TIFF, or folders of them; any size for the convolutional model) or IDX image files with a trained model.",
+        abstract: "Denoise images (PNG, JPEG, TIFF, or folders of them; any size for the convolutional and U-Net models) or IDX image files with a trained model.",
         discussion: """
             Each output takes its input's file name inside --out, as a PNG (an IDX input's .gz is dropped: the output is
             uncompressed IDX); the pages of a multi-page TIFF become NAME-p1.png, NAME-p2.png, ... A folder stands for the
-            images directly in it. Colour, palette and 16-bit images are converted to 8-bit gray; transparent pixels become black.
+            images directly in it. Images are read with the model's channels (gray for a 1-channel model, RGB for a 3-channel
+            one; 16-bit is read as 8-bit; transparent pixels become black) and written the same way. Large images are denoised
+            in overlapping tiles (--tile) with the same result as whole, in bounded memory.
             --add-noise KIND corrupts the inputs first (as training did) and also writes NAME.noisy.png (NAME.noisy for IDX),
             printing how far the noisy and the denoised images are from the originals.
             """)
@@ -23,20 +25,24 @@ struct Denoise: ParsableCommand {
     @Option(help: "Seed of the added noise.") var seed: UInt64 = 0
     @Option(help: "A clean version of the (one) input image: print how far the input and the denoised image are from it.")
     var reference: String?
+    @Option(help: "Tile side for large images (a multiple of the model's pooling; default: the largest whose network takes at most 256 MiB).")
+    var tile: Int?
     @OptionGroup var threads: ThreadOptions
 
     func run() throws {
         try runReportingErrors { _ in
             BLASThreads.set(threads.count(for: SingleProcess()))
             let (model, params, metadata) = try Weights.loadModel(path: trained.file())
-            let denoiser = ImageDenoiser(model: model, params: params, afterPhase: Weights.trainedPhase(metadata))
+            let denoiser = try ImageDenoiser(model: model, params: params, afterPhase: Weights.trainedPhase(metadata),
+                                             geometry: TileGeometry(model: model), tile: tile)
+            let channels = model.channels
             // Every output path first: none may be an input or another output (two inputs of one
             // name in different folders, say), so nothing is overwritten half-way through.
             func resolved(_ path: String) -> String { URL(fileURLWithPath: path).resolvingSymlinksInPath().standardizedFileURL.path }
             var plans: [(input: String, isPNG: Bool, target: String, noisy: String?)] = []
             let files = try expandFolders(inputs)
             if reference != nil, files.count != 1 { throw DAEError.badFlag("--reference", "scores one image; \(files.count) inputs were given") }
-            let referenceImage = try reference.map { path throws(DAEError) in try ImageFile.decodeGray(path: path)[0] }   // read once
+            let referenceImage = try reference.map { path throws(DAEError) in try ImageFile.decode(path: path, channels: channels)[0] }   // read once
             var claimed = Set(files.map(resolved))
             for input in files {
                 // A folder opens as a file handle, and FileHandle.readData then traps (a try! inside
@@ -70,11 +76,11 @@ struct Denoise: ParsableCommand {
                 throw DAEError.write(path: out, problem: "cannot create the output folder")
             }
             for (index, plan) in plans.enumerated() {
-                // The images as floats in [0,1], [count, H, W]: an IDX file's, an image's, or each
+                // The images as floats in [0,1], [count, C, H, W]: an IDX file's, an image's, or each
                 // page of a multi-page TIFF (written as NAME-p1.png, NAME-p2.png, ...).
                 var items: [(clean: [Float], count: Int, height: Int, width: Int, target: String, noisy: String?)] = []
                 if plan.isPNG {
-                    let pages = try ImageFile.decodeGray(path: plan.input)
+                    let pages = try ImageFile.decode(path: plan.input, channels: channels)
                     let base = (plan.target as NSString).deletingPathExtension      // <out>/NAME
                     for (p, page) in pages.enumerated() {
                         let name = pages.count == 1 ? base : base + "-p\(p + 1)"
@@ -82,6 +88,9 @@ struct Denoise: ParsableCommand {
                                       plan.noisy == nil ? nil : name + ".noisy.png"))
                     }
                 } else {
+                    guard channels == 1 else {
+                        throw DAEError.data(path: plan.input, problem: "IDX images are gray but the model takes \(channels) channels; pass PNG, JPEG or TIFF images")
+                    }
                     let idx = try IDX.read(path: plan.input, expectedMagic: IDX.imagesMagic)
                     guard idx.dims.count == 3, idx.dims.allSatisfy({ $0 > 0 }) else {
                         throw DAEError.data(path: plan.input, problem: "expected images [count, rows, cols], found dimensions \(idx.dims)")
@@ -93,7 +102,7 @@ struct Denoise: ParsableCommand {
                     try denoiser.check(height: height, width: width, source: plan.input)
                     var noisy = clean
                     if let noise = addNoise {
-                        let pixels = height * width
+                        let pixels = channels * height * width
                         clean.withUnsafeBufferPointer { c in
                             noisy.withUnsafeMutableBufferPointer { n in
                                 for i in 0..<count {
@@ -109,12 +118,12 @@ struct Denoise: ParsableCommand {
                     }
                     func bytesOf(_ values: [Float]) -> [UInt8] { values.map { UInt8(min(max($0 * 255 + 0.5, 0), 255)) } }
                     func write(_ values: [Float], to path: String) throws(DAEError) {
-                        let encoded = plan.isPNG ? PNG.encode(GrayImage(width: width, height: height, pixels: bytesOf(values)))
+                        let encoded = plan.isPNG ? PNG.encode(planes: bytesOf(values), channels: channels, width: width, height: height)
                                                  : IDX.encode(dims: [count, height, width], values: bytesOf(values))
                         try writeFileAtomically(encoded, to: path)
                     }
                     try write(result, to: item.target)
-                    var line = "wrote \(item.target) (\(count > 1 ? "\(count) images of " : "")\(width)x\(height))"
+                    var line = "wrote \(item.target) (\(count > 1 ? "\(count) images of " : "")\(width)x\(height)\(channels == 3 ? " RGB" : ""))"
                     if let noisyPath = item.noisy {
                         try write(noisy, to: noisyPath)
                         let before = ImageMetrics.mse(noisy, clean, count: clean.count), after = ImageMetrics.mse(result, clean, count: clean.count)
@@ -160,7 +169,7 @@ struct Denoise: ParsableCommand {
     }
 
     /// The --reference image as floats in [0,1], which must have the input's size.
-    static func referencePixels(_ image: GrayImage, path: String, height: Int, width: Int) throws(DAEError) -> [Float] {
+    static func referencePixels(_ image: PlanarImage, path: String, height: Int, width: Int) throws(DAEError) -> [Float] {
         guard image.height == height, image.width == width else {
             throw DAEError.badFlag("--reference", "\(path) is \(image.height)x\(image.width) but the input is \(height)x\(width)")
         }

@@ -43,6 +43,26 @@ public struct TileGeometry: Sendable, Equatable {
         return TileGeometry(channels: 1, sideMultiple: 4, halo: 3, arenaBytesPerPixel: bytes / 16)
     }()
 
+    /// The geometry of `model`: the reference analysis above for the convolutional model (whatever
+    /// its widths and channels); for the U-Net its per-pixel receptive radius as the halo (safe: an
+    /// aligned block needs no more than its farthest pixel) and tiles aligned to its deepest
+    /// pooling. Bytes per pixel are measured from a small network's arenas, as above.
+    public init(model: ModelSpec) {
+        switch model {
+        case .conv(let spec):
+            let probe = ConvDenoiser(spec, height: 4, width: 4, capacity: 1)
+            let bytes = probe.arena.capacity * MemoryLayout<Float>.size + probe.indexArena.capacity * MemoryLayout<Int32>.size
+            self.init(channels: spec.channels, sideMultiple: 4, halo: 3, arenaBytesPerPixel: max(1, bytes / 16))
+        case .unet(let spec):
+            let side = model.sideMultiple
+            let probe = UNet(spec, height: side, width: side, capacity: 1)
+            let bytes = probe.arena.capacity * MemoryLayout<Float>.size + probe.indexArena.capacity * MemoryLayout<Int32>.size
+            self.init(channels: spec.channels, sideMultiple: side, halo: model.receptiveRadius, arenaBytesPerPixel: max(1, bytes / (side * side)))
+        case .stacked:
+            self = .conv      // not tiled: the stacked model takes whole images of its one size
+        }
+    }
+
     /// The rows (and columns) at each inner edge of a tile whose output is thrown away: the halo
     /// rounded up to sideMultiple, so that the next tile also starts at a multiple of it.
     public var margin: Int { (halo + sideMultiple - 1) / sideMultiple * sideMultiple }
@@ -89,9 +109,9 @@ public final class ImageDenoiser {
     }
 
     /// `afterPhase`: for a stacked checkpoint saved during pre-training, the layers trained so far.
-    /// The convolutional model uses the reference geometry and the default tile side.
+    /// Tiles of the model's own geometry and the default side.
     public convenience init(model: ModelSpec, params: FloatBuffer, afterPhase: Int = Int.max) {
-        self.init(model: model, params: params, phase: afterPhase, geometry: .conv, checkedTile: nil)
+        self.init(model: model, params: params, phase: afterPhase, geometry: TileGeometry(model: model), checkedTile: nil)
     }
 
     /// A denoiser with the given geometry and tile side (nil: `defaultTile`); the tile side is
