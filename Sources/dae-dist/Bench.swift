@@ -51,7 +51,7 @@ struct Bench: ParsableCommand {
         config.batchSize = batchSize
         config.microBatch = microBatch
         config.epochs = 1_000
-        let train = try Dataset.load(path: data.path, valFraction: data.fraction, split: .train)
+        let train = try Dataset.load(path: data.path, valFraction: data.fraction, split: .train, channels: 1)
         var settings = RunSettings(directory: nil)
         settings.evalEvery = 0
         let run = try TrainingRun(config: config, settings: settings, data: train, test: nil, threads: 1)

@@ -28,9 +28,10 @@ struct Encode: ParsableCommand {
             let threadCount = threads.count(for: SingleProcess())
             let checkpoint = try trained.file()
             let (model, params, stored) = try Weights.loadModel(path: checkpoint)
-            var images = try Dataset.load(path: data.path, valFraction: data.fraction, split: split)
+            var images = try Dataset.load(path: data.path, valFraction: data.fraction, split: split, channels: model.channels)
             if let limit { images = images.prefix(limit) }
-            try model.check(height: images.height, width: images.width, source: images.source)
+            try images.requireOneSize(flagHint: "--patch")
+            try model.check(height: images.height, width: images.width, channels: images.channels, source: images.source)
             BLASThreads.set(1)
             let start = Date()
             let extractor = FeatureExtractor(.encoder(model, params), height: images.height, width: images.width, threads: threadCount,

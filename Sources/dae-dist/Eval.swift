@@ -34,9 +34,16 @@ struct Eval: ParsableCommand {
             let (model, params, metadata) = try Weights.loadModel(path: checkpoint)
             let noiseKind = try noise ?? NoiseKind(parsing: metadata["noise"] ?? "gaussian:0.5")
             let noiseSeed = seed ?? UInt64(metadata["seed"] ?? "") ?? 0
-            var test = try Dataset.load(path: data.path, valFraction: data.fraction, split: .test)
+            var test = try Dataset.load(path: data.path, valFraction: data.fraction, split: .test, channels: model.channels)
             if let limit { test = test.prefix(limit) }
-            try model.check(height: test.height, width: test.width, source: test.source)
+            if let patch = metadata["patch"].flatMap({ Int($0) }) {
+                // a model trained on crops is scored as training scored it: fixed crops of that side
+                try TrainingSamples(data: test, patches: PatchSampling(size: patch), seed: 0).check()
+                test = test.fixedCrops(size: patch, count: max(test.count, TrainingRun.evalPatches))
+            } else {
+                try test.requireOneSize(flagHint: "--patch")
+            }
+            try model.check(height: test.height, width: test.width, channels: test.channels, source: test.source)
             BLASThreads.set(1)
             let evaluator = Evaluator(model: model, data: test, noise: noiseKind, seed: noiseSeed, parameters: params, communicator: communicator,
                                       threads: threadCount)
@@ -51,7 +58,8 @@ struct Eval: ParsableCommand {
                     say(metrics.summary)
                 }
                 if let grid {
-                    let image = Grid.make(evaluator.sampleImages(columns: gridColumns), height: test.height, width: test.width, columns: gridColumns)
+                    let image = Grid.make(evaluator.sampleImages(columns: gridColumns), channels: test.channels, height: test.height, width: test.width,
+                                          columns: gridColumns)
                     try writeFileAtomically(PNG.encode(image), to: grid)
                     if !json { say("wrote \(grid)") }
                 }

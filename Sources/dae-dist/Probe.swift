@@ -40,9 +40,13 @@ struct Probe: ParsableCommand {
             let threadCount = threads.count(for: communicator)
             let checkpoint = try trained.file()
             let (model, params, metadata) = try Weights.loadModel(path: checkpoint)
-            let train = try Dataset.load(path: data.path, valFraction: data.fraction, split: .train).prefix(limit ?? Int.max)
-            let test = try Dataset.load(path: data.path, valFraction: data.fraction, split: .test).prefix(testLimit ?? Int.max)
-            try model.check(height: train.height, width: train.width, source: train.source)
+            let train = try Dataset.load(path: data.path, valFraction: data.fraction, split: .train, channels: model.channels,
+                                         communicator: communicator, threads: threadCount).prefix(limit ?? Int.max)
+            let test = try Dataset.load(path: data.path, valFraction: data.fraction, split: .test, channels: model.channels,
+                                        communicator: communicator, threads: threadCount).prefix(testLimit ?? Int.max)
+            try train.requireOneSize(flagHint: "--patch")
+            try test.requireOneSize(flagHint: "--patch")
+            try model.check(height: train.height, width: train.width, channels: train.channels, source: train.source)
             if test.height != train.height || test.width != train.width {
                 throw DAEError.data(path: test.source, problem: "test images are \(test.height)x\(test.width) but training images \(train.height)x\(train.width)")
             }

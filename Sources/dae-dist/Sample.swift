@@ -52,14 +52,19 @@ struct Sample: ParsableCommand {
             let (model, params, metadata) = try Weights.loadModel(path: checkpoint)
             config.noise = try noise ?? NoiseKind(parsing: metadata["noise"] ?? "gaussian:0.5")
             let layout = model.makeLayout()
-            let test = try Dataset.load(path: data.path, valFraction: data.fraction, split: .test)
-            try model.check(height: test.height, width: test.width, source: test.source)
+            // chains and the quality line's digit classifier work on gray images of one size
+            guard model.channels == 1 else {
+                throw DAEError.checkpoint(path: checkpoint, problem: "sample runs chains of gray models; this \(model.description) model takes \(model.channels) channels")
+            }
+            let test = try Dataset.load(path: data.path, valFraction: data.fraction, split: .test, channels: 1)
+            try test.requireOneSize(flagHint: "--patch")
+            try model.check(height: test.height, width: test.width, channels: 1, source: test.source)
             // The quality line's classifier learns from the training images and then judges test
             // images and samples (test-sized), so all must be of one size. Rank 0 alone writes the
             // outputs; it loads and checks the training set before the chains run, not after.
             var train: Dataset? = nil
             if isRoot && classifierEpochs > 0 {
-                let loaded = try Dataset.load(path: data.path, valFraction: data.fraction, split: .train)
+                let loaded = try Dataset.load(path: data.path, valFraction: data.fraction, split: .train, channels: 1)
                 guard loaded.height == test.height && loaded.width == test.width else {
                     throw DAEError.data(path: data.path, problem: "test images are \(test.height)x\(test.width) but training images \(loaded.height)x\(loaded.width); the classifier of the quality line needs one size (or pass --classifier-epochs 0)")
                 }

@@ -68,6 +68,7 @@ extension Trainer {
         metadata["seed"] = String(config.seed)
         metadata["noise"] = config.noise.description
         metadata["loss"] = config.loss.rawValue
+        if let patches = config.patches { metadata["patch"] = String(patches.size) }   // eval scores crops of that side
         for (key, value) in BuildInfo.current.metadata(withMPI: false) { metadata[key] = value }   // not "mpi": see BuildInfo.metadata
         try Weights.save(params, layout: layout, to: path, metadata: metadata)
     }
