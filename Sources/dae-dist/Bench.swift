@@ -6,28 +6,48 @@ import Foundation
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Micro-benchmarks for launch/bench: warm sgemm GFLOP/s on the conv2 shape, and a per-phase breakdown of training steps.")
+        abstract: "Micro-benchmarks for launch/bench: warm sgemm GFLOP/s on the conv2 shape, a per-phase breakdown of training steps, and loading a dataset (under mpirun too).")
 
-    @Option(help: "What to measure: gemm or phases.") var what = "phases"
+    @Option(help: "What to measure: gemm, phases or load (decoding --data's training split as train does, on every rank).") var what = "phases"
+    @OptionGroup var threads: ThreadOptions
     @Option(name: .customLong("batch-size"), help: "Global batch of the measured steps.") var batchSize = 20
     @Option(name: .customLong("micro-batch"), help: "Micro-batch (as train's exact mode).") var microBatch = 5
     @Option(help: "Steps to measure after 20 warm-up steps.") var steps = 200
     @OptionGroup var data: DataOptions
 
     func validate() throws {
-        guard ["gemm", "phases"].contains(what) else { throw flagError("--what", "use gemm or phases") }
+        guard ["gemm", "phases", "load"].contains(what) else { throw flagError("--what", "use gemm, phases or load") }
         guard batchSize >= 1 else { throw flagError("--batch-size", "must be at least 1, got \(batchSize)") }
         guard microBatch >= 1 else { throw flagError("--micro-batch", "must be at least 1, got \(microBatch)") }
         guard steps >= 1 else { throw flagError("--steps", "must be at least 1, got \(steps)") }
     }
 
     func run() throws {
-        try runReportingErrors { _ in
+        try runReportingErrors { communicatorSlot in
             BLASThreads.set(1)
             switch what {
+            case "load":
+                let communicator = try Launch.makeCommunicator()
+                communicatorSlot = communicator
+                try load(communicator)
             case "gemm": gemmRate()
             default: try phases()
             }
+        }
+    }
+
+    /// Seconds to load the training split of --data as train does (header pass, this rank's share
+    /// decoded by its threads, shared with the others), and the bytes it holds.
+    func load(_ communicator: Communicator) throws(DAEError) {
+        let threadCount = threads.count(for: communicator)
+        communicator.barrier()
+        let start = monotonicSeconds()
+        let train = try Dataset.load(path: data.path, valFraction: data.fraction, split: .train, communicator: communicator, threads: threadCount)
+        let seconds = monotonicSeconds() - start
+        communicator.barrier()
+        if communicator.rank == 0 {
+            say(String(format: "loaded %d images (%d bytes, %d channel(s)) from %@ in %.2f s: %d rank(s) x %d thread(s)",
+                       train.count, train.pixels.count, train.channels, data.path, seconds, communicator.size, threadCount))
         }
     }
 

@@ -54,12 +54,12 @@ final class Progress: TrainingObserver {
         say("  \(trainer.layout.count) parameters, run dir \(runDirectory ?? "(none)")")
     }
 
-    /// Decoding the training images (rank 0's share): one line that updates in place on a terminal.
+    /// Decoding the training images (rank 0's share), on a terminal: one line that updates in
+    /// place and is cleared when done (logs get the header's image count instead).
     static let loading: @Sendable (Int, Int) -> Void = { done, total in
-        guard isatty(STDOUT_FILENO) != 0 || done == total else { return }
-        let text = "decoding images: \(done)/\(total) on this rank"
-        FileHandle.standardOutput.write(Data((isatty(STDOUT_FILENO) != 0 ? "\r\u{1B}[K" + text : text + "\n").utf8))
-        if done == total && isatty(STDOUT_FILENO) != 0 { FileHandle.standardOutput.write(Data("\n".utf8)) }
+        guard isatty(STDOUT_FILENO) != 0 else { return }
+        let text = done == total ? "" : "decoding images: \(done)/\(total) on this rank"
+        FileHandle.standardOutput.write(Data(("\r\u{1B}[K" + text).utf8))
     }
 
     func training(_ event: TrainingEvent) {
