@@ -11,6 +11,8 @@
 #   - a crash in the middle of a checkpoint write leaves the previous one, which --resume auto takes
 #   - the stacked model: bitwise equal on 1, 2, 3 ranks through every phase, and resumed exactly
 #     from a checkpoint inside a layer's pre-training and from one at a layer's end
+#   - a U-Net on random crops of a folder of mixed-size colour images: bitwise the same on 1, 2
+#     and 3 ranks, and after a cut under -np 2 resumed in one process
 #   - the linear probe: the same losses and accuracies on 1 and 3 ranks
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -195,6 +197,29 @@ for cut in 27:24 31:30; do
         fail "stacked resume after a cut at step $at"; cat "$work/stcut$at-resume.log"
     fi
 done
+
+# ---- own images: a U-Net on random crops of mixed-size colour images (PNG, JPEG, TIFF) ----
+mkdir -p "$work/own"
+for f in rgb.png rgb.jpg rgb.tif gray.png odd.png palette.png alpha.png pages.tif sixteen.png; do cp "Tests/DAETests/Fixtures/images/$f" "$work/own/"; done
+own=(train --data "$work/own" --model unet --widths 8,16 --patch 16 --patches-per-epoch 40 --augment flips --noise gaussian:0.05-0.3
+     --epochs 2 --batch-size 8 --micro-batch 2 --eval-every 0 --val-fraction 0.01)
+"$bin" "${own[@]}" --run-dir "$work/own1" > "$work/own1.log" 2>&1 || { fail "own images single-process run"; cat "$work/own1.log"; }
+for np in 2 3; do
+    "${mpi[@]}" -np "$np" "$bin" "${own[@]}" --run-dir "$work/own$np" > "$work/own$np.log" 2>&1
+    if cmp -s "$work/own1/model.safetensors" "$work/own$np/model.safetensors" && [[ "$(losses "$work/own1.log")" == "$(losses "$work/own$np.log")" ]]; then
+        pass "U-Net on crops of mixed-size RGB images, -np $np: weights bitwise equal to the single process"
+    else
+        fail "own images -np $np differs"; cat "$work/own$np.log"
+    fi
+done
+# cut at step 7 of 10 under -np 2 (checkpoints every 3 steps), resumed from step 6 in one process
+DAE_DIST_FAIL_AT=1:7 "${mpi[@]}" -np 2 -x DAE_DIST_FAIL_AT "$bin" "${own[@]}" --checkpoint-every 3 --run-dir "$work/owncut" > "$work/owncut.log" 2>&1
+"$bin" train --run-dir "$work/owncut" --resume auto > "$work/owncut-resume.log" 2>&1
+if grep -q "resuming from .*step-000000006" "$work/owncut-resume.log" && cmp -s "$work/own1/model.safetensors" "$work/owncut/model.safetensors"; then
+    pass "U-Net on crops cut at step 7 under -np 2, resumed from step 6 in one process (flags from config.json): bitwise equal"
+else
+    fail "own images resume"; cat "$work/owncut.log" "$work/owncut-resume.log"
+fi
 
 # ---- the linear probe does not depend on the world size ----
 probeargs=(probe --checkpoint "$work/single/model.safetensors" --limit 1000 --test-limit 500 --iterations 20 --json)
