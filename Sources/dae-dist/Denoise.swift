@@ -123,7 +123,10 @@ struct Denoise: ParsableCommand {
                         try writeFileAtomically(encoded, to: path)
                     }
                     try write(result, to: item.target)
-                    var line = "wrote \(item.target) (\(count > 1 ? "\(count) images of " : "")\(width)x\(height)\(channels == 3 ? " RGB" : ""))"
+                    let tiling = denoiser.tile.map { tile in
+                        max(width, height) > tile ? String(format: ", tiles of %d, %.0f MB", tile, Double(denoiser.memoryEstimate(height: height, width: width)) / 1e6) : ""
+                    } ?? ""
+                    var line = "wrote \(item.target) (\(count > 1 ? "\(count) images of " : "")\(width)x\(height)\(channels == 3 ? " RGB" : "")\(tiling))"
                     if let noisyPath = item.noisy {
                         try write(noisy, to: noisyPath)
                         let before = ImageMetrics.mse(noisy, clean, count: clean.count), after = ImageMetrics.mse(result, clean, count: clean.count)
