@@ -88,7 +88,7 @@ public enum IDX {
     /// The dimensions an IDX file's header declares, from its first bytes only (inflated first
     /// when the file is gzip): what a dataset will hold, known before it is read.
     static func declaredDims(path: String, expectedMagic: UInt32) throws(DAEError) -> [Int] {
-        var bytes = try ImageFile.readPrefix(path, count: 1 << 12)
+        var bytes = try readFilePrefix(path, count: 1 << 12)
         if bytes.starts(with: [0x1F, 0x8B]) {
             var stream = z_stream()
             guard dae_inflate_init_gzip(&stream) == Z_OK else { throw DAEError.data(path: path, problem: "zlib could not start inflating") }
@@ -219,4 +219,15 @@ public enum IDX {
             throw DAEError.data(path: path, problem: "corrupt gzip data: \(message)")
         }
     }
+}
+
+/// The first `count` bytes of the file at `path` (fewer if it is shorter): headers without
+/// reading whole files (IDX here, images in ImageFiles.swift).
+func readFilePrefix(_ path: String, count: Int) throws(DAEError) -> [UInt8] {
+    guard let handle = FileHandle(forReadingAtPath: path) else {
+        throw DAEError.data(path: path, problem: "cannot be read (permissions?)")
+    }
+    defer { try? handle.close() }
+    guard let data = try? handle.read(upToCount: count) else { return [] }
+    return [UInt8](data)
 }

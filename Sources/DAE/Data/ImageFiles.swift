@@ -44,20 +44,10 @@ public enum ImageFile {
         return [UInt8](data)
     }
 
-    /// The first `count` bytes of the file (fewer if it is shorter).
-    static func readPrefix(_ path: String, count: Int) throws(DAEError) -> [UInt8] {
-        guard let handle = FileHandle(forReadingAtPath: path) else {
-            throw DAEError.data(path: path, problem: "cannot be read (permissions?)")
-        }
-        defer { try? handle.close() }
-        guard let data = try? handle.read(upToCount: count) else { return [] }
-        return [UInt8](data)
-    }
-
     /// The size and colour of every image in the file (one, or a TIFF's pages), from its headers
     /// only. Sizes beyond `PNG.maxPixels` and empty images are refused here, before any decoding.
     public static func headers(path: String) throws(DAEError) -> [ImageHeader] {
-        let start = try readPrefix(path, count: 1 << 16)
+        let start = try readFilePrefix(path, count: 1 << 16)
         let found: [ImageHeader]
         switch try kind(start, path: path) {
         case .png:

@@ -50,7 +50,7 @@ public enum NPY {
     /// What a .npy file's header declares: images, channels, height, width (no data read).
     public static func readShape(path: String) throws(DAEError) -> (count: Int, channels: Int, height: Int, width: Int) {
         guard FileManager.default.fileExists(atPath: path) else { throw DAEError.data(path: path, problem: "no such file") }
-        let start = try ImageFile.readPrefix(path, count: 12 + (1 << 20))
+        let start = try readFilePrefix(path, count: 12 + (1 << 20))
         let layout = try layout(start, path: path)
         return (layout.dims[0], layout.dims[3], layout.dims[1], layout.dims[2])
     }
