@@ -36,7 +36,8 @@ final class Progress: TrainingObserver {
         let config = run.config, trainer = run.trainer, data = run.data, communicator = run.communicator
         let colour = data.channels == 3 ? "RGB" : "gray"
         let size = data.shapes == nil ? "\(data.height)x\(data.width)" : "sizes from \(data.height)x\(data.width) up"
-        say("dae-dist train: \(data.count) images (\(size), \(colour)) from \(data.source)")
+        let megabytes = String(format: "%.1f", Double(data.pixels.count) / 1e6)
+        say("dae-dist train: \(data.count) images (\(size), \(colour); \(megabytes) MB in memory per rank) from \(data.source)")
         if let patches = config.patches {
             say("  \(trainer.samples.perEpoch) random \(patches.size)x\(patches.size) crops per epoch\(patches.flips ? ", flipped and rotated" : "")")
         }

@@ -20,7 +20,7 @@ final class ImageFolderTests: XCTestCase {
         let train = try DAEDist.run(["train", "--epochs", "2", "--eval-limit", "40", "--run-dir", dir + "/run"] + data)
         XCTAssertEqual(train.status, 0, train.stderr)
         let count = train.stdout.split(separator: "\n").first.map(String.init) ?? ""
-        XCTAssertTrue(count.hasPrefix("dae-dist train: ") && count.contains("(28x28, gray) from \(dir)/images"), count)
+        XCTAssertTrue(count.hasPrefix("dae-dist train: ") && count.contains("(28x28, gray; 0.2 MB in memory per rank) from \(dir)/images"), count)
         XCTAssertTrue(train.stdout.contains("eval: MSE"), train.stdout)
         let config = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/run/config.json"))) as? [String: Any]
         XCTAssertEqual(config?["val_fraction"] as? Double, 0.2)

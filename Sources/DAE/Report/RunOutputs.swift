@@ -97,7 +97,8 @@ public final class RunOutputs: TrainingObserver {
         if let grid = report.grid {
             let png = PNG.encode(grid)
             try writeFileAtomically(png, to: gridPath(phase: phase, epoch: result.epoch))
-            try tensorboard.image("samples/noisy_reconstructed_clean", png: png, width: grid.width, height: grid.height, step: step)
+            try tensorboard.image("samples/noisy_reconstructed_clean", png: png, width: grid.width, height: grid.height,
+                                  channels: grid.channels, step: step)
             latestGrid = png
             latestGridEpoch = result.epoch
         }

@@ -46,11 +46,11 @@ public final class TensorBoardWriter {
     }
 
     /// A PNG image.
-    public func image(_ tag: String, png: [UInt8], width: Int, height: Int, step: Int) throws(DAEError) {
+    public func image(_ tag: String, png: [UInt8], width: Int, height: Int, channels: Int = 1, step: Int) throws(DAEError) {
         var image = Proto()
         image.varint(1, UInt64(height))
         image.varint(2, UInt64(width))
-        image.varint(3, 1)                       // grayscale
+        image.varint(3, UInt64(channels))        // colorspace: 1 grayscale, 3 RGB
         image.bytes(4, png)
         var value = Proto()
         value.string(1, tag)
