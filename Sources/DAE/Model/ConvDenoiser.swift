@@ -36,16 +36,7 @@ public struct ConvSpec: Sendable, Equatable {
     public func checkSize(flag: String = "--widths") throws(DAEError) {
         let text = ModelSpec.widthsText(widths)
         guard widths.count == 2 else { throw DAEError.badFlag(flag, "'\(text)': the convolutional model takes exactly 2 widths, e.g. 32,64") }
-        guard widths.allSatisfy({ (1...ModelSpec.maxWidth).contains($0) }) else {
-            throw DAEError.badFlag(flag, "'\(text)': give layer widths between 1 and \(ModelSpec.maxWidth)")
-        }
-        guard (1...ModelSpec.maxChannels).contains(channels) else {
-            throw DAEError.badFlag(flag, "\(channels) channels: the convolutional model takes 1 to \(ModelSpec.maxChannels)")
-        }
-        let count = ConvDenoiser.makeLayout(self).count
-        guard count <= ModelSpec.maxParameters else {
-            throw DAEError.badFlag(flag, "\(text) on \(channels) channels makes \(count) parameters, more than the \(ModelSpec.maxParameters) supported; use narrower layers")
-        }
+        try ModelSpec.checkShape(widths: widths, channels: channels, parameters: { ConvDenoiser.makeLayout(self).count }, model: "the convolutional model", flag: flag)
     }
 }
 

@@ -246,6 +246,22 @@ public enum ModelSpec: Sendable, Equatable {
 
     static func widthsText(_ widths: [Int]) -> String { widths.map(String.init).joined(separator: ",") }
 
+    /// The checks ConvSpec and UNetSpec share, naming `flag`: widths from 1 to maxWidth, 1 to
+    /// maxChannels channels, at most maxParameters parameters (`parameters`: the layout's count).
+    static func checkShape(widths: [Int], channels: Int, parameters: () -> Int, model: String, flag: String) throws(DAEError) {
+        let text = widthsText(widths)
+        guard widths.allSatisfy({ (1...maxWidth).contains($0) }) else {
+            throw DAEError.badFlag(flag, "'\(text)': give layer widths between 1 and \(maxWidth)")
+        }
+        guard (1...maxChannels).contains(channels) else {
+            throw DAEError.badFlag(flag, "\(channels) channels: \(model) takes 1 to \(maxChannels)")
+        }
+        let parameters = parameters()     // counted once the widths are known to be sane
+        guard parameters <= maxParameters else {
+            throw DAEError.badFlag(flag, "\(text) on \(channels) channels makes \(parameters) parameters, more than the \(maxParameters) supported; use narrower layers")
+        }
+    }
+
     static func channels(_ text: String, path: String) throws(DAEError) -> Int {
         guard let c = Int(text), (1...maxChannels).contains(c) else {
             throw DAEError.checkpoint(path: path, problem: "channels '\(text)' in its metadata is not a count from 1 to \(maxChannels)")

@@ -51,16 +51,7 @@ public struct UNetSpec: Sendable, Equatable {
     public func checkSize(flag: String = "--widths") throws(DAEError) {
         let text = ModelSpec.widthsText(widths)
         guard (2...5).contains(widths.count) else { throw DAEError.badFlag(flag, "'\(text)': the U-Net takes 2 to 5 widths, e.g. 32,64,128") }
-        guard widths.allSatisfy({ (1...ModelSpec.maxWidth).contains($0) }) else {
-            throw DAEError.badFlag(flag, "'\(text)': give layer widths between 1 and \(ModelSpec.maxWidth)")
-        }
-        guard (1...ModelSpec.maxChannels).contains(channels) else {
-            throw DAEError.badFlag(flag, "\(channels) channels: the U-Net takes 1 to \(ModelSpec.maxChannels)")
-        }
-        let count = UNet.makeLayout(self).count
-        guard count <= ModelSpec.maxParameters else {
-            throw DAEError.badFlag(flag, "\(text) on \(channels) channels makes \(count) parameters, more than the \(ModelSpec.maxParameters) supported; use narrower layers")
-        }
+        try ModelSpec.checkShape(widths: widths, channels: channels, parameters: { UNet.makeLayout(self).count }, model: "the U-Net", flag: flag)
     }
 }
 
