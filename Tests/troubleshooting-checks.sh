@@ -8,6 +8,8 @@
 #     threads than micro-batches: the warning that names a --batch-size that uses them
 #   - SLURM_NTASKS=2 in a one-rank world (what srun without --mpi=pmix gives): dae-dist's error
 #     (the real srun is in Tests/slurm-checks.sh)
+#   - OpenBLAS's generic "Prescott" kernels on a CPU with AVX2/AVX-512: dae-dist asks for better
+#     ones (OPENBLAS_CORETYPE), and leaves a user's own OPENBLAS_CORETYPE alone
 #   - launch/run on a PATH without dpkg: runs; with the libraries not found and no known package
 #     manager: prints the package names for Debian, Fedora, Arch, Homebrew and exits 1
 # Run by launch/test after Tests/chaos-checks.sh; on its own: bash Tests/troubleshooting-checks.sh
@@ -152,6 +154,26 @@ if [[ $status -eq 1 && ! -e "$work/nopm/r" ]] && grep -q "^launch/run: not found
     pass "launch/run with no libraries found and no known package manager: exit 1, \"$(head -n 1 "$work/nopm.log")\" and the package names for 4 platforms"
 else
     fail "launch/run with the libraries missing: exit $status" "$work/nopm.log"
+fi
+
+# ---- OpenBLAS's fallback kernels ----
+# Forcing Prescott shows what OpenBLAS does on a CPU it does not know; without the variable,
+# dae-dist must run better kernels wherever the CPU has AVX2 and FMA.
+forced=$(OPENBLAS_CORETYPE=Prescott "$bin" --version | grep '^OpenBLAS')
+chosen=$(env -u OPENBLAS_CORETYPE "$bin" --version | grep '^OpenBLAS')
+if [[ $forced == *"(core: Prescott)"* ]]; then
+    pass "a user's OPENBLAS_CORETYPE=Prescott is kept: \"$forced\""
+else
+    fail "OPENBLAS_CORETYPE=Prescott not kept: \"$forced\""
+fi
+if grep -q -w avx2 /proc/cpuinfo && grep -q -w fma /proc/cpuinfo; then
+    if [[ $chosen != *"(core: Prescott)"* ]]; then
+        pass "on a CPU with AVX2 and FMA, dae-dist never runs OpenBLAS's Prescott kernels: \"$chosen\""
+    else
+        fail "dae-dist runs OpenBLAS's Prescott kernels on a CPU with AVX2: \"$chosen\""
+    fi
+else
+    skip "this CPU has no AVX2/FMA: OpenBLAS's own choice stands"
 fi
 
 echo "troubleshooting-checks: $passed passed, $failed failed$( ((skipped)) && echo ", $skipped skipped")"

@@ -90,10 +90,7 @@ public struct BuildInfo: Codable, Sendable, Equatable {
         return String(cString: text).trimmingCharacters(in: .whitespaces)
     }
 
-    static func openBLASCore() -> String {
-        guard let text = openblas_get_corename() else { return "unknown" }
-        return String(cString: text).trimmingCharacters(in: .whitespaces)
-    }
+    static func openBLASCore() -> String { BLASCore.current }
 
     static func mpiLibraryVersion() -> String {
         #if MPI

@@ -18,6 +18,8 @@ struct DAEDist: ParsableCommand {
     /// preemption during start-up (MPI, data loading) then ends with exit 0 and a message, which
     /// Slurm requeues, instead of the default action. The other commands keep the default.
     static func main() {
+        // before anything else: OpenBLAS's fallback kernels on a CPU it does not know (BLASCore.swift)
+        BLASCore.reexecWithBetterCoreIfNeeded()
         if CommandLine.arguments.dropFirst().first == "train" { StopSignals.install() }
         main(nil)
     }

@@ -127,3 +127,31 @@ final class ProvenanceTests: XCTestCase {
         XCTAssertFalse(config.rows.contains { $0.0.hasPrefix("build") })
     }
 }
+
+/// The OpenBLAS core dae-dist asks for when OpenBLAS fell back to its generic kernels.
+final class BLASCoreTests: XCTestCase {
+    let skylakeFlags: Set<String> = ["sse3", "avx", "avx2", "fma", "avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"]
+
+    func testOnlyTheUnknownCPUFallbackIsReplaced() {
+        XCTAssertEqual(BLASCore.upgrade(detected: "Prescott", cpuFlags: skylakeFlags), "SkylakeX")
+        XCTAssertEqual(BLASCore.upgrade(detected: "Prescott", cpuFlags: ["sse3", "avx", "avx2", "fma"]), "Haswell")
+        // AVX-512 F alone is not enough for SkylakeX's kernel (OpenBLAS needs BW, DQ, VL, CD too)
+        XCTAssertEqual(BLASCore.upgrade(detected: "Prescott", cpuFlags: ["avx2", "fma", "avx512f"]), "Haswell")
+        XCTAssertNil(BLASCore.upgrade(detected: "Prescott", cpuFlags: ["sse3", "avx"]))
+        XCTAssertNil(BLASCore.upgrade(detected: "Prescott", cpuFlags: []))
+        // a core OpenBLAS chose knowingly stays
+        XCTAssertNil(BLASCore.upgrade(detected: "Zen", cpuFlags: skylakeFlags))
+        XCTAssertNil(BLASCore.upgrade(detected: "Haswell", cpuFlags: skylakeFlags))
+        XCTAssertNil(BLASCore.upgrade(detected: "SkylakeX", cpuFlags: skylakeFlags))
+    }
+
+    func testFlagsAreReadFromTheFirstCPU() throws {
+        let dir = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/cpuinfo"
+        try "processor\t: 0\nmodel name\t: X\nflags\t\t: fpu sse3 avx2 fma\n\nprocessor\t: 1\nflags\t\t: fpu\n"
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        XCTAssertEqual(BLASCore.cpuFlags(cpuinfo: path), ["fpu", "sse3", "avx2", "fma"])
+        XCTAssertEqual(BLASCore.cpuFlags(cpuinfo: dir + "/missing"), [])
+    }
+}
