@@ -34,9 +34,12 @@ let package = Package(
         // Open MPI (Debian: libopenmpi-dev, openmpi-bin), only with the MPI trait.
         .systemLibrary(name: "CMPI", pkgConfig: "ompi-c",
                        providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]),
+        // dae-dist's own C kernels, each compiled for its instruction set by a function attribute
+        // and chosen at run time by the CPU's features (no -march flag: the build runs anywhere).
+        .target(name: "CKernels"),
         // The library: data, model, kernels, optimizer, checkpoints, training loop.
         .target(name: "DAE", dependencies: [
-                    "CBLAS", "CZlib", "CPNG", "CTurboJPEG", "CTIFF",
+                    "CBLAS", "CZlib", "CPNG", "CTurboJPEG", "CTIFF", "CKernels",
                     .target(name: "CMPI", condition: .when(traits: ["MPI"])),
                 ]),
         // The command-line tool.

@@ -6,9 +6,9 @@ import Foundation
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Micro-benchmarks for launch/bench: warm sgemm GFLOP/s on the conv2 shape, a per-phase breakdown of training steps, and loading a dataset (under mpirun too).")
+        abstract: "Micro-benchmarks for launch/bench: one core's arithmetic peak, warm sgemm GFLOP/s on the conv2 shape, a per-phase breakdown of training steps against that peak, and loading a dataset (under mpirun too).")
 
-    @Option(help: "What to measure: gemm, phases or load (decoding --data's training split as train does, on every rank).") var what = "phases"
+    @Option(help: "What to measure: peak (one core's FP32 FMA and bf16 dot-product peaks), gemm, phases (with each layer's share of the FP32 peak) or load (decoding --data's training split as train does, on every rank).") var what = "phases"
     @OptionGroup var threads: ThreadOptions
     @Option(name: .customLong("batch-size"), help: "Global batch of the measured steps.") var batchSize = 20
     @Option(name: .customLong("micro-batch"), help: "Micro-batch (as train's exact mode).") var microBatch = 5
@@ -16,7 +16,7 @@ struct Bench: ParsableCommand {
     @OptionGroup var data: DataOptions
 
     func validate() throws {
-        guard ["gemm", "phases", "load"].contains(what) else { throw flagError("--what", "use gemm, phases or load") }
+        guard ["peak", "gemm", "phases", "load"].contains(what) else { throw flagError("--what", "use peak, gemm, phases or load") }
         guard batchSize >= 1 else { throw flagError("--batch-size", "must be at least 1, got \(batchSize)") }
         guard microBatch >= 1 else { throw flagError("--micro-batch", "must be at least 1, got \(microBatch)") }
         guard steps >= 1 else { throw flagError("--steps", "must be at least 1, got \(steps)") }
@@ -30,6 +30,9 @@ struct Bench: ParsableCommand {
                 let communicator = try Launch.makeCommunicator()
                 communicatorSlot = communicator
                 try load(communicator)
+            case "peak":
+                peak()
+                gemmRate()
             case "gemm": gemmRate()
             default: try phases()
             }
@@ -51,6 +54,19 @@ struct Bench: ParsableCommand {
         }
     }
 
+    /// One core's arithmetic peaks (ArithmeticPeak): the roofline for the layers' GFLOP/s.
+    @discardableResult
+    func peak() -> [ArithmeticPeak.Measurement] {
+        let peaks = ArithmeticPeak.measure()
+        if peaks.isEmpty {
+            say(ArithmeticPeak.available ? "peak: no FMA kernel for this CPU (needs x86-64 with AVX2+FMA or AVX-512)"
+                                         : "peak: the probes need an optimised build (swift build -c release)")
+        }
+        for p in peaks { say(String(format: "peak %@, 1 thread: %.1f GFLOP/s", p.name, p.gflops)) }
+        say("OpenBLAS core: \(BLASCore.current)")
+        return peaks
+    }
+
     /// Single-threaded sgemm on conv2's forward shape at this batch: [64 x 288] . [288 x batch*196].
     func gemmRate() {
         let m = 64, k = 288, n = batchSize * 196
@@ -61,12 +77,15 @@ struct Bench: ParsableCommand {
         let reps = 200, start = monotonicSeconds()
         for _ in 0..<reps { gemm(m: m, n: n, k: k, a: a.pointer, lda: k, b: b.pointer, ldb: n, c: c.pointer, ldc: n) }
         let seconds = monotonicSeconds() - start
-        say(String(format: "sgemm %dx%dx%d, 1 thread: %.1f GFLOP/s", m, n, k, 2.0 * Double(m * n * k * reps) / seconds / 1e9))
+        let rate = 2.0 * Double(m * n * k * reps) / seconds / 1e9
+        say(String(format: "sgemm %dx%dx%d, 1 thread: %.1f GFLOP/s", m, n, k, rate))
     }
 
     /// One process, one thread: where a training step's time goes, measured on the real training
     /// run (TrainingRun, no outputs) with the trainer's step profile switched on after the warm-up.
     func phases() throws {
+        // the roofline first, while nothing else of ours runs
+        let fp32Peak = ArithmeticPeak.measure().first
         var config = TrainConfig()
         config.batchSize = batchSize
         config.microBatch = microBatch
@@ -90,15 +109,27 @@ struct Bench: ParsableCommand {
         }]
         try run.run()
         let total = end - start
-        var rows: [(String, Double)] = ConvDenoiser.phaseNames.enumerated().map { ($0.element, profile.layers[$0.offset]) }
-        rows += [("batch assembly + noise", profile.assembly), ("loss + its gradient", profile.loss),
-                 ("fixed-point conversion", profile.fixedPoint), ("sum, Float, Adam", profile.update)]
+        let samples = Double(steps * batchSize)
+        guard case .conv(let spec) = config.model else { return }
+        let flops = ConvDenoiser.phaseFlops(spec, height: train.height, width: train.width), stepFlops = flops.reduce(0, +)
+        var rows: [(String, Double, Double)] = ConvDenoiser.phaseNames.enumerated().map { ($0.element, profile.layers[$0.offset], flops[$0.offset]) }
+        rows += [("batch assembly + noise", profile.assembly, 0), ("loss + its gradient", profile.loss, 0),
+                 ("fixed-point conversion", profile.fixedPoint, 0), ("sum, Float, Adam", profile.update, 0)]
         let covered = rows.map(\.1).reduce(0, +)
-        rows.append(("other", max(0, total - covered)))
-        say(String(format: "per-phase breakdown: batch %d, micro-batch %d, 1 thread, %d steps, %.3f ms/step, %.0f samples/s",
-                   batchSize, run.trainer.effectiveMicroBatch, steps, 1000 * total / Double(steps), Double(steps * batchSize) / total))
-        for (name, seconds) in rows {
-            say("  " + name.padding(toLength: 24, withPad: " ", startingAt: 0) + String(format: " %6.1f%%  %7.3f ms/step", 100 * seconds / total, 1000 * seconds / Double(steps)))
+        rows.append(("other", max(0, total - covered), 0))
+        /// "  GFLOP/s  % of peak" for `perSample` FLOPs done in `seconds`, or nothing.
+        func rate(_ perSample: Double, _ seconds: Double) -> String {
+            guard perSample > 0, seconds > 0 else { return "" }
+            let gflops = perSample * samples / seconds / 1e9
+            return String(format: "  %6.1f GFLOP/s", gflops) + (fp32Peak.map { String(format: "  %5.1f%% of peak", 100 * gflops / $0.gflops) } ?? "")
+        }
+        if let fp32Peak { say(String(format: "peak %@, 1 thread: %.1f GFLOP/s (the roofline below)", fp32Peak.name, fp32Peak.gflops)) }
+        say(String(format: "per-phase breakdown: batch %d, micro-batch %d, 1 thread, %d steps, %.3f ms/step, %.0f samples/s, %.1f MFLOP/sample",
+                   batchSize, run.trainer.effectiveMicroBatch, steps, 1000 * total / Double(steps), samples / total, stepFlops / 1e6)
+            + rate(stepFlops, total))
+        for (name, seconds, perSample) in rows {
+            say("  " + name.padding(toLength: 24, withPad: " ", startingAt: 0) + String(format: " %6.1f%%  %7.3f ms/step", 100 * seconds / total, 1000 * seconds / Double(steps))
+                + rate(perSample, seconds))
         }
         say("  (the encoder's ReLUs are fused into the pools; the decoder's ReLU and Sigmoid are in the slot of the layer before them, forward and backward)")
     }

@@ -57,8 +57,8 @@ struct InfoReport: Codable {
 
     /// The training settings, in the order shown. Checkpoints hold them all; weights files the
     /// epochs, seed, noise and loss.
-    static let configurationKeys = ["epochs", "pretrain_epochs", "batch_size", "micro_batch", "lr", "beta1", "beta2", "eps",
-                                    "noise", "loss", "seed", "reduce", "world_size", "image_size", "train_samples", "data_fingerprint"]
+    static let configurationKeys = ["epochs", "pretrain_epochs", "batch_size", "micro_batch", "lr", "lr_schedule", "schedule_epochs",
+                                    "beta1", "beta2", "eps", "noise", "loss", "seed", "patch", "patches_per_epoch", "augment", "reduce", "world_size", "image_size", "train_samples", "data_fingerprint"]
     /// Keys shown elsewhere (position, model) or that only the loader needs.
     static let consumedKeys: Set<String> = ["format", "format_version", "model", "model_shape", "input_size", "hidden", "activation",
                                             "tied_weights", "phase", "epoch", "step_in_epoch", "global_step", "samples_seen",

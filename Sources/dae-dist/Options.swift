@@ -131,6 +131,7 @@ enum AugmentKind: String, CaseIterable, CaseInsensitiveArgument {
 
 extension LossKind: CaseInsensitiveArgument {}
 extension ReduceMode: CaseInsensitiveArgument {}
+extension LRSchedule: CaseInsensitiveArgument {}
 extension StackedSpec.Activation: CaseInsensitiveArgument {}
 extension Split: CaseInsensitiveArgument {}
 

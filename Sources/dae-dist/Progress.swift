@@ -47,7 +47,7 @@ final class Progress: TrainingObserver {
         } else {
             schedule = "\(config.model.description), \(config.epochs) epochs"
         }
-        say("  \(schedule), batch \(config.batchSize), Adam lr \(config.adam.lr), noise \(config.noise), loss \(config.loss.rawValue), seed \(config.seed)")
+        say("  \(schedule), batch \(config.batchSize), Adam lr \(config.adam.lr)\(config.lrSchedule == .constant ? "" : " (\(config.lrSchedule.rawValue) schedule)"), noise \(config.noise), loss \(config.loss.rawValue), seed \(config.seed)")
         let threading = config.reduce == .exact
             ? "\(trainer.workerCount) worker thread(s) x 1 BLAS thread, micro-batch \(trainer.effectiveMicroBatch)"
             : "\(BLASThreads.current) BLAS thread(s)"

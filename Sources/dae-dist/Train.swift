@@ -31,6 +31,8 @@ struct Train: ParsableCommand {
     @Option(help: "Number of epochs (stacked model: end-to-end fine-tuning epochs after pre-training; default 20, stacked 0).") var epochs: Int?
     @Option(name: .customLong("batch-size"), help: "Samples per optimizer step, over all ranks (default 20; stacked 100).") var batchSize: Int?
     @Option(help: "Adam learning rate (default 1e-3).") var lr: Float?
+    @Option(name: .customLong("lr-schedule"), help: "constant, or cosine: from --lr down to 0 over the run's steps along half a cosine (PyTorch's CosineAnnealingLR stepped every batch; default constant).")
+    var lrSchedule: LRSchedule?
     @Option(help: "Input corruption: gaussian:F (clamp(x + F*N(0,1), 0, 1)), mask:P, saltpepper:P or none (default: gaussian:0.5; stacked mask:0.25).")
     var noise: NoiseKind?
     @Option(help: "Reconstruction loss: mse or bce (default mse).") var loss: LossKind?

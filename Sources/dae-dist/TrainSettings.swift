@@ -36,6 +36,7 @@ extension Train {
         if let noise { config.noise = noise }
         if let microBatch { config.microBatch = microBatch }
         if let lr { config.adam.lr = lr }
+        if let lrSchedule { config.lrSchedule = lrSchedule }
         if let loss { config.loss = loss }
         if let reduce { config.reduce = reduce }
         if let seed { config.seed = seed }

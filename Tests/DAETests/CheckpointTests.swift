@@ -52,6 +52,24 @@ final class CheckpointTests: XCTestCase {
         XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/run/model.safetensors"))
     }
 
+    /// The cosine schedule is a function of the optimizer's step count, which the checkpoint
+    /// holds: cut mid-epoch and resumed, the run ends where the uninterrupted one ends.
+    func testResumeWithACosineScheduleIsBitwiseExact() throws {
+        var cosine = config
+        cosine.lrSchedule = .cosine
+        let straight = try makeRun(cosine, data: Self.data)
+        XCTAssertEqual(try straight.run(), .finished)
+        let stopped = try makeRun(cosine, data: Self.data, directory: dir + "/run", stopAfter: 7)   // in epoch 2 of 2
+        XCTAssertEqual(try stopped.run(), .stopped)
+        let resumed = try makeRun(cosine, data: Self.data, directory: dir + "/run", resume: .auto)
+        XCTAssertEqual(try resumed.run(), .finished)
+        XCTAssertEqual(resumed.trainer.params.array, straight.trainer.params.array)
+        // and the schedule changed the training: not the constant run's weights
+        let constant = try makeRun(config, data: Self.data)
+        XCTAssertEqual(try constant.run(), .finished)
+        XCTAssertNotEqual(constant.trainer.params.array, straight.trainer.params.array)
+    }
+
     func testCheckpointAtAnEpochEndStartsTheNextEpoch() throws {
         let path = dir + "/end.safetensors"
         _ = try checkpointAfter(steps: 5, path: path)
@@ -93,6 +111,23 @@ final class CheckpointTests: XCTestCase {
         }
         XCTAssertThrowsError(try Checkpoint.checkCompatible(state, path: path, config: config, data: Self.data, dataFingerprint: fingerprint ^ 1, stepsPerEpoch: 5)) {
             XCTAssertTrue("\($0)".contains("training data (fingerprint)"), "\($0)")
+        }
+        other = config; other.lrSchedule = .cosine
+        XCTAssertThrowsError(try Checkpoint.checkCompatible(state, path: path, config: other, data: Self.data, dataFingerprint: fingerprint, stepsPerEpoch: 5)) {
+            XCTAssertTrue("\($0)".hasPrefix("--lr-schedule: the checkpoint \(path) was trained with lr schedule constant, this run has cosine"), "\($0)")
+        }
+        // with a cosine schedule the epochs are fixed too: they set the schedule's length
+        var cosine = config
+        cosine.lrSchedule = .cosine
+        let cosinePath = dir + "/cosine.safetensors"
+        let cosineRun = try makeRun(cosine, data: Self.data, directory: dir + "/cosine", stopAfter: 2)
+        XCTAssertEqual(try cosineRun.run(), .stopped)
+        try FileManager.default.copyItem(atPath: dir + "/cosine/checkpoints/" + Checkpoint.fileName(globalStep: 2), toPath: cosinePath)
+        let cosineState = try Checkpoint.load(path: cosinePath, layout: layout)
+        XCTAssertNoThrow(try Checkpoint.checkCompatible(cosineState, path: cosinePath, config: cosine, data: Self.data, dataFingerprint: fingerprint, stepsPerEpoch: 5))
+        other = cosine; other.epochs = 7
+        XCTAssertThrowsError(try Checkpoint.checkCompatible(cosineState, path: cosinePath, config: other, data: Self.data, dataFingerprint: fingerprint, stepsPerEpoch: 5)) {
+            XCTAssertTrue("\($0)".hasPrefix("--epochs: the checkpoint \(cosinePath) was trained with schedule epochs 2, this run has 7"), "\($0)")
         }
         other = config; other.epochs = 7; other.reduce = .fast          // allowed to change
         XCTAssertNoThrow(try Checkpoint.checkCompatible(state, path: path, config: other, data: Self.data, dataFingerprint: fingerprint, stepsPerEpoch: 5))

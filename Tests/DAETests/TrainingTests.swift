@@ -74,6 +74,28 @@ final class TrainingTests: XCTestCase {
         XCTAssertEqual(Double(params[0]), 0.9 - 0.1 * mHat / (vHat.squareRoot() + 1e-8), accuracy: 1e-6)
     }
 
+    func testCosineScheduleFactors() {
+        // lr * (1 + cos(pi * (s - 1) / T)) / 2 for step s of T: full lr first, half at the middle
+        let cosine = LRSchedule.cosine
+        XCTAssertEqual(cosine.factor(step: 1, of: 10), 1)
+        XCTAssertEqual(cosine.factor(step: 6, of: 10), 0.5, accuracy: 1e-15)
+        XCTAssertEqual(cosine.factor(step: 3, of: 10), (1 + cos(Double.pi / 5)) / 2, accuracy: 1e-15)
+        XCTAssertEqual(cosine.factor(step: 10, of: 10), (1 + cos(0.9 * Double.pi)) / 2, accuracy: 1e-15)
+        // past the end (a run never gets there: a cosine run's epochs are fixed on resume): 0, not rising again
+        XCTAssertEqual(cosine.factor(step: 11, of: 10), 0, accuracy: 1e-15)
+        XCTAssertEqual(cosine.factor(step: 50, of: 10), 0, accuracy: 1e-15)
+        XCTAssertEqual(LRSchedule.constant.factor(step: 7, of: 10), 1)
+    }
+
+    func testAdamStepTakesTheScheduledRate() {
+        // step 1 moves each parameter by lr * factor * sign(g) (see the hand-computed test above)
+        let params = FloatBuffer([1, 1]), grads = FloatBuffer([0.5, -2])
+        let adam = Adam(parameterCount: 2, config: AdamConfig(lr: 0.1))
+        adam.update(params: params, grads: grads, range: 0..<2, lrFactor: 0.25)
+        XCTAssertEqual(params[0], 0.975, accuracy: 1e-6)
+        XCTAssertEqual(params[1], 1.025, accuracy: 1e-6)
+    }
+
     func testSafeTensorsRoundTripAndCorruption() throws {
         let tensors = [SafeTensor(name: "a.weight", shape: [2, 3], values: [1, 2, 3, 4, 5, -6.5]),
                        SafeTensor(name: "b", shape: [1], values: [.pi])]

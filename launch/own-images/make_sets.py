@@ -293,7 +293,7 @@ def main():
     args = ap.parse_args()
     t0 = time.time()
     out = os.path.abspath(args.outdir)
-    for sub in ("gray", "rgb", "rendered", "test-noisy"):
+    for sub in ("gray", "rgb", "rendered", "graypages", "test-noisy"):
         shutil.rmtree(os.path.join(out, sub), ignore_errors=True)
     os.makedirs(out, exist_ok=True)
 
@@ -376,6 +376,21 @@ def main():
                       name_seed(args.seed, s, kind, stem))
             manifest["files"][nrel] = {"clean": rel, "sigma": s}
 
+    # graypages: the gray set with the rendered training pages added, for a model meant for
+    # documents; the same held-out real images and noisy files (byte copies), no rendered test page
+    for rel in list(manifest["files"]):
+        entry = manifest["files"][rel]
+        if rel.startswith(("gray/", "rendered/train/")):
+            copy = "graypages/" + rel.split("/", 1)[1]
+        elif rel.startswith("test-noisy/") and rel.split("/")[2] == "gray":
+            copy = rel.replace("/gray/", "/graypages/", 1)
+            entry = dict(entry, clean=entry["clean"].replace("gray/", "graypages/", 1))
+        else:
+            continue
+        os.makedirs(os.path.dirname(os.path.join(out, copy)), exist_ok=True)
+        shutil.copyfile(os.path.join(out, rel), os.path.join(out, copy))
+        manifest["files"][copy] = dict(entry, copy_of=rel)
+
     # checks: every side a multiple of 8
     total = 0
     for rel in manifest["files"]:
@@ -389,7 +404,7 @@ def main():
 
     # summary
     for sub in ("gray/train", "gray/test", "rgb/train", "rgb/test",
-                "rendered/train", "rendered/test"):
+                "rendered/train", "rendered/test", "graypages/train", "graypages/test"):
         d = os.path.join(out, sub)
         fs = sorted(os.listdir(d))
         size = sum(os.path.getsize(os.path.join(d, f)) for f in fs)

@@ -58,12 +58,15 @@ public enum Checkpoint {
          ("data_fingerprint", "--data", String(format: "%08x", dataFingerprint)),
          ("batch_size", "--batch-size", String(config.batchSize)),
          ("lr", "--lr", String(config.adam.lr)),
+         ("lr_schedule", "--lr-schedule", config.lrSchedule.rawValue),
          ("beta1", "Adam beta1", String(config.adam.beta1)),
          ("beta2", "Adam beta2", String(config.adam.beta2)),
          ("eps", "Adam eps", String(config.adam.eps)),
          ("noise", "--noise", config.noise.description),
          ("loss", "--loss", config.loss.rawValue),
          ("seed", "--seed", String(config.seed))]
+            // a cosine schedule spans the run's steps: more or fewer epochs would move its lr
+            + (config.lrSchedule == .constant ? [] : [("schedule_epochs", "--epochs", String(config.epochs))])
     }
 
     /// A fingerprint of the training data (CRC-32 of its pixels and labels), so that a checkpoint
@@ -239,7 +242,7 @@ public enum Checkpoint {
     /// Checks that the run's fixed settings agree with a checkpoint's metadata; the error names the flag.
     /// What a checkpoint written before a setting was recorded had: whole images, and the
     /// reference convolutional model (stacked checkpoints always recorded their shape).
-    static let valuesOfEarlierFiles = ["patch": "none", "patches_per_epoch": "none", "augment": "none",
+    static let valuesOfEarlierFiles = ["patch": "none", "patches_per_epoch": "none", "augment": "none", "lr_schedule": "constant",
                                        "model_shape": ModelSpec.reference.description]
 
     public static func checkSettings(_ metadata: [String: String], path: String, config: TrainConfig,

@@ -48,7 +48,8 @@ public enum BLASCore {
     public static func reexecWithBetterCoreIfNeeded() {
         guard ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] == nil,
               let core = upgrade(detected: current, cpuFlags: cpuFlags()) else { return }
-        setenv("OPENBLAS_CORETYPE", core, 1)
+        // the variable also stops the new image from re-executing again: without it, no exec
+        guard setenv("OPENBLAS_CORETYPE", core, 1) == 0 else { return }
         execv("/proc/self/exe", CommandLine.unsafeArgv)
         unsetenv("OPENBLAS_CORETYPE")   // exec failed: carry on as loaded
     }

@@ -152,6 +152,17 @@ public final class ConvDenoiser: DenoisingNetwork {
     public static let phaseNames = ["conv1 fwd", "relu+pool1 fwd", "conv2 fwd", "relu+pool2 fwd", "deconv1 fwd", "deconv2 fwd",
                                     "deconv2 bwd", "deconv1 bwd", "relu+pool2 bwd", "conv2 bwd", "relu+pool1 bwd", "conv1 bwd"]
     public var phaseSeconds: UnsafeMutablePointer<Double>? = nil
+    /// Floating-point operations per sample in each slot of `phaseNames` (a multiply-add counts
+    /// 2), for the benchmark's share of the arithmetic peak. Only the GEMMs count: the pools and
+    /// activations do no multiply-adds. Backward: weight and input gradients, each the forward's
+    /// cost, except conv1, whose input (the noisy image) needs no gradient.
+    public static func phaseFlops(_ spec: ConvSpec = ConvSpec(), height: Int = 28, width: Int = 28) -> [Double] {
+        let (c, h1, h2) = (Double(spec.channels), Double(spec.widths[0]), Double(spec.widths[1]))
+        let full = Double(height * width), half = full / 4, quarter = full / 16
+        let conv1 = 2 * full * c * 9 * h1, conv2 = 2 * half * h1 * 9 * h2
+        let deconv1 = 2 * quarter * h2 * h1 * 4, deconv2 = 2 * half * h1 * c * 4
+        return [conv1, 0, conv2, 0, deconv1, deconv2, 2 * deconv2, 2 * deconv1, 0, 2 * conv2, 0, conv1]
+    }
     var phaseStart = 0.0
     @inline(__always) func tick(_ phase: Int) {
         guard let slots = phaseSeconds else { return }

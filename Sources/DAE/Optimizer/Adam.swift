@@ -8,6 +8,9 @@
 //
 // The bias corrections are computed in Double, as PyTorch does with Python floats, and rounded to
 // Float once per step.
+//
+// The learning rate may follow a schedule over a phase's steps (LRSchedule): the step's lr is
+// computed in Double, as torch.optim.lr_scheduler sets a Python float, before the bias correction.
 
 public struct AdamConfig: Sendable, Equatable {
     public var lr: Float = 1e-3
@@ -16,6 +19,30 @@ public struct AdamConfig: Sendable, Equatable {
     public var eps: Float = 1e-8
     public init(lr: Float = 1e-3, beta1: Float = 0.9, beta2: Float = 0.999, eps: Float = 1e-8) {
         self.lr = lr; self.beta1 = beta1; self.beta2 = beta2; self.eps = eps
+    }
+}
+
+/// How the learning rate moves over a training phase's T optimizer steps.
+public enum LRSchedule: String, Sendable, CaseIterable {
+    /// lr at every step (PyTorch: no scheduler).
+    case constant
+    /// From lr down towards 0 along half a cosine: step s (1-based) runs at
+    /// lr * (1 + cos(pi * (s - 1) / T)) / 2, the closed form of torch.optim.lr_scheduler.
+    /// CosineAnnealingLR with T_max = T and eta_min = 0, stepped once after every optimizer step
+    /// (PyTorch updates the lr recursively, which follows the closed form to rounding). Large steps
+    /// while far from a minimum, small ones at the end: the last epochs settle.
+    case cosine
+
+    /// The factor of lr at optimizer step `step` (1-based) of `total`.
+    public func factor(step: Int, of total: Int) -> Double {
+        switch self {
+        case .constant: return 1
+        case .cosine:
+            guard total > 0 else { return 1 }
+            // (1 + cos x) / 2 = cos^2(x / 2), which keeps its precision near the end, where x -> pi
+            let half = cos(Double.pi * Double(min(step - 1, total)) / Double(total) / 2)
+            return half * half
+        }
     }
 }
 
@@ -56,8 +83,8 @@ public final class Adam {
     }
 
     /// One update of the elements in `range` only (the parameters the current phase trains).
-    public func update(params: FloatBuffer, grads: FloatBuffer, range: Range<Int>) {
-        apply(beginStep(), params: params, grads: grads, range: range)
+    public func update(params: FloatBuffer, grads: FloatBuffer, range: Range<Int>, lrFactor: Double = 1) {
+        apply(beginStep(lrFactor: lrFactor), params: params, grads: grads, range: range)
     }
 
     /// The per-step constants of one update, shared by the parts of a parameter range that
@@ -66,13 +93,16 @@ public final class Adam {
         var stepSize: Float = 0, correction2: Float = 1
     }
 
-    /// Counts the step and computes its bias corrections.
-    public func beginStep() -> StepConstants {
+    /// Counts the step and computes its bias corrections; the step runs at lr * `lrFactor`
+    /// (a schedule's factor, LRSchedule.factor).
+    public func beginStep(lrFactor: Double = 1) -> StepConstants {
         step += 1
         let t = Double(step)
         let biasCorrection1 = 1 - pow(Double(config.beta1), t)
         let biasCorrection2Sqrt = (1 - pow(Double(config.beta2), t)).squareRoot()
-        return StepConstants(stepSize: Float(Double(config.lr) / biasCorrection1), correction2: Float(biasCorrection2Sqrt))
+        // lrFactor 1 keeps the constant-lr bits: Double(lr) * 1 is exact
+        let lr = Double(config.lr) * lrFactor
+        return StepConstants(stepSize: Float(lr / biasCorrection1), correction2: Float(biasCorrection2Sqrt))
     }
 
     /// The update of the elements in `range` for a step begun with `beginStep`.

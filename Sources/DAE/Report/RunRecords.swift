@@ -17,6 +17,7 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
     public var epochs: Int
     public var batchSize: Int
     public var lr: Float
+    public var lrSchedule: String?           // "constant" or "cosine" (absent in older files: constant)
     public var noise: String
     public var loss: String
     public var seed: UInt64
@@ -46,7 +47,7 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case command, model, modelKind = "model_kind", channels, widths, hidden, activation, tiedWeights = "tied_weights"
-        case pretrainEpochs = "pretrain_epochs", epochs, batchSize = "batch_size", lr, noise, loss, seed, data, limit
+        case pretrainEpochs = "pretrain_epochs", epochs, batchSize = "batch_size", lr, lrSchedule = "lr_schedule", noise, loss, seed, data, limit
         case patch, patchesPerEpoch = "patches_per_epoch", augment
         case valFraction = "val_fraction", trainSamples = "train_samples", height, width, worldSize = "world_size", threadsPerRank = "threads_per_rank"
         case reduce, microBatch = "micro_batch", evalEvery = "eval_every", evalLimit = "eval_limit", gridColumns = "grid_columns"
@@ -72,7 +73,7 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
         if let patches = config.patches {
             patch = patches.size; patchesPerEpoch = patches.perEpoch; augment = patches.flips ? "flips" : "none"
         }
-        epochs = config.epochs; batchSize = config.batchSize; lr = config.adam.lr
+        epochs = config.epochs; batchSize = config.batchSize; lr = config.adam.lr; lrSchedule = config.lrSchedule.rawValue
         noise = config.noise.description; loss = config.loss.rawValue; seed = config.seed
         data = dataPath; limit = config.limit; self.valFraction = valFraction
         trainSamples = run.data.count; height = run.data.height; width = run.data.width
@@ -109,6 +110,10 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
         }
         if let patch { config.patches = PatchSampling(size: patch, perEpoch: patchesPerEpoch, flips: augment == "flips") }
         config.epochs = epochs; config.batchSize = batchSize; config.adam.lr = lr
+        guard let schedule = LRSchedule(rawValue: lrSchedule ?? "constant") else {
+            throw .badFlag("--resume", "config.json of this run names an unknown lr_schedule '\(lrSchedule ?? "")'; set it to constant or cosine there")
+        }
+        config.lrSchedule = schedule
         config.noise = try NoiseKind(parsing: noise)
         guard let lossKind = LossKind(rawValue: loss), let reduceMode = ReduceMode(rawValue: reduce) else {
             throw .badFlag("--resume", "config.json of this run names an unknown loss '\(loss)' or reduction '\(reduce)'")

@@ -19,6 +19,8 @@ public struct TrainConfig: Sendable, Equatable {
     public var pretrainEpochs = 10
     public var batchSize = 20
     public var adam = AdamConfig()
+    /// The learning rate over each phase's steps (constant, or cosine down to 0).
+    public var lrSchedule = LRSchedule.constant
     public var noise = NoiseKind.gaussian(factor: 0.5)
     public var loss = LossKind.mse
     public var seed: UInt64 = 0

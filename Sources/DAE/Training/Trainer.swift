@@ -237,7 +237,7 @@ public final class Trainer: @unchecked Sendable {
                 throw .numeric("a gradient exceeded the exact reduction's range (|g| <= \(limit)) at epoch \(epoch): training has diverged; lower --lr, or use --reduce fast")
             }
             // back to Float and 8: Adam, each thread a part of the parameters
-            adamStep = optimizer.beginStep()
+            adamStep = optimizer.beginStep(lrFactor: lrFactorOfNextStep)
             let t = profile == nil ? 0 : monotonicSeconds()
             pool.run(updateBody!)
             if let profile { profile.update += monotonicSeconds() - t }
@@ -262,9 +262,15 @@ public final class Trainer: @unchecked Sendable {
             stopAgreed = lossAndStop.1 != 0
             loss = lossAndStop.0 / Double(pixelsPerBatch)
             // 8: the same update on every rank
-            optimizer.update(params: params, grads: grads, range: range)
+            optimizer.update(params: params, grads: grads, range: range, lrFactor: lrFactorOfNextStep)
         }
         return loss
+    }
+
+    /// The learning-rate schedule's factor for the optimizer's next step: the schedule spans the
+    /// current phase's steps (a stacked model's phases each start a fresh Adam and schedule).
+    var lrFactorOfNextStep: Double {
+        config.lrSchedule.factor(step: optimizer.step + 1, of: phaseEpochs * stepsPerEpoch)
     }
 
     /// One worker's share of the current step: the next micro-batch of this rank's run not yet
