@@ -12,9 +12,9 @@
 /// build has no such kernel (not x86-64). `sink` receives a value derived from the registers so
 /// that the work cannot be optimised away.
 double dae_peak_fma_avx512(int64_t iterations, float *sink);
-/// 1 where the probes above were built (x86-64, optimised build), else 0; safe on any CPU.
-int dae_peak_probes_built(void);
 double dae_peak_fma_avx2(int64_t iterations, float *sink);
 double dae_peak_dpbf16_avx512(int64_t iterations, float *sink);
+/// 1 where the probes above were built (x86-64, optimised build), else 0; safe on any CPU.
+int dae_peak_probes_built(void);
 
 #endif

@@ -20,6 +20,7 @@ public enum ArithmeticPeak {
     /// of about `seconds` each: a shared machine's other load only ever lowers a run. Empty on
     /// other CPUs, and in a debug build (the probes need an optimised build: `available`).
     public static func measure(seconds: Double = 0.2, repeats: Int = 5, cpuFlags: Set<String> = BLASCore.cpuFlags()) -> [Measurement] {
+        guard available else { return [] }
         typealias Probe = (Int64, UnsafeMutablePointer<Float>) -> Double
         var probes: [(String, Probe)] = []
         if cpuFlags.contains("avx512f") {
@@ -31,7 +32,6 @@ public enum ArithmeticPeak {
             probes.append(("bf16 dot product (vdpbf16ps), FP32 accumulation", { dae_peak_dpbf16_avx512($0, $1) }))
         }
         var sink: Float = 0
-        guard available else { return [] }
         return probes.map { name, probe in
             // size the loop to about `seconds` from a short calibration run
             var start = monotonicSeconds()
