@@ -8,7 +8,7 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Micro-benchmarks for launch/bench: one core's arithmetic peak, warm sgemm GFLOP/s on the conv2 shape, a per-phase breakdown of training steps against that peak, and loading a dataset (under mpirun too).")
 
-    @Option(help: "What to measure: peak (one core's FP32 FMA and bf16 dot-product peaks), gemm, phases (with each layer's share of the FP32 peak) or load (decoding --data's training split as train does, on every rank).") var what = "phases"
+    @Option(help: "What to measure: peak (one core's FP32 FMA and bf16 dot-product peaks), gemm, phases (with each layer's share of the FP32 peak), conv (the convolutions' direct and Winograd paths) or load (decoding --data's training split as train does, on every rank).") var what = "phases"
     @OptionGroup var threads: ThreadOptions
     @Option(name: .customLong("batch-size"), help: "Global batch of the measured steps.") var batchSize = 20
     @Option(name: .customLong("micro-batch"), help: "Micro-batch (as train's exact mode).") var microBatch = 5
@@ -16,7 +16,7 @@ struct Bench: ParsableCommand {
     @OptionGroup var data: DataOptions
 
     func validate() throws {
-        guard ["peak", "gemm", "phases", "load"].contains(what) else { throw flagError("--what", "use peak, gemm, phases or load") }
+        guard ["peak", "gemm", "phases", "conv", "load"].contains(what) else { throw flagError("--what", "use peak, gemm, phases, conv or load") }
         guard batchSize >= 1 else { throw flagError("--batch-size", "must be at least 1, got \(batchSize)") }
         guard microBatch >= 1 else { throw flagError("--micro-batch", "must be at least 1, got \(microBatch)") }
         guard steps >= 1 else { throw flagError("--steps", "must be at least 1, got \(steps)") }
@@ -34,6 +34,7 @@ struct Bench: ParsableCommand {
                 peak()
                 gemmRate()
             case "gemm": gemmRate()
+            case "conv": convPaths()
             default: try phases()
             }
         }
@@ -65,6 +66,22 @@ struct Bench: ParsableCommand {
         for p in peaks { say(String(format: "peak %@, 1 thread: %.1f GFLOP/s", p.name, p.gflops)) }
         say("OpenBLAS core: \(BLASCore.current)")
         return peaks
+    }
+
+    /// The convolutions' two paths, direct and Winograd, on conv1's and conv2's shapes for one micro-batch.
+    func convPaths() {
+        let n = min(microBatch, batchSize)
+        for (name, inChannels, outChannels, side, inputGradient) in [("conv1", 1, 32, 28, false), ("conv2", 32, 64, 14, true)] {
+            let c = ConvPaths.measure(inChannels: inChannels, outChannels: outChannels, n: n, h: side, w: side,
+                                      inputGradient: inputGradient, reps: steps)
+            say(String(format: "%@ (%d -> %d, %d x %d, %d images), 1 thread, ms per call:", name, inChannels, outChannels, side, side, n))
+            say(String(format: "  forward                 direct %.3f   winograd %.3f", c.direct.forward, c.winograd.forward))
+            say(String(format: "  backward (%@)   direct %.3f   winograd %.3f", inputGradient ? "dW, db, dx" : "dW, db    ", c.direct.backward, c.winograd.backward))
+            let s = c.winogradStages
+            say(String(format: "  winograd forward stages: weights %.3f, input %.3f, 16 GEMMs %.3f, output %.3f", s[0], s[1], s[2], s[3]))
+            say(String(format: "  largest difference, relative to the largest value: y %.1e, dW %.1e, dx %.1e", c.difference.y, c.difference.dW, c.difference.dx))
+        }
+        say("winograd transforms: \(ConvPaths.winogradKernels)")
     }
 
     /// Single-threaded sgemm on conv2's forward shape at this batch: [64 x 288] . [288 x batch*196].

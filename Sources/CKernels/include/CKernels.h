@@ -17,4 +17,13 @@ double dae_peak_dpbf16_avx512(int64_t iterations, float *sink);
 /// 1 where the probes above were built (x86-64, optimised build), else 0; safe on any CPU.
 int dae_peak_probes_built(void);
 
+/// Winograd F(2x2, 3x3) tile transforms in AVX-512 (F, DQ, VL, BW), bitwise the same as the Swift
+/// ones in Winograd.swift: input tiles B^T d B, output-gradient tiles A dY A^T, and output tiles
+/// A^T m A (+ bias[k], or + 0 when bias is NULL). Call only where the CPU has those features and
+/// dae_winograd_avx512_built() is 1 (x86-64 builds).
+void dae_winograd_input_avx512(const float *x, int64_t channels, int64_t n, int64_t h, int64_t w, float *v);
+void dae_winograd_output_gradient_avx512(const float *dy, int64_t channels, int64_t n, int64_t h, int64_t w, float *q);
+void dae_winograd_output_avx512(const float *m, int64_t channels, int64_t n, int64_t h, int64_t w, const float *bias, float *y);
+int dae_winograd_avx512_built(void);
+
 #endif

@@ -57,7 +57,7 @@ public final class ConvDenoiser: DenoisingNetwork {
     let col1: UnsafeMutablePointer<Float>             //      [C*9, n*H*W]
     let a1: UnsafeMutablePointer<Float>               //      [w0, n, H, W]  conv1 (before its ReLU)
     let p1: UnsafeMutablePointer<Float>               //      [w0, n, H/2, W/2]
-    let col2: UnsafeMutablePointer<Float>             //      [w0*9, n*H/2*W/2]
+    let col2: UnsafeMutablePointer<Float>             //      conv2's Winograd workspace
     let a2: UnsafeMutablePointer<Float>               //      [w1, n, H/2, W/2] conv2 (before its ReLU)
     public let code: UnsafeMutablePointer<Float>      //      [w1, n, H/4, W/4] the encoder's output
     let col3: UnsafeMutablePointer<Float>             //      [w0*4, n*H/4*W/4]
@@ -102,7 +102,10 @@ public final class ConvDenoiser: DenoisingNetwork {
         }
         let (c, h1, h2) = (spec.channels, spec.widths[0], spec.widths[1])
         conv1 = Conv2d(inChannels: c, outChannels: h1, kernel: 3, padding: 1, offsets: offsets("encoder.0"), params: params, grads: grads)
-        conv2 = Conv2d(inChannels: h1, outChannels: h2, kernel: 3, padding: 1, offsets: offsets("encoder.3"), params: params, grads: grads)
+        // conv2 by Winograd F(2x2, 3x3) (its sides, H/2 x W/2, are even); conv1 direct: with one input
+        // channel its Winograd GEMMs have depth 1 and the transforms cost more than they save
+        // (`dae-dist bench --what conv`, docs/benchmarks.md)
+        conv2 = Conv2d(inChannels: h1, outChannels: h2, kernel: 3, padding: 1, winograd: true, offsets: offsets("encoder.3"), params: params, grads: grads)
         deconv1 = ConvTranspose2d(inChannels: h2, outChannels: h1, stride: 2, offsets: offsets("decoder.0"), params: params, grads: grads)
         deconv2 = ConvTranspose2d(inChannels: h1, outChannels: c, stride: 2, offsets: offsets("decoder.2"), params: params, grads: grads)
 
@@ -110,14 +113,14 @@ public final class ConvDenoiser: DenoisingNetwork {
         // Sizes in the order of the takes below; the arena holds their sum and traps if the takes
         // ask for more (it cannot tell a reordering: keep the two lists in step).
         let sizes = [c * full, c * 9 * full, h1 * full,                  // x, col1, a1
-                     h1 * half, h1 * 9 * half, h2 * half, h2 * quarter,  // p1, col2, a2, code
+                     h1 * half, conv2.workspaceSize(n: capacity, h: height / 2, w: width / 2), h2 * half, h2 * quarter,  // p1, col2, a2, code
                      h1 * 4 * quarter, h1 * half, c * 4 * half,          // col3, a3, col4
                      c * full, c * full,                                 // y, dY
                      h1 * half, h2 * quarter, h2 * half, h1 * half, h1 * full]  // dA3, dCode, dA2, dP1, dA1
             + (c > 1 ? [c * full, c * full, c * full] : [])              // input, output, gradOutput
         arena = Arena(capacity: sizes.reduce(0, +), zero: 0)
         x = arena.take(c * full); col1 = arena.take(c * 9 * full); a1 = arena.take(h1 * full)
-        p1 = arena.take(h1 * half); col2 = arena.take(h1 * 9 * half); a2 = arena.take(h2 * half)
+        p1 = arena.take(h1 * half); col2 = arena.take(conv2.workspaceSize(n: capacity, h: height / 2, w: width / 2)); a2 = arena.take(h2 * half)
         code = arena.take(h2 * quarter); col3 = arena.take(h1 * 4 * quarter); a3 = arena.take(h1 * half)
         col4 = arena.take(c * 4 * half); y = arena.take(c * full); dY = arena.take(c * full)
         dA3 = arena.take(h1 * half); dCode = arena.take(h2 * quarter); dA2 = arena.take(h2 * half)
@@ -209,8 +212,8 @@ public final class ConvDenoiser: DenoisingNetwork {
         deconv1.backward(dy: dA3, x: code, dx: dCode, dcol: col3, n: n, h: H / 4, w: W / 4, reluOutput: a3); tick(7)
         // encoder
         pool.backward(dy: dCode, y: code, where: where2, dx: dA2, planes: h2 * n, h: H / 2, w: W / 2); tick(8)
-        // col2 is done with once dW is computed, so it doubles as conv2's dcol workspace
-        conv2.backward(dy: dA2, col: col2, dx: dP1, dcol: col2, n: n, h: H / 2, w: W / 2);     tick(9)
+        // col2 is conv2's Winograd workspace (it needs no dcol)
+        conv2.backward(dy: dA2, col: col2, dx: dP1, dcol: nil, n: n, h: H / 2, w: W / 2);     tick(9)
         pool.backward(dy: dP1, y: p1, where: where1, dx: dA1, planes: h1 * n, h: H, w: W);     tick(10)
         conv1.backward(dy: dA1, col: col1, dx: nil, dcol: nil, n: n, h: H, w: W);              tick(11)
     }

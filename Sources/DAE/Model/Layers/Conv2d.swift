@@ -12,12 +12,18 @@
 //   backward: dW[out, in*k*k]    = dy[out, N*H*W] . col^T
 //             db[out]            = sum over N*H*W of dy
 //             dcol[in*k*k, N*H*W] = W^T . dy ;  dx[in, N, H, W] = col2im(dcol)
+//
+// With `winograd` set (3x3, padding 1, even sides), y, dW and dx come from Winograd F(2x2, 3x3)
+// instead (Winograd.swift), and `col` is its workspace; db is the same sum. Which layers use it is
+// fixed in the model, by measurement (`dae-dist bench --what conv`).
 
 public struct Conv2d {
     public let inChannels: Int
     public let outChannels: Int
     public let kernel: Int
     public let padding: Int
+    /// Forward and input gradient by Winograd F(2x2, 3x3) (kernel 3, padding 1 only).
+    public let winograd: Bool
     let weight: UnsafeMutablePointer<Float>, bias: UnsafeMutablePointer<Float>
     let gradWeight: UnsafeMutablePointer<Float>, gradBias: UnsafeMutablePointer<Float>
 
@@ -31,20 +37,34 @@ public struct Conv2d {
         return (w, b)
     }
 
-    public init(inChannels: Int, outChannels: Int, kernel: Int, padding: Int,
+    public init(inChannels: Int, outChannels: Int, kernel: Int, padding: Int, winograd: Bool = false,
                 offsets: (weight: Int, bias: Int), params: FloatBuffer, grads: FloatBuffer) {
+        precondition(!winograd || (kernel == 3 && padding == 1), "Winograd F(2x2, 3x3) is for 3x3 kernels with padding 1")
         self.inChannels = inChannels; self.outChannels = outChannels
-        self.kernel = kernel; self.padding = padding
+        self.kernel = kernel; self.padding = padding; self.winograd = winograd
         weight = params.pointer + offsets.weight; bias = params.pointer + offsets.bias
         gradWeight = grads.pointer + offsets.weight; gradBias = grads.pointer + offsets.bias
     }
 
     var patch: Int { inChannels * kernel * kernel }
 
-    /// x [in, n, h, w] -> y [out, n, h, w]; col is a workspace of patch * n*h*w floats.
+    /// The values of `col` (the workspace forward fills and backward reads) for n images of h x w:
+    /// the im2col matrix, patch * n*h*w, or Winograd's.
+    public func workspaceSize(n: Int, h: Int, w: Int) -> Int {
+        winograd ? Winograd.Workspace.size(inChannels: inChannels, outChannels: outChannels, pixels: n * h * w, width: w)
+                 : patch * n * h * w
+    }
+
+    /// x [in, n, h, w] -> y [out, n, h, w]; col is a workspace of workspaceSize(n:h:w:) floats.
     public func forward(x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>,
                         col: UnsafeMutablePointer<Float>, n: Int, h: Int, w: Int) {
         let pixels = n * h * w
+        if winograd {
+            precondition(h % 2 == 0 && w % 2 == 0, "Winograd F(2x2, 3x3) needs even sides")
+            Winograd.forward(x: x, y: y, weight: weight, bias: bias, inChannels: inChannels, outChannels: outChannels,
+                             workspace: col, n: n, h: h, w: w)
+            return
+        }
         im2col(x, col, n: n, h: h, w: w)
         for o in 0..<outChannels {            // y = b, then y += W . col
             (y + o * pixels).update(repeating: bias[o], count: pixels)
@@ -55,13 +75,19 @@ public struct Conv2d {
 
     /// Given dy [out, n, h, w] and the forward's col, writes dW and db (overwriting), and
     /// dx [in, n, h, w] when asked (the first layer needs no input gradient).
-    public func backward(dy: UnsafePointer<Float>, col: UnsafePointer<Float>,
+    /// With `winograd`, dcol is not used (col, the forward's workspace, has room for everything).
+    public func backward(dy: UnsafePointer<Float>, col: UnsafeMutablePointer<Float>,
                          dx: UnsafeMutablePointer<Float>?, dcol: UnsafeMutablePointer<Float>?,
                          n: Int, h: Int, w: Int) {
         let pixels = n * h * w
+        sumRows(dy, rows: outChannels, columns: pixels, into: gradBias)
+        if winograd {
+            Winograd.backward(dy: dy, dx: dx, gradWeight: gradWeight, inChannels: inChannels, outChannels: outChannels,
+                              workspace: col, n: n, h: h, w: w)
+            return
+        }
         gemm(transB: true, m: outChannels, n: patch, k: pixels, a: dy, lda: pixels, b: col, ldb: pixels,
              beta: 0, c: gradWeight, ldc: patch)
-        sumRows(dy, rows: outChannels, columns: pixels, into: gradBias)
         if let dx, let dcol {
             gemm(transA: true, m: patch, n: pixels, k: outChannels, a: weight, lda: patch, b: dy, ldb: pixels,
                  beta: 0, c: dcol, ldc: pixels)
