@@ -51,14 +51,18 @@ func dot(_ a: UnsafePointer<Float>, _ b: [Float]) -> Double {
 
 final class GradientCheckTests: XCTestCase {
     func testConv2dGradients() {
-        let (cin, cout, n, h, w) = (3, 4, 2, 5, 6)
+        for (h, fast) in [(5, false), (4, true)] { conv2dGradients(h: h, winograd: fast) }
+    }
+
+    func conv2dGradients(h: Int, winograd: Bool) {
+        let (cin, cout, n, w) = (3, 4, 2, 6)
         var layout = ParameterLayout()
         let offsets = Conv2d.register(&layout, prefix: "conv", inChannels: cin, outChannels: cout, kernel: 3)
         let params = FloatBuffer(randomArray(layout.count, seed: 1)), grads = FloatBuffer(count: layout.count)
-        let conv = Conv2d(inChannels: cin, outChannels: cout, kernel: 3, padding: 1, offsets: offsets, params: params, grads: grads)
+        let conv = Conv2d(inChannels: cin, outChannels: cout, kernel: 3, padding: 1, winograd: winograd, offsets: offsets, params: params, grads: grads)
         let x = FloatBuffer(randomArray(cin * n * h * w, seed: 2))
         let y = FloatBuffer(count: cout * n * h * w)
-        let col = FloatBuffer(count: cin * 9 * n * h * w), dcol = FloatBuffer(count: cin * 9 * n * h * w)
+        let col = FloatBuffer(count: conv.workspaceSize(n: n, h: h, w: w)), dcol = FloatBuffer(count: cin * 9 * n * h * w)
         let dx = FloatBuffer(count: x.count)
         let r = randomArray(y.count, seed: 3)
         func loss() -> Double {
@@ -68,26 +72,31 @@ final class GradientCheckTests: XCTestCase {
         _ = loss()
         conv.backward(dy: r, col: col.pointer, dx: dx.pointer, dcol: dcol.pointer, n: n, h: h, w: w)
         let all = Array(0..<layout.count)
-        gradientCheck("conv2d weight+bias", values: params.pointer, indices: all, analytic: all.map { grads[$0] }, loss: loss)
+        let name = winograd ? "conv2d (Winograd)" : "conv2d"
+        gradientCheck("\(name) weight+bias", values: params.pointer, indices: all, analytic: all.map { grads[$0] }, loss: loss)
         let xs = Array(0..<x.count)
-        gradientCheck("conv2d input", values: x.pointer, indices: xs, analytic: xs.map { dx[$0] }, loss: loss)
+        gradientCheck("\(name) input", values: x.pointer, indices: xs, analytic: xs.map { dx[$0] }, loss: loss)
     }
 
     /// Conv2d against a direct convolution written out (and its adjoint for dx, its weight sums
     /// for dW), on shapes that take every edge of im2col/col2im's shifted plane copies: one-pixel
-    /// and one-column planes, kernels larger than the plane, padding 0, 1 and 2.
+    /// and one-column planes, kernels larger than the plane, padding 0, 1 and 2; and on the
+    /// Winograd path's: a single tile, one row of tiles, rows of 7, 8 and 9 tiles (a part-filled,
+    /// a full and a full plus a part-filled 8-tile vector), and many rows.
     func testConv2dMatchesDirectConvolution() {
-        for (k, p, h, w) in [(3, 1, 1, 1), (3, 1, 1, 5), (3, 1, 4, 1), (3, 1, 5, 6), (5, 2, 3, 4), (1, 0, 2, 3), (5, 2, 7, 7), (5, 2, 1, 3)] {
+        let direct = [(3, 1, 1, 1), (3, 1, 1, 5), (3, 1, 4, 1), (3, 1, 5, 6), (5, 2, 3, 4), (1, 0, 2, 3), (5, 2, 7, 7), (5, 2, 1, 3)].map { ($0, false) }
+        let winograd = [(3, 1, 2, 2), (3, 1, 2, 6), (3, 1, 4, 14), (3, 1, 14, 14), (3, 1, 6, 16), (3, 1, 4, 18), (3, 1, 8, 34)].map { ($0, true) }
+        for ((k, p, h, w), fast) in direct + winograd {
             let (cin, cout, n) = (2, 3, 2)
             let oh = h + 2 * p - k + 1, ow = w + 2 * p - k + 1
             precondition(oh == h && ow == w)             // the layer keeps the size: k = 2p + 1
             var layout = ParameterLayout()
             let offsets = Conv2d.register(&layout, prefix: "c", inChannels: cin, outChannels: cout, kernel: k)
             let params = FloatBuffer(randomArray(layout.count, seed: 11)), grads = FloatBuffer(count: layout.count)
-            let conv = Conv2d(inChannels: cin, outChannels: cout, kernel: k, padding: p, offsets: offsets, params: params, grads: grads)
+            let conv = Conv2d(inChannels: cin, outChannels: cout, kernel: k, padding: p, winograd: fast, offsets: offsets, params: params, grads: grads)
             let xs = randomArray(cin * n * h * w, seed: 12), dys = randomArray(cout * n * h * w, seed: 13)
             let x = FloatBuffer(xs), y = FloatBuffer(count: cout * n * h * w), dx = FloatBuffer(count: xs.count)
-            let col = FloatBuffer(count: cin * k * k * n * h * w), dcol = FloatBuffer(count: col.count)
+            let col = FloatBuffer(count: conv.workspaceSize(n: n, h: h, w: w)), dcol = FloatBuffer(count: cin * k * k * n * h * w)
             conv.forward(x: x.pointer, y: y.pointer, col: col.pointer, n: n, h: h, w: w)
             conv.backward(dy: dys, col: col.pointer, dx: dx.pointer, dcol: dcol.pointer, n: n, h: h, w: w)
             // direct sums in Double, [C, N, H, W] layout
@@ -105,7 +114,7 @@ final class GradientCheckTests: XCTestCase {
                     expectDw[wi] += Double(xs[xi]) * Double(dys[yi])
                 } } }
             } } } }
-            let shape = "k \(k) p \(p) \(h)x\(w)"
+            let shape = "k \(k) p \(p) \(h)x\(w)\(fast ? " winograd" : "")"
             for (i, e) in expectY.enumerated() { XCTAssertEqual(Double(y[i]), e, accuracy: 1e-5, "y \(shape)") }
             for (i, e) in expectDx.enumerated() { XCTAssertEqual(Double(dx[i]), e, accuracy: 1e-5, "dx \(shape)") }
             for (i, e) in expectDw.enumerated() { XCTAssertEqual(Double(grads[i]), e, accuracy: 1e-5, "dW \(shape)") }

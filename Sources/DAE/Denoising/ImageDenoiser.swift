@@ -35,13 +35,20 @@ public struct TileGeometry: Sendable, Equatable {
     /// side: halo 3, rounded up to a margin of 4. Per pixel the reach is 6 (pixel 4q+3 needs 4q-3),
     /// but only because the max-pool windows are fixed at even positions of the whole image: a
     /// tile starting at any other row would pair rows differently and compute something else.
-    /// The bytes per pixel are measured from a small model's arenas (they grow linearly with
-    /// batch x height x width): 229 floats and 12 indices, 964 bytes.
-    public static let conv: TileGeometry = {
-        let probe = ConvDenoiser(height: 4, width: 4, capacity: 1)
-        let bytes = probe.arena.capacity * MemoryLayout<Float>.size + probe.indexArena.capacity * MemoryLayout<Int32>.size
-        return TileGeometry(channels: 1, sideMultiple: 4, halo: 3, arenaBytesPerPixel: bytes / 16)
-    }()
+    /// The bytes per pixel are measured from two small models' arenas (they grow linearly with
+    /// batch x height x width, past a fixed part: conv2's transformed weights): 285 floats and 12
+    /// indices, 1188 bytes.
+    public static let conv = TileGeometry(model: .reference)
+
+    /// Arena bytes per pixel of `network(side)`, a model for one image of side x side: the growth
+    /// from side s to 2s over the 3 s^2 pixels added (the fixed part cancels).
+    static func arenaBytesPerPixel(side s: Int, _ network: (Int) -> (Arena<Float>, Arena<Int32>)) -> Int {
+        func bytes(_ side: Int) -> Int {
+            let (floats, indices) = network(side)
+            return floats.capacity * MemoryLayout<Float>.size + indices.capacity * MemoryLayout<Int32>.size
+        }
+        return max(1, (bytes(2 * s) - bytes(s)) / (3 * s * s))
+    }
 
     /// The geometry of `model`: the reference analysis above for the convolutional model (whatever
     /// its widths and channels); for the U-Net its per-pixel receptive radius as the halo (safe: an
@@ -50,14 +57,18 @@ public struct TileGeometry: Sendable, Equatable {
     public init(model: ModelSpec) {
         switch model {
         case .conv(let spec):
-            let probe = ConvDenoiser(spec, height: 4, width: 4, capacity: 1)
-            let bytes = probe.arena.capacity * MemoryLayout<Float>.size + probe.indexArena.capacity * MemoryLayout<Int32>.size
-            self.init(channels: spec.channels, sideMultiple: 4, halo: 3, arenaBytesPerPixel: max(1, bytes / 16))
+            let bytes = Self.arenaBytesPerPixel(side: 4) { side in
+                let probe = ConvDenoiser(spec, height: side, width: side, capacity: 1)
+                return (probe.arena, probe.indexArena)
+            }
+            self.init(channels: spec.channels, sideMultiple: 4, halo: 3, arenaBytesPerPixel: bytes)
         case .unet(let spec):
             let side = model.sideMultiple
-            let probe = UNet(spec, height: side, width: side, capacity: 1)
-            let bytes = probe.arena.capacity * MemoryLayout<Float>.size + probe.indexArena.capacity * MemoryLayout<Int32>.size
-            self.init(channels: spec.channels, sideMultiple: side, halo: model.receptiveRadius, arenaBytesPerPixel: max(1, bytes / (side * side)))
+            let bytes = Self.arenaBytesPerPixel(side: side) { side in
+                let probe = UNet(spec, height: side, width: side, capacity: 1)
+                return (probe.arena, probe.indexArena)
+            }
+            self.init(channels: spec.channels, sideMultiple: side, halo: model.receptiveRadius, arenaBytesPerPixel: bytes)
         case .stacked:
             self = .conv      // not tiled: the stacked model takes whole images of its one size
         }
@@ -102,7 +113,7 @@ public final class ImageDenoiser {
     var cached: (height: Int, width: Int, capacity: Int, network: DenoisingNetwork)?
 
     /// The largest tile side whose network fits `memoryBudget` for a single tile:
-    /// tile^2 x arenaBytesPerPixel <= 256 MiB, which is 524 for the convolutional model.
+    /// tile^2 x arenaBytesPerPixel <= 256 MiB, which is 472 for the convolutional model.
     public static func defaultTile(_ geometry: TileGeometry) -> Int {
         let side = Int(Double(memoryBudget / geometry.arenaBytesPerPixel).squareRoot())
         return max(side / geometry.sideMultiple * geometry.sideMultiple, geometry.smallestTile)

@@ -41,21 +41,19 @@ enum Winograd {
     struct Workspace {
         let u: UnsafeMutablePointer<Float>      // [16][out][in]  transformed weights
         let v: UnsafeMutablePointer<Float>      // [16][in][T]    transformed input tiles
-        let m: UnsafeMutablePointer<Float>      // [16][out][T]   forward products; backward: B^T dy B
-        let dyA: UnsafeMutablePointer<Float>    // [16][out][T]   A dy A^T
+        let m: UnsafeMutablePointer<Float>      // [16][out][T]   forward products; backward: A dy A^T, then B^T dy B
         let mx: UnsafeMutablePointer<Float>     // [16][in][T]    input-gradient products
         let z: UnsafeMutablePointer<Float>      // [16][out][in]  weight-gradient products
-        let rows: UnsafeMutablePointer<Float>   // 4 rows of w + 2 + 16 (zero-padded, read 16 wide)
+        let rows: UnsafeMutablePointer<Float>   // 4 rows of w + 18 (the Swift input transform's padded rows)
 
         static func size(inChannels: Int, outChannels: Int, pixels: Int, width: Int) -> Int {
-            32 * inChannels * outChannels + 8 * (inChannels + outChannels) * pixels + 4 * (width + 18)
+            32 * inChannels * outChannels + 4 * (2 * inChannels + outChannels) * pixels + 4 * (width + 18)
         }
 
         init(_ base: UnsafeMutablePointer<Float>, inChannels: Int, outChannels: Int, pixels: Int) {
             u = base; v = u + 16 * outChannels * inChannels
-            m = v + 4 * inChannels * pixels; dyA = m + 4 * outChannels * pixels
-            mx = dyA + 4 * outChannels * pixels; z = mx + 4 * inChannels * pixels
-            rows = z + 16 * outChannels * inChannels
+            m = v + 4 * inChannels * pixels; mx = m + 4 * outChannels * pixels
+            z = mx + 4 * inChannels * pixels; rows = z + 16 * outChannels * inChannels
         }
     }
 
@@ -81,9 +79,9 @@ enum Winograd {
                          inChannels: Int, outChannels: Int, workspace: UnsafeMutablePointer<Float>, n: Int, h: Int, w: Int) {
         let tiles = n * h * w / 4
         let ws = Workspace(workspace, inChannels: inChannels, outChannels: outChannels, pixels: n * h * w)
-        transformOutputGradient(dy, channels: outChannels, n: n, h: h, w: w, into: ws.dyA)
+        transformOutputGradient(dy, channels: outChannels, n: n, h: h, w: w, into: ws.m)
         for xi in 0..<16 {      // Z[xi][out, in] = (A dy A^T)[xi][out, T] . V[xi][in, T]^T
-            gemm(transB: true, m: outChannels, n: inChannels, k: tiles, a: ws.dyA + xi * outChannels * tiles, lda: tiles,
+            gemm(transB: true, m: outChannels, n: inChannels, k: tiles, a: ws.m + xi * outChannels * tiles, lda: tiles,
                  b: ws.v + xi * inChannels * tiles, ldb: tiles, c: ws.z + xi * outChannels * inChannels, ldc: inChannels)
         }
         gradientOfWeights(ws.z, pairs: outChannels * inChannels, into: gradWeight)
@@ -264,7 +262,9 @@ enum Winograd {
                         let u2 = at(2) + at(6) + at(10), u3 = at(3) + at(7) + at(11)
                         let l0 = at(4) - at(8) - at(12), l1 = at(5) - at(9) - at(13)
                         let l2 = at(6) - at(10) - at(14), l3 = at(7) - at(11) - at(15)
-                        let valid = 2 * min(8, tw - tx), size = channels * n * h * w
+                        // a spill past the top row lands on the bottom row, written next, only
+                        // when one vector covers the row (tw <= 8); else the tail is exact
+                        let valid = 2 * min(8, tw - tx), size = tw <= 8 ? channels * n * h * w : 0
                         store(interleave8(offset + (u0 + u1 + u2), offset + (u1 - u2 - u3)), top + 2 * tx,
                               lanes(16, valid: valid, at: top + 2 * tx - y, end: size))
                         store(interleave8(offset + (l0 + l1 + l2), offset + (l1 - l2 - l3)), bottom + 2 * tx,
