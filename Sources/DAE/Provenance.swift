@@ -1,5 +1,5 @@
 // What built and ran dae-dist: its own version, the Swift compiler, OpenBLAS (and the kernel it
-// picked for this CPU), Open MPI, the OS and the CPU. `dae-dist --version` prints it, config.json
+// picked for this CPU), dae-dist's own kernels picked for this CPU, Open MPI, the OS and the CPU. `dae-dist --version` prints it, config.json
 // records it (RunConfiguration.build) and checkpoints and weights files carry it in their metadata,
 // so that a result can be traced to the software and machine that made it.
 
@@ -18,16 +18,21 @@ public struct BuildInfo: Codable, Sendable, Equatable {
     public var swift: String          // the compiler that built this binary, to the minor version
     public var openblas: String       // openblas_get_config(): version and build options
     public var openblasCore: String   // openblas_get_corename(): the kernel chosen for this CPU
+    /// Where the Winograd tile transforms run: "avx512" or "swift" (same bits; absent in files
+    /// written before the Winograd path existed).
+    public var winogradTransforms: String?
     public var mpi: String            // the first line of MPI_Get_library_version, or "built without MPI"
     public var os: String             // uname: system, release, machine
     public var cpu: String?           // /proc/cpuinfo's first "model name" (absent on some CPUs, e.g. ARM)
 
     enum CodingKeys: String, CodingKey {
-        case daeDist = "dae_dist", swift, openblas, openblasCore = "openblas_core", mpi, os, cpu
+        case daeDist = "dae_dist", swift, openblas, openblasCore = "openblas_core", winogradTransforms = "winograd_transforms", mpi, os, cpu
     }
 
-    public init(daeDist: String, swift: String, openblas: String, openblasCore: String, mpi: String, os: String, cpu: String?) {
+    public init(daeDist: String, swift: String, openblas: String, openblasCore: String, winogradTransforms: String? = nil,
+                mpi: String, os: String, cpu: String?) {
         self.daeDist = daeDist; self.swift = swift; self.openblas = openblas; self.openblasCore = openblasCore
+        self.winogradTransforms = winogradTransforms
         self.mpi = mpi; self.os = os; self.cpu = cpu
     }
 
@@ -35,7 +40,7 @@ public struct BuildInfo: Codable, Sendable, Equatable {
     /// is one of the few MPI calls allowed before it (and after MPI_Finalize).
     public static let current = BuildInfo(
         daeDist: daeDistVersion, swift: swiftCompilerVersion, openblas: openBLASConfig(), openblasCore: openBLASCore(),
-        mpi: mpiLibraryVersion(), os: operatingSystem(), cpu: cpuModel())
+        winogradTransforms: Winograd.avx512 ? "avx512" : "swift", mpi: mpiLibraryVersion(), os: operatingSystem(), cpu: cpuModel())
 
     /// The lines of `dae-dist --version`.
     public var versionText: String {
@@ -43,6 +48,7 @@ public struct BuildInfo: Codable, Sendable, Equatable {
                      "Swift     \(swift)",
                      // openblas_get_config() starts with "OpenBLAS <version>"
                      "OpenBLAS  \(openblas.hasPrefix("OpenBLAS ") ? String(openblas.dropFirst(9)) : openblas) (core: \(openblasCore))",
+                     "Kernels   Winograd transforms: \(winogradTransforms ?? "none")",
                      "MPI       \(mpi)",
                      "OS        \(os)"]
         if let cpu { lines.append("CPU       \(cpu)") }
@@ -57,13 +63,14 @@ public struct BuildInfo: Codable, Sendable, Equatable {
     public func metadata(withMPI: Bool = true) -> [String: String] {
         var out = ["dae_dist_version": daeDist, "swift": swift, "openblas": openblas,
                    "openblas_core": openblasCore, "os": os]
+        if let winogradTransforms { out["winograd_transforms"] = winogradTransforms }
         if withMPI { out["mpi"] = mpi }
         if let cpu { out["cpu"] = cpu }
         return out
     }
 
     /// The metadata keys above, in the order `dae-dist info` shows them.
-    public static let metadataKeys = ["dae_dist_version", "swift", "openblas", "openblas_core", "mpi", "os", "cpu"]
+    public static let metadataKeys = ["dae_dist_version", "swift", "openblas", "openblas_core", "winograd_transforms", "mpi", "os", "cpu"]
 
     /// The compiler's version. It is known only at compile time, through `#if compiler(...)`, so
     /// this ladder names the minor version; add a rung when a new compiler comes out.

@@ -2,7 +2,7 @@
 // header as the full parser does, but never reads the tensor data, so a file whose data was cut
 // short still shows its header while the full loader refuses it.
 
-import DAE
+@testable import DAE
 import Foundation
 import XCTest
 
@@ -101,6 +101,8 @@ final class ProvenanceTests: XCTestCase {
         XCTAssertTrue(info.swift.hasPrefix("6.") || info.swift.hasPrefix("7."), info.swift)
         XCTAssertTrue(info.openblas.contains("OpenBLAS"), info.openblas)
         XCTAssertFalse(info.openblasCore.isEmpty)
+        XCTAssertEqual(info.winogradTransforms, Winograd.avx512 ? "avx512" : "swift")
+        XCTAssertEqual(info.metadata()["winograd_transforms"], info.winogradTransforms)
         XCTAssertFalse(info.mpi.isEmpty)
         XCTAssertFalse(info.mpi.contains("\n"))
         XCTAssertTrue(info.os.hasPrefix("Linux") || info.os.hasPrefix("Darwin"), info.os)
