@@ -2,10 +2,14 @@
 
     python3 bench/torch_reference.py --np 1 --threads 2 --batch 20 --samples 4000
     python3 bench/torch_reference.py --np 2 --threads 1 --batch 20 --samples 4000   # DDP, gloo
+    python3 bench/torch_reference.py --model stacked --threads 2 --batch 100 --samples 6000
 
 Trains on the first --samples MNIST images with gaussian:0.5 noise, MSE, Adam lr 1e-3; one
 warm-up pass over 10% of the samples, then times one pass. With --np > 1, DistributedDataParallel
 over gloo, each process taking batch/np samples per step. Prints one line: samples/s.
+--model stacked: the stacked model's fine-tuning instead (dae-dist train --model stacked
+--pretrain-epochs 0): the 784-1000-1000-1000 autoencoder and its mirror, sigmoid units, mask:0.25
+noise (each pixel set to 0 with probability 0.25), MSE.
 """
 import argparse
 import gzip
@@ -20,7 +24,7 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "docs"))
-from reference_model import ConvDenoiser  # noqa: E402
+from reference_model import ConvDenoiser, StackedDenoiser  # noqa: E402
 
 
 def load(samples):
@@ -36,17 +40,23 @@ def run(rank, args, result):
         os.environ.setdefault("MASTER_PORT", "29517")
         dist.init_process_group("gloo", rank=rank, world_size=args.np)
     torch.manual_seed(0)
-    model = ConvDenoiser()
+    stacked = args.model == "stacked"
+    model = StackedDenoiser([784, 1000, 1000, 1000]) if stacked else ConvDenoiser()
     if args.np > 1:
         model = torch.nn.parallel.DistributedDataParallel(model)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     data = load(args.samples)
+    if stacked:
+        data = data.reshape(-1, 784)
     local = args.batch // args.np
 
     def one_pass(count):
         for start in range(0, count - args.batch + 1, args.batch):
             x = data[start + rank * local: start + (rank + 1) * local]
-            noisy = torch.clamp(x + 0.5 * torch.randn_like(x), 0, 1)
+            if stacked:
+                noisy = x * (torch.rand_like(x) >= 0.25)
+            else:
+                noisy = torch.clamp(x + 0.5 * torch.randn_like(x), 0, 1)
             opt.zero_grad()
             loss = F.mse_loss(model(noisy), x)
             loss.backward()
@@ -68,6 +78,7 @@ def run(rank, args, result):
 
 def main():
     p = argparse.ArgumentParser()
+    p.add_argument("--model", choices=["conv", "stacked"], default="conv")
     p.add_argument("--np", type=int, default=1)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--batch", type=int, default=20)

@@ -13,6 +13,7 @@ struct Bench: ParsableCommand {
     @Option(name: .customLong("batch-size"), help: "Global batch of the measured steps.") var batchSize = 20
     @Option(name: .customLong("micro-batch"), help: "Micro-batch (as train's exact mode).") var microBatch = 5
     @Option(help: "Steps to measure after 20 warm-up steps.") var steps = 200
+    @Option(help: "phases: the model, conv (the reference) or stacked (784-1000-1000-1000 and its mirror, fine-tuning, mask:0.25 noise; give --batch-size 100 --micro-batch 25 for train's stacked defaults).") var model = "conv"
     @OptionGroup var data: DataOptions
 
     func validate() throws {
@@ -20,6 +21,7 @@ struct Bench: ParsableCommand {
         guard batchSize >= 1 else { throw flagError("--batch-size", "must be at least 1, got \(batchSize)") }
         guard microBatch >= 1 else { throw flagError("--micro-batch", "must be at least 1, got \(microBatch)") }
         guard steps >= 1 else { throw flagError("--steps", "must be at least 1, got \(steps)") }
+        guard ["conv", "stacked"].contains(model) else { throw flagError("--model", "use conv or stacked") }
     }
 
     func run() throws {
@@ -107,6 +109,11 @@ struct Bench: ParsableCommand {
         config.batchSize = batchSize
         config.microBatch = microBatch
         config.epochs = 1_000
+        if model == "stacked" {
+            config.model = .stacked(StackedSpec(inputSize: 784, hidden: [1000, 1000, 1000]))
+            config.pretrainEpochs = 0
+            config.noise = .mask(p: 0.25)
+        }
         let train = try Dataset.load(path: data.path, valFraction: data.fraction, split: .train, channels: 1)
         var settings = RunSettings(directory: nil)
         settings.evalEvery = 0
@@ -127,7 +134,18 @@ struct Bench: ParsableCommand {
         try run.run()
         let total = end - start
         let samples = Double(steps * batchSize)
-        guard case .conv(let spec) = config.model else { return }
+        guard case .conv(let spec) = config.model else {
+            // the stacked model: its layers are one slot ("forward + backward" in "other")
+            say(String(format: "per-phase breakdown: %@, batch %d, micro-batch %d, 1 thread, %d steps, %.3f ms/step, %.0f samples/s",
+                       config.model.description, batchSize, run.trainer.effectiveMicroBatch, steps, 1000 * total / Double(steps), samples / total))
+            let rows = [("batch assembly + noise", profile.assembly), ("loss + its gradient", profile.loss),
+                        ("fixed-point conversion", profile.fixedPoint), ("sum, Float, Adam", profile.update)]
+            let covered = rows.map(\.1).reduce(0, +)
+            for (name, seconds) in rows + [("forward + backward", max(0, total - covered))] {
+                say("  " + name.padding(toLength: 24, withPad: " ", startingAt: 0) + String(format: " %6.1f%%  %7.3f ms/step", 100 * seconds / total, 1000 * seconds / Double(steps)))
+            }
+            return
+        }
         let flops = ConvDenoiser.phaseFlops(spec, height: train.height, width: train.width), stepFlops = flops.reduce(0, +)
         var rows: [(String, Double, Double)] = ConvDenoiser.phaseNames.enumerated().map { ($0.element, profile.layers[$0.offset], flops[$0.offset]) }
         rows += [("batch assembly + noise", profile.assembly, 0), ("loss + its gradient", profile.loss, 0),
@@ -148,6 +166,7 @@ struct Bench: ParsableCommand {
             say("  " + name.padding(toLength: 24, withPad: " ", startingAt: 0) + String(format: " %6.1f%%  %7.3f ms/step", 100 * seconds / total, 1000 * seconds / Double(steps))
                 + rate(perSample, seconds))
         }
-        say("  (the encoder's ReLUs are fused into the pools; the decoder's ReLU and Sigmoid are in the slot of the layer before them, forward and backward)")
+        say("  (the encoder's ReLUs are fused into the pools; the decoder's ReLU and Sigmoid are in the slot of the layer before them, forward and backward;")
+        say("   conv2 runs Winograd F(2x2, 3x3): its GFLOP/s count the direct convolution's multiply-adds, 2.25x those it does)")
     }
 }

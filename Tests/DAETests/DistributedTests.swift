@@ -80,9 +80,10 @@ final class DistributedTests: XCTestCase {
         }
         values += [0x1p10, -0x1p10, 0x1p11 * 0.999, -0x1p11 * 0.999]
         values += randomArray(1000, seed: 9).map { $0 * 0.01 }
-        // all below 2^11: the vectorised path; with larger values added: the careful loop
+        // all below 2^11: the vectorised path; with larger values added: the careful loop; over
+        // several blocks of 2,048 (each block chooses its own loop), the large values in the last
         let large: [Float] = [0x1p11, -0x1p11, 0x1p11 * 1.001, 3000.25, -3000.75]
-        for set in [values, values + large] {
+        for set in [values, values + large, values + values + values + large + values] {
             var acc = [Int64](repeating: 0, count: set.count)
             XCTAssertTrue(FixedPoint.accumulate(set, into: &acc, count: set.count, limit: 1e6))
             for (x, a) in zip(set, acc) {
@@ -90,6 +91,30 @@ final class DistributedTests: XCTestCase {
             }
             XCTAssertEqual(acc[0], 0); XCTAssertEqual(acc[2], 2); XCTAssertEqual(acc[4], 2); XCTAssertEqual(acc[6], 4)
         }
+    }
+
+    /// Adam's update 8 values at a time gives the bits of the plain per-value loop (torch's
+    /// formulas, in this order), on a range that starts and ends off the 8-value grid.
+    func testAdamVectorisedUpdateGivesThePlainLoopsBits() {
+        let count = 45, range = 3 ..< 42
+        let params = FloatBuffer(randomArray(count, seed: 41)), grads = FloatBuffer(randomArray(count, seed: 42).map { $0 * 0.1 })
+        let adam = Adam(parameterCount: count, config: AdamConfig(lr: 2e-3))
+        var p = params.array, m = [Float](repeating: 0, count: count), v = m
+        for step in 1...3 {
+            let c = adam.beginStep()
+            adam.apply(c, params: params, grads: grads, range: range)
+            let (lr, beta1, beta2) = (Double(Float(2e-3)), Double(Float(0.9)), Double(Float(0.999)))
+            let stepSize = Float(lr / (1 - pow(beta1, Double(step)))), correction2 = Float((1 - pow(beta2, Double(step))).squareRoot())
+            XCTAssertEqual(c.stepSize, stepSize); XCTAssertEqual(c.correction2, correction2)
+            for i in range {
+                let g = grads[i]
+                m[i] = m[i] + (1 - 0.9) * (g - m[i])
+                v[i] = v[i] * 0.999 + (1 - 0.999) * g * g
+                let denom = v[i].squareRoot() / correction2 + 1e-8
+                p[i] = p[i] + -stepSize * m[i] / denom
+            }
+        }
+        XCTAssertEqual(params.array.map(\.bitPattern), p.map(\.bitPattern))
     }
 
     func testFixedPointRejectsOverflowAndNaN() {
@@ -101,11 +126,11 @@ final class DistributedTests: XCTestCase {
         XCTAssertFalse(FixedPoint.accumulate([Float.nan], into: &acc, count: 1, limit: limit))
         XCTAssertFalse(FixedPoint.accumulate([-Float.infinity], into: &acc, count: 1, limit: limit))
         // one NaN or infinity among many small values (the vectorised path's check)
-        for bad in [Float.nan, -Float.nan, Float.infinity] {
-            var values = randomArray(999, seed: 4).map { $0 * 0.01 }
-            values[500] = bad
+        for (bad, at) in [(Float.nan, 500), (-Float.nan, 2), (Float.infinity, 998), (Float.nan, 4500)] {
+            var values = randomArray(at < 999 ? 999 : 4999, seed: 4).map { $0 * 0.01 }
+            values[at] = bad
             var many = [Int64](repeating: 0, count: values.count)
-            XCTAssertFalse(FixedPoint.accumulate(values, into: &many, count: values.count, limit: limit), "\(bad)")
+            XCTAssertFalse(FixedPoint.accumulate(values, into: &many, count: values.count, limit: limit), "\(bad) at \(at)")
         }
         // four values at the limit sum without wrapping around
         var big = [Int64](repeating: 0, count: 1)
