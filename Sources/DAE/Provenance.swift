@@ -1,7 +1,8 @@
 // What built and ran dae-dist: its own version, the Swift compiler, OpenBLAS (and the kernel it
-// picked for this CPU), dae-dist's own kernels picked for this CPU, Open MPI, the OS and the CPU. `dae-dist --version` prints it, config.json
-// records it (RunConfiguration.build) and checkpoints and weights files carry it in their metadata,
-// so that a result can be traced to the software and machine that made it.
+// picked for this CPU), where dae-dist's own kernels run on this CPU, Open MPI, the OS and the
+// CPU. `dae-dist --version` prints it, config.json records it (RunConfiguration.build) and
+// checkpoints and weights files carry it in their metadata, so that a result can be traced to the
+// software and machine that made it.
 
 import CBLAS
 import Foundation

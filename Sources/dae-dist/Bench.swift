@@ -6,7 +6,7 @@ import Foundation
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Micro-benchmarks for launch/bench: one core's arithmetic peak, warm sgemm GFLOP/s on the conv2 shape, a per-phase breakdown of training steps against that peak, and loading a dataset (under mpirun too).")
+        abstract: "Micro-benchmarks for launch/bench: one core's arithmetic peak, warm sgemm GFLOP/s on the conv2 shape, a per-phase breakdown of training steps against that peak, the convolutions' direct and Winograd paths, and loading a dataset (under mpirun too).")
 
     @Option(help: "What to measure: peak (one core's FP32 FMA and bf16 dot-product peaks), gemm, phases (with each layer's share of the FP32 peak), conv (the convolutions' direct and Winograd paths) or load (decoding --data's training split as train does, on every rank).") var what = "phases"
     @OptionGroup var threads: ThreadOptions
@@ -135,7 +135,7 @@ struct Bench: ParsableCommand {
         let total = end - start
         let samples = Double(steps * batchSize)
         guard case .conv(let spec) = config.model else {
-            // the stacked model: its layers are one slot ("forward + backward" in "other")
+            // the stacked model: its layers are one slot, "forward + backward" (what the others leave)
             say(String(format: "per-phase breakdown: %@, batch %d, micro-batch %d, 1 thread, %d steps, %.3f ms/step, %.0f samples/s",
                        config.model.description, batchSize, run.trainer.effectiveMicroBatch, steps, 1000 * total / Double(steps), samples / total))
             let rows = [("batch assembly + noise", profile.assembly), ("loss + its gradient", profile.loss),

@@ -36,8 +36,8 @@ public struct TileGeometry: Sendable, Equatable {
     /// but only because the max-pool windows are fixed at even positions of the whole image: a
     /// tile starting at any other row would pair rows differently and compute something else.
     /// The bytes per pixel are measured from two small models' arenas (they grow linearly with
-    /// batch x height x width, past a fixed part: conv2's transformed weights): 285 floats and 12
-    /// indices, 1188 bytes.
+    /// batch x height x width): 285 floats and 12 indices, 1188 bytes. The arenas' fixed part,
+    /// conv2's transformed weights and their gradient (32 x 32 x 64 floats, 256 KB), is left out.
     public static let conv = TileGeometry(model: .reference)
 
     /// Arena bytes per pixel of `network(side)`, a model for one image of side x side: the growth

@@ -102,9 +102,9 @@ public final class ConvDenoiser: DenoisingNetwork {
         }
         let (c, h1, h2) = (spec.channels, spec.widths[0], spec.widths[1])
         conv1 = Conv2d(inChannels: c, outChannels: h1, kernel: 3, padding: 1, offsets: offsets("encoder.0"), params: params, grads: grads)
-        // conv2 by Winograd F(2x2, 3x3) (its sides, H/2 x W/2, are even); conv1 direct: with one input
-        // channel its Winograd GEMMs have depth 1 and the transforms cost more than they save
-        // (`dae-dist bench --what conv`, docs/benchmarks.md)
+        // conv2 by Winograd F(2x2, 3x3) (its sides, H/2 x W/2, are even); conv1 direct: with one
+        // (or three) input channels its Winograd GEMMs are that shallow and the transforms cost
+        // more than they save (`dae-dist bench --what conv`, measured for one; docs/benchmarks.md)
         conv2 = Conv2d(inChannels: h1, outChannels: h2, kernel: 3, padding: 1, winograd: true, offsets: offsets("encoder.3"), params: params, grads: grads)
         deconv1 = ConvTranspose2d(inChannels: h2, outChannels: h1, stride: 2, offsets: offsets("decoder.0"), params: params, grads: grads)
         deconv2 = ConvTranspose2d(inChannels: h1, outChannels: c, stride: 2, offsets: offsets("decoder.2"), params: params, grads: grads)

@@ -22,7 +22,7 @@ public struct Conv2d {
     public let outChannels: Int
     public let kernel: Int
     public let padding: Int
-    /// Forward and input gradient by Winograd F(2x2, 3x3) (kernel 3, padding 1 only).
+    /// Output, weight gradient and input gradient by Winograd F(2x2, 3x3) (kernel 3, padding 1 only).
     public let winograd: Bool
     let weight: UnsafeMutablePointer<Float>, bias: UnsafeMutablePointer<Float>
     let gradWeight: UnsafeMutablePointer<Float>, gradBias: UnsafeMutablePointer<Float>
