@@ -22,3 +22,35 @@
     while x + 4 <= count { UnsafeMutableRawPointer(out + x).storeBytes(of: SIMD4<Float>(), as: SIMD4<Float>.self); x += 4 }
     while x < count { out[x] = 0; x += 1 }
 }
+
+// 8- and 16-wide loads and stores that stay inside their buffers (the Winograd transforms): a full
+// vector where it fits, else element by element (the lanes past the end are 0 and their results
+// are not stored).
+
+@inline(__always) func load16(_ p: UnsafePointer<Float>) -> SIMD16<Float> {
+    UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Float>.self)
+}
+
+@inline(__always) func load16(_ p: UnsafePointer<Float>, available: Int) -> SIMD16<Float> {
+    if available >= 16 { return load16(p) }
+    var v = SIMD16<Float>()
+    for i in 0..<max(0, available) { v[i] = p[i] }
+    return v
+}
+
+@inline(__always) func load8(_ p: UnsafePointer<Float>, available: Int) -> SIMD8<Float> {
+    if available >= 8 { return UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self) }
+    var v = SIMD8<Float>()
+    for i in 0..<max(0, available) { v[i] = p[i] }
+    return v
+}
+
+@inline(__always) func store<V: SIMD>(_ v: V, _ p: UnsafeMutablePointer<Float>, _ count: Int) where V.Scalar == Float {
+    if count == V.scalarCount { UnsafeMutableRawPointer(p).storeBytes(of: v, as: V.self); return }
+    for i in 0..<count { p[i] = v[i] }
+}
+
+/// (a0, b0, a1, b1, ..., a7, b7)
+@inline(__always) func interleave8(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD16<Float> {
+    SIMD16(lowHalf: interleave(a.lowHalf, b.lowHalf), highHalf: interleave(a.highHalf, b.highHalf))
+}

@@ -39,9 +39,9 @@ public enum ConvPaths {
         let dx = inputGradient ? dxBuffer.pointer : nil, dx2 = inputGradient ? dx2Buffer.pointer : nil
         let col = FloatBuffer(count: direct.workspaceSize(n: n, h: h, w: w)), dcol = FloatBuffer(count: col.count)
         let workspace = FloatBuffer(count: fast.workspaceSize(n: n, h: h, w: w))
-        var state: UInt32 = 12345
+        var rng = RandomStream(seed: 12345, purpose: .initialization, 0)
         for buffer in [x, dy] {
-            for i in 0..<buffer.count { state = state &* 1_664_525 &+ 1_013_904_223; buffer[i] = Float(state >> 8) / Float(1 << 24) - 0.5 }
+            for i in 0..<buffer.count { buffer[i] = rng.uniform() - 0.5 }
         }
 
         func time(_ body: () -> Void) -> Double {
