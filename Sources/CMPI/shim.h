@@ -15,3 +15,6 @@ static inline MPI_Errhandler dae_mpi_errors_return(void) { return MPI_ERRORS_RET
 static inline int dae_mpi_success(void) { return MPI_SUCCESS; }
 static inline int dae_mpi_comm_type_shared(void) { return MPI_COMM_TYPE_SHARED; }
 static inline MPI_Info dae_mpi_info_null(void) { return MPI_INFO_NULL; }
+static inline int dae_mpi_thread_serialized(void) { return MPI_THREAD_SERIALIZED; }
+static inline MPI_Request dae_mpi_request_null(void) { return MPI_REQUEST_NULL; }
+static inline MPI_Status *dae_mpi_status_ignore(void) { return MPI_STATUS_IGNORE; }

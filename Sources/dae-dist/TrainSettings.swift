@@ -120,6 +120,7 @@ extension Train {
         settings.overwrite = overwrite
         if let checkpointEvery { settings.checkpointEvery = checkpointEvery }
         if noEpochCheckpoints { settings.epochCheckpoints = false }
+        if noOverlap { settings.overlapReduction = false }
         if let keep { settings.keep = keep }
         if let evalEvery { settings.evalEvery = evalEvery }
         if let gridColumns { settings.gridColumns = gridColumns }

@@ -6,6 +6,7 @@
 @testable import DAE
 import Foundation
 import XCTest
+import Synchronization
 
 final class DataChannelsTests: XCTestCase {
     var dir = ""
@@ -271,7 +272,14 @@ final class ThreadWorld: @unchecked Sendable {
     var arrived = 0, generation = 0
     var slots: [[UInt8]]
     var result: [UInt8] = []
-    init(size: Int) { self.size = size; slots = [[UInt8]](repeating: [], count: size) }
+    /// Whether the ranks offer non-blocking sums (startAllreduceSum): they do them at once, keep
+    /// the result, and check at finishPending that nobody wrote to the buffer meanwhile.
+    let overlap: Bool
+    let started = Atomic<Int>(0)   // startAllreduceSum calls, over all ranks
+    init(size: Int, overlap: Bool = false) {
+        self.size = size; self.overlap = overlap
+        slots = [[UInt8]](repeating: [], count: size)
+    }
 
     /// Every rank hands in its bytes; all get `combine` of them once all have arrived.
     func collective(rank: Int, _ data: [UInt8], _ combine: ([[UInt8]]) -> [UInt8]) -> [UInt8] {
@@ -313,13 +321,31 @@ final class ThreadWorld: @unchecked Sendable {
             sent.withUnsafeBytes { if count > 0 { bytes.copyMemory(from: $0.baseAddress!, byteCount: count) } }
         }
         func barrier() { _ = world.collective(rank: rank, []) { _ in [] } }
+        var overlapsReductions: Bool { world.overlap }
+        var pending: (values: UnsafeMutablePointer<Int64>, count: Int, snapshot: [Int64])? = nil
+        func startAllreduceSum(_ values: UnsafeMutablePointer<Int64>, count: Int) {
+            precondition(world.overlap && pending == nil)
+            allreduceSum(values, count: count)
+            pending = (values, count, Array(UnsafeBufferPointer(start: values, count: count)))
+            world.started.add(1, ordering: .relaxed)
+        }
+        func progressPending() -> Bool { true }
+        func finishPending() {
+            guard let (values, count, sum) = pending else { return }
+            precondition(Array(UnsafeBufferPointer(start: values, count: count)) == sum, "a started sum's buffer was written to")
+            pending = nil
+        }
         func abort(code: Int32) -> Never { fatalError("abort \(code)") }
         func finalize() {}
     }
 
     /// Runs `body` on every rank, each on its own thread, and returns their results by rank.
-    static func run<T>(size: Int, _ body: @escaping @Sendable (Communicator) throws(DAEError) -> T) -> [Result<T, DAEError>] {
-        let world = ThreadWorld(size: size)
+    static func run<T>(size: Int, overlap: Bool = false, _ body: @escaping @Sendable (Communicator) throws(DAEError) -> T) -> [Result<T, DAEError>] {
+        run(ThreadWorld(size: size, overlap: overlap), body)
+    }
+
+    static func run<T>(_ world: ThreadWorld, _ body: @escaping @Sendable (Communicator) throws(DAEError) -> T) -> [Result<T, DAEError>] {
+        let size = world.size
         let box = ResultsBox<T>(size: size)
         let done = DispatchSemaphore(value: 0)
         for rank in 0..<size {

@@ -38,7 +38,7 @@ final class ParallelEngineTests: XCTestCase {
     }
 
     /// Sums `contributions` with `owner[k]` the worker of contribution k, the buffer summed in
-    /// `parts` parts; returns the Float sum's bits, the raw Int64 buffer and the sum of the extras.
+    /// `parts` parts; returns the Float sum's bits, the raw Int64 values and the sum of the extras.
     func exactSum(_ values: [[Float]], workers: Int, owner: [Int], parts: Int) -> (bits: [UInt32], raw: [Int64], loss: Double) {
         let n = values[0].count
         let exact = ExactSum(capacity: n + 5, extras: values.count + 2, workers: workers)
@@ -55,7 +55,7 @@ final class ParallelEngineTests: XCTestCase {
         XCTAssertFalse(exact.stopRequested)
         var out = [Float](repeating: 0, count: n)
         out.withUnsafeMutableBufferPointer { for w in 0..<parts { exact.toFloat(part: w, of: parts, into: $0.baseAddress!) } }
-        return (out.map(\.bitPattern), Array(UnsafeBufferPointer(start: exact.buffer, count: n + values.count + 2)), exact.sumOfExtras())
+        return (out.map(\.bitPattern), Array(UnsafeBufferPointer(start: exact.values, count: n)), exact.sumOfExtras())
     }
 
     func testExactSumIsTheSameWhateverTheWorkers() {
@@ -87,7 +87,7 @@ final class ParallelEngineTests: XCTestCase {
             return (exact.overflows, exact.stopRequested)
         }
         XCTAssertEqual(round([(0, [1, 2, 3, 4]), (2, [1, 1, 1, 1])]).overflows, 0)
-        XCTAssertEqual(exact.buffer[3], Int64(5) << 40)
+        XCTAssertEqual(exact.values[3], Int64(5) << 40)
         XCTAssertEqual(round([(1, [1, .nan, 3, 4])]).overflows, 1)
         XCTAssertEqual(round([(0, [2e6, 0, 0, 0]), (2, [0, 0, 0, -.infinity])]).overflows, 2)
         XCTAssertEqual(round([(0, [1.5e6, 0, 0, 0]), (0, [1, 0, 0, 0])]).overflows, 1)   // one worker, counted once

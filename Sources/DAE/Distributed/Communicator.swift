@@ -21,6 +21,20 @@ public protocol Communicator: AnyObject {
     /// the world size and the MPI library's algorithm).
     func allreduceSum(_ values: UnsafeMutablePointer<Float>, count: Int)
     func allreduceSum(_ values: UnsafeMutablePointer<Double>, count: Int)
+    /// Whether `startAllreduceSum` really runs in the background, and may be called (like
+    /// `progressPending`) from a thread other than the one that made the communicator, one call at
+    /// a time. False: it completes at once, on the calling thread.
+    var overlapsReductions: Bool { get }
+    /// Starts an integer sum over ranks, in place, and returns without waiting for it (one at a
+    /// time: the next start, or any other collective, only after `finishPending`). Every rank must
+    /// start it at the same point of its sequence of collectives. `values` must stay untouched
+    /// until `finishPending` returns.
+    func startAllreduceSum(_ values: UnsafeMutablePointer<Int64>, count: Int)
+    /// Lets the started sum make progress (MPI moves a non-blocking collective's messages only
+    /// inside MPI calls); true once it is complete.
+    @discardableResult func progressPending() -> Bool
+    /// Waits until the started sum is complete (returns at once if none is pending).
+    func finishPending()
     /// Copies `bytes` bytes from rank `root` to every rank.
     func broadcast(_ bytes: UnsafeMutableRawPointer, count: Int, root: Int)
     func barrier()
@@ -29,6 +43,14 @@ public protocol Communicator: AnyObject {
     func abort(code: Int32) -> Never
     /// Orderly shutdown at the end of a successful run.
     func finalize()
+}
+
+/// A communicator without non-blocking collectives: the "started" sum is done at once.
+extension Communicator {
+    public var overlapsReductions: Bool { false }
+    public func startAllreduceSum(_ values: UnsafeMutablePointer<Int64>, count: Int) { allreduceSum(values, count: count) }
+    @discardableResult public func progressPending() -> Bool { true }
+    public func finishPending() {}
 }
 
 /// The world of one process.

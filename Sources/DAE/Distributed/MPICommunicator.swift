@@ -12,9 +12,18 @@ public final class MPICommunicator: Communicator {
     public let localSize: Int
     public var name: String { "mpi" }
     let world: MPI_Comm
+    /// The thread level MPI granted is at least MPI_THREAD_SERIALIZED: a worker thread may start
+    /// or progress the overlapped reduction while the main thread computes (never two MPI calls at once).
+    public let overlapsReductions: Bool
+    /// The one non-blocking reduction in flight (MPI_REQUEST_NULL when none).
+    let pending: UnsafeMutablePointer<MPI_Request?>
 
     public init() {
-        MPI_Init(nil, nil)
+        var provided: Int32 = 0
+        MPI_Init_thread(nil, nil, dae_mpi_thread_serialized(), &provided)
+        overlapsReductions = provided >= dae_mpi_thread_serialized()
+        pending = .allocate(capacity: 1)
+        pending.initialize(to: dae_mpi_request_null())
         world = dae_mpi_comm_world()
         var r: Int32 = 0, s: Int32 = 0
         MPI_Comm_rank(world, &r)
@@ -42,6 +51,26 @@ public final class MPICommunicator: Communicator {
 
     public func allreduceSum(_ values: UnsafeMutablePointer<Double>, count: Int) {
         MPI_Allreduce(dae_mpi_in_place(), values, Int32(count), dae_mpi_double(), dae_mpi_sum(), world)
+    }
+
+    deinit { pending.deallocate() }
+
+    public func startAllreduceSum(_ values: UnsafeMutablePointer<Int64>, count: Int) {
+        precondition(pending.pointee == dae_mpi_request_null(), "startAllreduceSum while another is pending")
+        MPI_Iallreduce(dae_mpi_in_place(), values, Int32(count), dae_mpi_int64(), dae_mpi_sum(), world, pending)
+    }
+
+    @discardableResult
+    public func progressPending() -> Bool {
+        guard pending.pointee != dae_mpi_request_null() else { return true }
+        var done: Int32 = 0
+        MPI_Test(pending, &done, dae_mpi_status_ignore())     // completion resets it to MPI_REQUEST_NULL
+        return done != 0
+    }
+
+    public func finishPending() {
+        guard pending.pointee != dae_mpi_request_null() else { return }
+        MPI_Wait(pending, dae_mpi_status_ignore())
     }
 
     public func broadcast(_ bytes: UnsafeMutableRawPointer, count: Int, root: Int) {

@@ -202,20 +202,30 @@ public final class ConvDenoiser: DenoisingNetwork {
 
     /// Given gradOutput = dL/dz (pre-sigmoid) for the last forward of n images, writes the
     /// gradient of every parameter into `grads` (overwriting).
-    public func backward(n: Int) {
+    public func backward(n: Int) { backward(n: n, afterLayer: { _ in }) }
+
+    /// The decoder (decoder.0, decoder.2) is the tail of the parameters; its backward runs first.
+    public var decoderStart: Int? { layout.slot(named: "decoder.0.weight")?.offset }
+
+    /// backward(n:), calling afterLayer between layers (true once the decoder's gradients are final).
+    public func backward(n: Int, afterLayer: (_ decoderDone: Bool) -> Void) {
         let (H, W, C) = (height, width, spec.channels)
         let (h1, h2) = (spec.widths[0], spec.widths[1])
         if C > 1 { transposePlanes(gradOutput, dY, outer: n, inner: C, plane: H * W) }
         tick(-1)
         // decoder, last layer first; col4 and col3 are reused as the gather workspaces
         deconv2.backward(dy: dY, x: a3, dx: dA3, dcol: col4, n: n, h: H / 2, w: W / 2);        tick(6)
+        afterLayer(false)
         deconv1.backward(dy: dA3, x: code, dx: dCode, dcol: col3, n: n, h: H / 4, w: W / 4, reluOutput: a3); tick(7)
+        afterLayer(true)
         // encoder
         pool.backward(dy: dCode, y: code, where: where2, dx: dA2, planes: h2 * n, h: H / 2, w: W / 2); tick(8)
         // col2 is conv2's Winograd workspace (it needs no dcol)
         conv2.backward(dy: dA2, col: col2, dx: dP1, dcol: nil, n: n, h: H / 2, w: W / 2);     tick(9)
+        afterLayer(true)
         pool.backward(dy: dP1, y: p1, where: where1, dx: dA1, planes: h1 * n, h: H, w: W);     tick(10)
         conv1.backward(dy: dA1, col: col1, dx: nil, dcol: nil, n: n, h: H, w: W);              tick(11)
+        afterLayer(true)
     }
 }
 

@@ -42,6 +42,14 @@ public protocol DenoisingNetwork: AnyObject {
     func forward(n: Int)
     /// Writes the gradient of the trainable parameters (overwriting) from `gradOutput`.
     func backward(n: Int)
+    /// The same, calling `afterLayer(decoderDone)` between layers; decoderDone is true from the
+    /// first call at which the gradients of [decoderStart, trainable.upperBound) are final. The
+    /// trainer starts reducing those then, and lets the reduction progress at the later calls.
+    func backward(n: Int, afterLayer: (_ decoderDone: Bool) -> Void)
+    /// Where the decoder's parameters start, when they are the tail of the current phase's
+    /// trainable slice and their gradients are final before the encoder's backward runs (so
+    /// their allreduce can overlap it); nil when there is no such tail.
+    var decoderStart: Int? { get }
 
     /// The shape of one sample's feature vector (the encoder's output), e.g. [64, 7, 7].
     var codeShape: [Int] { get }
@@ -49,6 +57,15 @@ public protocol DenoisingNetwork: AnyObject {
     func encode(n: Int)
     /// Copies sample i's code (of the last `encode` of n samples) into `out`, codeShape in C order.
     func copyCode(sample i: Int, n: Int, into out: UnsafeMutablePointer<Float>)
+}
+
+extension DenoisingNetwork {
+    /// No tail to reduce early: one call, after the whole backward.
+    public func backward(n: Int, afterLayer: (_ decoderDone: Bool) -> Void) {
+        backward(n: n)
+        afterLayer(true)
+    }
+    public var decoderStart: Int? { nil }
 }
 
 /// Which model a run trains; stored in checkpoints and weights files.

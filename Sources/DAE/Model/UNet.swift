@@ -259,7 +259,13 @@ public final class UNet: DenoisingNetwork {
     /// Given gradOutput = dL/dz (pre-sigmoid) for the last forward of n images, writes the
     /// gradient of every parameter into `grads` (overwriting). Each convolution's col is done with
     /// once its dW is computed, so it doubles as its dcol workspace.
-    public func backward(n: Int) {
+    public func backward(n: Int) { backward(n: n, afterLayer: { _ in }) }
+
+    /// The decoder (up, decoder, head) is the tail of the parameters; its backward runs first.
+    public var decoderStart: Int? { layout.slot(named: "up.0.weight")?.offset }
+
+    /// backward(n:), calling afterLayer between layers (true once the decoder's gradients are final).
+    public func backward(n: Int, afterLayer: (_ decoderDone: Bool) -> Void) {
         let C = spec.channels, w = spec.widths
         if C > 1 { transposePlanes(gradOutput, dY, outer: n, inner: C, plane: height * width) }
         // head: dY [C, n, H, W] -> dD_0 [w_0, n, H, W]
@@ -270,6 +276,7 @@ public final class UNet: DenoisingNetwork {
             ReLU.backward(y: d[k], grad: dD[k], count: w[k] * n * h * wd)
             fuse[k].backward(dy: dD[k], col: colFuse[k], dx: dCat[k], dcol: colFuse[k], n: n, h: h, w: wd)
             up[k].backward(dy: dCat[k], x: d[k + 1], dx: dD[k + 1], dcol: colUp[k], n: n, h: h / 2, w: wd / 2, reluOutput: cat[k])
+            afterLayer(k == levels - 2)
         }
         // encoder, bottom up: dS_k (the skip's share, plus the pool's from level k+1) -> ReLU ->
         // convB_k -> ReLU -> convA_k -> the pool's backward into dPool_{k-1}
@@ -281,6 +288,7 @@ public final class UNet: DenoisingNetwork {
             }
             ReLU.backward(y: s[k], grad: dS[k], count: count)
             convB[k].backward(dy: dS[k], col: colB[k], dx: dA[k], dcol: colB[k], n: n, h: h, w: wd)
+            afterLayer(true)
             ReLU.backward(y: a[k], grad: dA[k], count: count)
             if k > 0 {
                 convA[k].backward(dy: dA[k], col: colA[k], dx: dP[k], dcol: colA[k], n: n, h: h, w: wd)
@@ -288,6 +296,7 @@ public final class UNet: DenoisingNetwork {
             } else {
                 convA[0].backward(dy: dA[0], col: colA[0], dx: nil, dcol: nil, n: n, h: h, w: wd)
             }
+            afterLayer(true)
         }
     }
 }

@@ -12,7 +12,11 @@
 //   6. exact mode: rounded to 64-bit fixed point and added to the worker's integer accumulator
 //      (ExactSum, shared with the linear probe)
 //   7. workers' accumulators summed, then one integer allreduce over all ranks (with each
-//      micro-batch's loss, the overflow count and the stop requests riding along); back to Float
+//      micro-batch's loss, the overflow count and the stop requests riding along); back to Float.
+//      With several ranks, in two buckets: the decoder's gradients (the tail of the parameters)
+//      are final once every worker has run its last micro-batch's decoder backward; the worker
+//      that completes them starts their allreduce (non-blocking) and the workers' next layers
+//      let it progress, so it travels while the encoder's backward still computes (the overlap)
 //   8. Adam: the same update on every rank, one pass over the flat parameter buffer (7's sum,
 //      the conversion and 8 split among the rank's threads by parts of the buffer)
 // Only the phase's trainable slice of the parameters is accumulated, reduced and updated: all of
@@ -71,6 +75,15 @@ public final class Trainer: @unchecked Sendable {
     }
     var task = WorkerTask()
     let nextMicroBatch = Atomic<Int>(0)    // the next micro-batch of task.microBatches to take
+    /// Overlap of the reduction with the backward (exact mode, several ranks): reduce the
+    /// decoder's gradients as soon as they are final, while the encoder's backward runs. Changes
+    /// no bit (integer sums); off, the step reduces everything in one allreduce at its end.
+    public var overlapReduction = true
+    /// This step's bucket split, relative to the trainable slice (nil: one bucket).
+    var split: Int? = nil
+    let decoderFinal = Atomic<Int>(0)      // workers whose share of the decoder's gradients is final
+    let tailStarted = Atomic<Bool>(false)  // the decoder bucket's allreduce is in flight
+    let inMPI = Atomic<Bool>(false)        // a worker is in an MPI call (they take turns)
     var adamStep = Adam.StepConstants()
     /// The pool's jobs, made once: worker w's micro-batches, and part w of the integer sum and of
     /// the conversion and update.
@@ -130,7 +143,7 @@ public final class Trainer: @unchecked Sendable {
         exactSum = ExactSum(capacity: layout.count, extras: (fullBatch + microBatch - 1) / microBatch, workers: workers.count)
         order.reserveCapacity(perEpoch)
         workerBody = { [unowned self] w in self.runWorker(w) }
-        sumBody = { [unowned self] w in self.exactSum.sumWorkers(part: w, of: self.pool.count) }
+        sumBody = { [unowned self] w in self.exactSum.sumWorkers(part: w, of: self.pool.count, below: self.split) }
         updateBody = { [unowned self] w in self.convertAndUpdate(part: w) }
         _ = advancePhase()
     }
@@ -225,12 +238,16 @@ public final class Trainer: @unchecked Sendable {
             nextMicroBatch.store(0, ordering: .relaxed)
             // micro-batches of other ranks contribute 0 to their loss slots (begin zeroes them)
             exactSum.begin(count: count, extras: m)
+            split = overlapSplit(range)
+            decoderFinal.store(0, ordering: .relaxed)
+            tailStarted.store(false, ordering: .relaxed)
             pool.run(workerBody!)
             // 7: sum the workers' integers (each thread a part of the parameters), then over ranks;
-            // the loss slots, the overflow count and the stop requests ride along
+            // the loss slots, the overflow count and the stop requests ride along (with the
+            // overlap, this is the head: the decoder's tail is already on its way)
             pool.run(sumBody!)
             let reduceStart = Date()
-            exactSum.allreduce(over: communicator, stop: stopRequested())
+            exactSum.allreduce(over: communicator, stop: stopRequested(), headValues: split)
             reduceSeconds += Date().timeIntervalSince(reduceStart)
             stopAgreed = exactSum.stopRequested
             if exactSum.overflows != 0 {
@@ -278,18 +295,60 @@ public final class Trainer: @unchecked Sendable {
     /// fewer; the bits do not change, since every micro-batch goes into an integer sum.
     func runWorker(_ w: Int) {
         let worker = workers[w], task = task
-        let range = worker.model.trainable
+        let range = worker.model.trainable, split = split
+        let grads = worker.model.grads.pointer + range.lowerBound
         exactSum.clear(worker: w)
+        var decoderMarked = false
         while true {
             let j = task.microBatches.lowerBound + nextMicroBatch.add(1, ordering: .relaxed).oldValue
             if j >= task.microBatches.upperBound { break }
+            var tailAdded = false
             let sum = forwardBackward(worker, positions: task.plan.positions(ofMicroBatch: j),
-                                      epoch: task.epoch, meanOver: task.meanOver)
+                                      epoch: task.epoch, meanOver: task.meanOver) { decoderDone in
+                guard let split, decoderDone else { return }
+                if tailAdded { progressTail(); return }
+                // this micro-batch's decoder gradients into the accumulator now; if no micro-batch
+                // is left to take, they were this worker's last
+                tailAdded = true
+                exactSum.add(worker: w, values: grads + split, count: range.count - split, limit: task.limit, at: split)
+                if nextMicroBatch.load(ordering: .relaxed) >= task.microBatches.count {
+                    decoderMarked = true
+                    markDecoderFinal(split)
+                }
+            }
             exactSum.setExtra(j, sum)                     // this micro-batch's loss slot
             let t = profile == nil ? 0 : monotonicSeconds()
-            exactSum.add(worker: w, values: worker.model.grads.pointer + range.lowerBound, count: range.count, limit: task.limit)
+            exactSum.add(worker: w, values: grads, count: split ?? range.count, limit: task.limit)
             if let profile { profile.fixedPoint += monotonicSeconds() - t }
         }
+        if let split, !decoderMarked { markDecoderFinal(split) }
+    }
+
+    /// The step's bucket split (relative to `range`), or nil for one bucket: with the overlap on,
+    /// several ranks, a communicator that can overlap and a model whose decoder is the tail.
+    func overlapSplit(_ range: Range<Int>) -> Int? {
+        guard overlapReduction, communicator.size > 1, communicator.overlapsReductions,
+              let start = workers[0].model.decoderStart, range.contains(start), start > range.lowerBound else { return nil }
+        return start - range.lowerBound
+    }
+
+    /// Worker's share of the decoder's gradients is in its accumulator for good; the last of the
+    /// workers to say so sums them and starts their allreduce.
+    func markDecoderFinal(_ split: Int) {
+        guard decoderFinal.add(1, ordering: .acquiringAndReleasing).newValue == workers.count else { return }
+        while !inMPI.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged {}
+        exactSum.startTail(from: split, over: communicator)
+        inMPI.store(false, ordering: .releasing)
+        tailStarted.store(true, ordering: .releasing)
+    }
+
+    /// Lets the decoder's allreduce progress (MPI moves it only inside MPI calls), unless another
+    /// worker is doing so.
+    func progressTail() {
+        guard tailStarted.load(ordering: .acquiring),
+              inMPI.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else { return }
+        communicator.progressPending()
+        inMPI.store(false, ordering: .releasing)
     }
 
     /// Part w of the trainable values: the reduced integers back to Float gradients, and Adam.
@@ -303,7 +362,9 @@ public final class Trainer: @unchecked Sendable {
     /// Forward and backward of the samples at `positions` of the epoch order on `worker`: leaves
     /// their gradient (of a loss averaged over `meanOver` values) in the worker's gradient buffer
     /// and returns their summed loss.
-    func forwardBackward(_ worker: Worker, positions: Range<Int>, epoch: Int, meanOver: Int) -> Double {
+    /// `afterLayer`: called between the backward's layers (see DenoisingNetwork.backward(n:afterLayer:)).
+    func forwardBackward(_ worker: Worker, positions: Range<Int>, epoch: Int, meanOver: Int,
+                         afterLayer: (_ decoderDone: Bool) -> Void = { _ in }) -> Double {
         let model = worker.model, pixels = samples.sampleSize, n = positions.count
         var t = profile == nil ? 0 : monotonicSeconds()
         // clean samples (images or crops); the phase's clean target (the samples, or a stacked
@@ -324,7 +385,7 @@ public final class Trainer: @unchecked Sendable {
         loss.backward(output: model.output, target: target, gradient: model.gradOutput,
                       count: n * size, meanOver: meanOver, activation: model.outputActivation)
         if let profile { profile.loss += monotonicSeconds() - t }
-        model.backward(n: n)
+        model.backward(n: n, afterLayer: afterLayer)
         return sum
     }
 

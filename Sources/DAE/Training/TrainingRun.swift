@@ -32,6 +32,9 @@ public struct RunSettings: Sendable {
     public var gridColumns = 10
     /// A fresh start (no resume) in a directory holding an earlier run clears it instead of refusing.
     public var overwrite = false
+    /// Exact mode on several ranks: reduce the decoder's gradients while the encoder's backward
+    /// runs (Trainer.overlapReduction). The same bits either way; off, for measuring what it saves.
+    public var overlapReduction = true
 
     public init(directory: String?) { self.directory = directory }
 
@@ -106,6 +109,7 @@ public final class TrainingRun {
         self.threads = threads
         isRoot = communicator.rank == 0
         trainer = try Trainer(config: config, data: data, communicator: communicator, threads: threads)
+        trainer.overlapReduction = settings.overlapReduction
         fingerprint = isRoot ? Checkpoint.fingerprint(data) : 0
         if var test, settings.evalEvery > 0 {
             if let patches = config.patches {
