@@ -19,6 +19,13 @@ public final class MPICommunicator: Communicator {
     let pending: UnsafeMutablePointer<MPI_Request?>
 
     public init() {
+        // The overlap's started sum is an in-place MPI_Iallreduce, for which Open MPI's
+        // non-blocking collectives (libnbc) always pick a binomial tree: the whole bucket goes up
+        // to rank 0 and back down, 2 log2(p) transfers, one direction at a time. Rabenseifner's
+        // algorithm (reduce-scatter, then allgather) sends each rank 2(p-1)/p of it, both ways at
+        // once; it was faster on the namespace nodes (docs/multinode.md, "Overlap"). Set before
+        // MPI_Init, which reads it; a value the user exported wins (no overwrite).
+        setenv("OMPI_MCA_coll_libnbc_iallreduce_algorithm", "3", 0)
         var provided: Int32 = 0
         MPI_Init_thread(nil, nil, dae_mpi_thread_serialized(), &provided)
         overlapsReductions = provided >= dae_mpi_thread_serialized()
