@@ -2,6 +2,7 @@
 # End-to-end checks over real MPI ranks (run by launch/test before swift test):
 #   - short runs with -np 1, 2, 4 (oversubscribed on small machines) and without mpirun give
 #     bitwise the same weights and the same loss lines; a repeated run is bitwise the same
+#     (with the overlapped reduction, the default, and -np 2 with --no-overlap)
 #   - the build without MPI (--disable-default-traits) links no MPI and gives the same weights
 #   - an injected rank error and a rank crash end the job non-zero within 15 s
 #   - N copies started without a launcher under Slurm (SLURM_NTASKS > 1) stop with an error
@@ -53,6 +54,15 @@ if "${mpi[@]}" -np 3 "$bin" "${args[@]}" --threads 2 --run-dir "$work/np3" > "$w
     pass "-np 3 with 2 threads each (uneven split): bitwise equal, same loss lines"
 else
     fail "-np 3 differs"; cat "$work/np3.log"
+fi
+
+# the overlap (the decoder's bucket reduced during the encoder's backward) is on in the runs above;
+# without it the step reduces in one allreduce: the same bits either way
+if "${mpi[@]}" -np 2 "$bin" "${args[@]}" --no-overlap --run-dir "$work/np2-no-overlap" > "$work/np2-no-overlap.log" 2>&1 &&
+   cmp -s "$work/single/model.safetensors" "$work/np2-no-overlap/model.safetensors"; then
+    pass "-np 2 --no-overlap: bitwise equal to the single process (and so to the overlapped -np 2)"
+else
+    fail "-np 2 --no-overlap differs"; cat "$work/np2-no-overlap.log"
 fi
 
 "${mpi[@]}" -np 2 "$bin" "${args[@]}" --reduce fast --run-dir "$work/fast" > "$work/fast.log" 2>&1 && pass "--reduce fast runs on 2 ranks" || { fail "--reduce fast"; cat "$work/fast.log"; }
