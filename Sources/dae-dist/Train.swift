@@ -47,7 +47,7 @@ struct Train: ParsableCommand {
     @OptionGroup var threads: ThreadOptions
     @Option(name: .customLong("checkpoint-every"), help: "Also write a checkpoint every N steps (default 0: only at epoch ends).") var checkpointEvery: Int?
     @Flag(name: .customLong("no-epoch-checkpoints"), help: "Do not write a checkpoint at each epoch's end.") var noEpochCheckpoints = false
-    @Flag(name: .customLong("no-overlap"), help: "Exact mode on several ranks: reduce all gradients after the backward, instead of starting the decoder's while the encoder's backward runs (the same bits; for measuring).")
+    @Flag(name: .customLong("no-overlap"), help: "On several ranks: reduce all gradients after the backward, instead of starting the decoder's while the encoder's backward runs (in exact mode the same bits; for measuring).")
     var noOverlap = false
     @Option(help: "Checkpoints to keep in <run-dir>/checkpoints (the newest; default 3).") var keep: Int?
     @Option(help: "Resume: 'auto' (the newest valid checkpoint in <run-dir>/checkpoints, or a fresh start) or a checkpoint path. Flags not given are then the run's own, from <run-dir>/config.json.")

@@ -303,17 +303,20 @@ final class ThreadWorld: @unchecked Sendable {
         var size: Int { world.size }
         var localSize: Int { 1 }
         var name: String { "threads" }
-        func allreduceSum(_ values: UnsafeMutablePointer<Int64>, count: Int) {
-            let mine = Array(UnsafeRawBufferPointer(start: values, count: 8 * count))
-            let sum = world.collective(rank: rank, mine) { all in
-                var total = [Int64](repeating: 0, count: count)
-                for bytes in all { bytes.withUnsafeBytes { for i in 0..<count { total[i] += $0.load(fromByteOffset: 8 * i, as: Int64.self) } } }
+        /// Every rank's values summed in rank order (so the same on every rank), in place.
+        func sum<T: AdditiveArithmetic>(_ values: UnsafeMutablePointer<T>, count: Int) {
+            let size = MemoryLayout<T>.stride
+            let mine = Array(UnsafeRawBufferPointer(start: values, count: size * count))
+            let total = world.collective(rank: rank, mine) { all in
+                var total = [T](repeating: .zero, count: count)
+                for bytes in all { bytes.withUnsafeBytes { for i in 0..<count { total[i] += $0.load(fromByteOffset: size * i, as: T.self) } } }
                 return total.withUnsafeBytes { Array($0) }
             }
-            sum.withUnsafeBytes { UnsafeMutableRawPointer(values).copyMemory(from: $0.baseAddress!, byteCount: 8 * count) }
+            total.withUnsafeBytes { UnsafeMutableRawPointer(values).copyMemory(from: $0.baseAddress!, byteCount: size * count) }
         }
-        func allreduceSum(_ values: UnsafeMutablePointer<Float>, count: Int) { fatalError("not used by loading") }
-        func allreduceSum(_ values: UnsafeMutablePointer<Double>, count: Int) { fatalError("not used by loading") }
+        func allreduceSum(_ values: UnsafeMutablePointer<Int64>, count: Int) { sum(values, count: count) }
+        func allreduceSum(_ values: UnsafeMutablePointer<Float>, count: Int) { sum(values, count: count) }
+        func allreduceSum(_ values: UnsafeMutablePointer<Double>, count: Int) { sum(values, count: count) }
         func broadcast(_ bytes: UnsafeMutableRawPointer, count: Int, root: Int) {
             let mine = rank == root ? Array(UnsafeRawBufferPointer(start: bytes, count: count)) : []
             let sent = world.collective(rank: rank, mine) { $0[root] }
@@ -322,17 +325,22 @@ final class ThreadWorld: @unchecked Sendable {
         }
         func barrier() { _ = world.collective(rank: rank, []) { _ in [] } }
         var overlapsReductions: Bool { world.overlap }
-        var pending: (values: UnsafeMutablePointer<Int64>, count: Int, snapshot: [Int64])? = nil
-        func startAllreduceSum(_ values: UnsafeMutablePointer<Int64>, count: Int) {
+        /// The started sum, done at once: at finishPending, whether its buffer still holds the result.
+        var pending: (() -> Bool)? = nil
+        func start<T: AdditiveArithmetic>(_ values: UnsafeMutablePointer<T>, count: Int) {
             precondition(world.overlap && pending == nil)
-            allreduceSum(values, count: count)
-            pending = (values, count, Array(UnsafeBufferPointer(start: values, count: count)))
+            sum(values, count: count)
+            let bytes = { Array(UnsafeRawBufferPointer(start: values, count: MemoryLayout<T>.stride * count)) }
+            let result = bytes()
+            pending = { bytes() == result }
             world.started.add(1, ordering: .relaxed)
         }
+        func startAllreduceSum(_ values: UnsafeMutablePointer<Int64>, count: Int) { start(values, count: count) }
+        func startAllreduceSum(_ values: UnsafeMutablePointer<Float>, count: Int) { start(values, count: count) }
         func progressPending() -> Bool { true }
         func finishPending() {
-            guard let (values, count, sum) = pending else { return }
-            precondition(Array(UnsafeBufferPointer(start: values, count: count)) == sum, "a started sum's buffer was written to")
+            guard let unchanged = pending else { return }
+            precondition(unchanged(), "a started sum's buffer was written to")
             pending = nil
         }
         func abort(code: Int32) -> Never { fatalError("abort \(code)") }

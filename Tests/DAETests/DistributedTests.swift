@@ -183,6 +183,31 @@ final class DistributedTests: XCTestCase {
         }
     }
 
+    /// Fast mode overlaps too: the decoder's float sum started during the backward gives what one
+    /// sum at the end gives (the test world sums in rank order either way), and a started sum's
+    /// buffer is never written to before it is finished.
+    func testFastModeOverlapGivesWhatOneSumGives() throws {
+        let data = try Dataset.load(directory: repositoryRoot + "/data/mnist", split: .train).prefix(60)
+        var settings = TrainConfig()
+        settings.reduce = .fast
+        let config = settings
+        for size in [2, 3] {
+            var results: [[Float]] = []
+            for overlap in [false, true] {
+                let world = ThreadWorld(size: size, overlap: true)
+                let ranks = ThreadWorld.run(world) { (communicator: Communicator) throws(DAEError) in
+                    let trainer = try Trainer(config: config, data: data, communicator: communicator)
+                    trainer.overlapReduction = overlap
+                    _ = try trainer.trainEpoch()
+                    return trainer.params.array
+                }
+                for rank in ranks { results.append(try rank.get()) }
+                XCTAssertEqual(world.started.load(ordering: .relaxed), overlap ? size * 3 : 0, "\(size) ranks")
+            }
+            for r in results { XCTAssertEqual(r, results[0], "\(size) ranks") }
+        }
+    }
+
     func testExactAndFastModesAgreeClosely() throws {
         let data = try Dataset.load(directory: repositoryRoot + "/data/mnist", split: .train).prefix(60)
         var config = TrainConfig()

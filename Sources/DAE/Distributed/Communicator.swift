@@ -30,6 +30,8 @@ public protocol Communicator: AnyObject {
     /// start it at the same point of its sequence of collectives. `values` must stay untouched
     /// until `finishPending` returns.
     func startAllreduceSum(_ values: UnsafeMutablePointer<Int64>, count: Int)
+    /// The same for a float sum (fast mode's).
+    func startAllreduceSum(_ values: UnsafeMutablePointer<Float>, count: Int)
     /// Lets the started sum make progress (MPI moves a non-blocking collective's messages only
     /// inside MPI calls); true once it is complete.
     @discardableResult func progressPending() -> Bool
@@ -49,6 +51,7 @@ public protocol Communicator: AnyObject {
 extension Communicator {
     public var overlapsReductions: Bool { false }
     public func startAllreduceSum(_ values: UnsafeMutablePointer<Int64>, count: Int) { allreduceSum(values, count: count) }
+    public func startAllreduceSum(_ values: UnsafeMutablePointer<Float>, count: Int) { allreduceSum(values, count: count) }
     @discardableResult public func progressPending() -> Bool { true }
     public func finishPending() {}
 }

@@ -67,6 +67,11 @@ public final class MPICommunicator: Communicator {
         MPI_Iallreduce(dae_mpi_in_place(), values, Int32(count), dae_mpi_int64(), dae_mpi_sum(), world, pending)
     }
 
+    public func startAllreduceSum(_ values: UnsafeMutablePointer<Float>, count: Int) {
+        precondition(pending.pointee == dae_mpi_request_null(), "startAllreduceSum while another is pending")
+        MPI_Iallreduce(dae_mpi_in_place(), values, Int32(count), dae_mpi_float(), dae_mpi_sum(), world, pending)
+    }
+
     @discardableResult
     public func progressPending() -> Bool {
         guard pending.pointee != dae_mpi_request_null() else { return true }

@@ -44,6 +44,8 @@ public final class ConvDenoiser: DenoisingNetwork {
     public let spec: ConvSpec
     public let height: Int, width: Int, capacity: Int
     public let layout: ParameterLayout
+    /// The decoder (decoder.0, decoder.2) is the tail of the parameters; its backward runs first.
+    public let decoderStart: Int?
     public let params: FloatBuffer
     public let grads: FloatBuffer
 
@@ -93,6 +95,7 @@ public final class ConvDenoiser: DenoisingNetwork {
         self.height = height; self.width = width; self.capacity = capacity
         let layout = Self.makeLayout(spec)
         self.layout = layout
+        decoderStart = layout.slot(named: "decoder.0.weight")!.offset
         let params = sharedParameters ?? FloatBuffer(count: layout.count), grads = FloatBuffer(count: layout.count)
         precondition(params.count == layout.count)
         self.params = params
@@ -203,9 +206,6 @@ public final class ConvDenoiser: DenoisingNetwork {
     /// Given gradOutput = dL/dz (pre-sigmoid) for the last forward of n images, writes the
     /// gradient of every parameter into `grads` (overwriting).
     public func backward(n: Int) { backward(n: n, afterLayer: { _ in }) }
-
-    /// The decoder (decoder.0, decoder.2) is the tail of the parameters; its backward runs first.
-    public var decoderStart: Int? { layout.slot(named: "decoder.0.weight")?.offset }
 
     /// backward(n:), calling afterLayer between layers (true once the decoder's gradients are final).
     public func backward(n: Int, afterLayer: (_ decoderDone: Bool) -> Void) {

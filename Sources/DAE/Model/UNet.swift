@@ -61,6 +61,8 @@ public final class UNet: DenoisingNetwork {
     public let spec: UNetSpec
     public let height: Int, width: Int, capacity: Int
     public let layout: ParameterLayout
+    /// The decoder (up, decoder, head) is the tail of the parameters; its backward runs first.
+    public let decoderStart: Int?
     public let params: FloatBuffer
     public let grads: FloatBuffer
 
@@ -122,6 +124,7 @@ public final class UNet: DenoisingNetwork {
         self.height = height; self.width = width; self.capacity = capacity
         let layout = Self.makeLayout(spec)
         self.layout = layout
+        decoderStart = layout.slot(named: "up.0.weight")!.offset
         let params = sharedParameters ?? FloatBuffer(count: layout.count), grads = FloatBuffer(count: layout.count)
         precondition(params.count == layout.count)
         self.params = params; self.grads = grads
@@ -260,9 +263,6 @@ public final class UNet: DenoisingNetwork {
     /// gradient of every parameter into `grads` (overwriting). Each convolution's col is done with
     /// once its dW is computed, so it doubles as its dcol workspace.
     public func backward(n: Int) { backward(n: n, afterLayer: { _ in }) }
-
-    /// The decoder (up, decoder, head) is the tail of the parameters; its backward runs first.
-    public var decoderStart: Int? { layout.slot(named: "up.0.weight")?.offset }
 
     /// backward(n:), calling afterLayer between layers (true once the decoder's gradients are final).
     public func backward(n: Int, afterLayer: (_ decoderDone: Bool) -> Void) {

@@ -24,8 +24,9 @@
 // A stacked model's phases run one after another in TrainingRun's loop (`advancePhase`); each
 // starts with a fresh Adam, as a new torch.optim.Adam over that layer's parameters would.
 // Fast mode (--reduce fast) replaces 2-7 with one forward/backward over the rank's share of the
-// batch and a float allreduce. Workers, their threads (WorkerPool), buffers and the optimizer are
-// built once; the loop itself allocates nothing.
+// batch and a float allreduce (the decoder's started during the encoder's backward, as in 7).
+// Workers, their threads (WorkerPool), buffers and the optimizer are built once; the loop itself
+// allocates nothing.
 
 import Foundation
 import Synchronization
@@ -75,9 +76,9 @@ public final class Trainer: @unchecked Sendable {
     }
     var task = WorkerTask()
     let nextMicroBatch = Atomic<Int>(0)    // the next micro-batch of task.microBatches to take
-    /// Overlap of the reduction with the backward (exact mode, several ranks): reduce the
-    /// decoder's gradients as soon as they are final, while the encoder's backward runs. Changes
-    /// no bit (integer sums); off, the step reduces everything in one allreduce at its end.
+    /// Overlap of the reduction with the backward (several ranks): reduce the decoder's gradients
+    /// as soon as they are final, while the encoder's backward runs. In exact mode it changes no
+    /// bit (integer sums); off, the step reduces everything in one allreduce at its end.
     public var overlapReduction = true
     /// This step's bucket split, relative to the trainable slice (nil: one bucket).
     var split: Int? = nil
@@ -262,24 +263,37 @@ public final class Trainer: @unchecked Sendable {
         case .fast:
             let worker = workers[0]
             let positions = plan.positions(rank: communicator.rank, size: communicator.size)
+            let grads = self.grads.pointer + range.lowerBound, own = worker.model.grads.pointer + range.lowerBound
+            // with the overlap, the decoder's tail [split, count) is copied out and its float
+            // allreduce started as soon as the backward has passed the decoder (this thread)
+            let split = overlapSplit(range)
             var sum = 0.0
             if positions.isEmpty {
-                (grads.pointer + range.lowerBound).update(repeating: 0, count: count)   // more ranks than samples in this step
+                grads.update(repeating: 0, count: count)   // more ranks than samples in this step
+                if let split { communicator.startAllreduceSum(grads + split, count: count - split) }
             } else {
-                sum = forwardBackward(worker, positions: positions, epoch: epoch, meanOver: pixelsPerBatch)
-                (grads.pointer + range.lowerBound).update(from: worker.model.grads.pointer + range.lowerBound, count: count)
+                var started = false
+                sum = forwardBackward(worker, positions: positions, epoch: epoch, meanOver: pixelsPerBatch) { decoderDone in
+                    guard let split, decoderDone else { return }
+                    if started { communicator.progressPending(); return }
+                    started = true
+                    (grads + split).update(from: own + split, count: count - split)
+                    communicator.startAllreduceSum(grads + split, count: count - split)
+                }
+                grads.update(from: own, count: split ?? count)
             }
             var lossAndStop = (sum, stopRequested() ? 1.0 : 0.0)
             let reduceStart = Date()
-            communicator.allreduceSum(grads.pointer + range.lowerBound, count: count)
+            communicator.allreduceSum(grads, count: split ?? count)
             withUnsafeMutablePointer(to: &lossAndStop) {
                 $0.withMemoryRebound(to: Double.self, capacity: 2) { communicator.allreduceSum($0, count: 2) }
             }
+            communicator.finishPending()
             reduceSeconds += Date().timeIntervalSince(reduceStart)
             stopAgreed = lossAndStop.1 != 0
             loss = lossAndStop.0 / Double(pixelsPerBatch)
             // 8: the same update on every rank
-            optimizer.update(params: params, grads: grads, range: range, lrFactor: lrFactorOfNextStep)
+            optimizer.update(params: params, grads: self.grads, range: range, lrFactor: lrFactorOfNextStep)
         }
         return loss
     }
@@ -326,6 +340,7 @@ public final class Trainer: @unchecked Sendable {
 
     /// The step's bucket split (relative to `range`), or nil for one bucket: with the overlap on,
     /// several ranks, a communicator that can overlap and a model whose decoder is the tail.
+    /// (Fast mode's one worker is the calling thread, but the same conditions keep it simple.)
     func overlapSplit(_ range: Range<Int>) -> Int? {
         guard overlapReduction, communicator.size > 1, communicator.overlapsReductions,
               let start = workers[0].model.decoderStart, range.contains(start), start > range.lowerBound else { return nil }

@@ -32,8 +32,9 @@ public struct RunSettings: Sendable {
     public var gridColumns = 10
     /// A fresh start (no resume) in a directory holding an earlier run clears it instead of refusing.
     public var overwrite = false
-    /// Exact mode on several ranks: reduce the decoder's gradients while the encoder's backward
-    /// runs (Trainer.overlapReduction). The same bits either way; off, for measuring what it saves.
+    /// On several ranks: reduce the decoder's gradients while the encoder's backward runs
+    /// (Trainer.overlapReduction). In exact mode the same bits either way; off, for measuring
+    /// what it saves.
     public var overlapReduction = true
 
     public init(directory: String?) { self.directory = directory }
