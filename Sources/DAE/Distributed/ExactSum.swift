@@ -40,7 +40,7 @@ public final class ExactSum: @unchecked Sendable {
     public let values: UnsafeMutablePointer<Int64>
     /// Slots in front of the values: the extras, the overflow count and the stop flag.
     let header: Int
-    let accumulators: [UnsafeMutablePointer<Int64>]      // [workers][capacity]
+    let accumulators: [UnsafeMutablePointer<Int64>]      // [workers][capacity]; one worker's is `values`
     let overflowed: UnsafeMutablePointer<Int64>          // worker w's flag at w * 8 (one cache line each)
 
     public init(capacity: Int, extras: Int, workers: Int) {
@@ -51,7 +51,9 @@ public final class ExactSum: @unchecked Sendable {
         buffer = .allocate(capacity: header + capacity)
         buffer.initialize(repeating: 0, count: header + capacity)
         values = buffer + header
-        accumulators = (0..<workers).map { _ in
+        // One worker accumulates straight into the buffer's values: nothing to sum, and for a
+        // large model no copy of 8 bytes a value (the usual case of one rank per core).
+        accumulators = workers == 1 ? [values] : (0..<workers).map { _ in
             let a = UnsafeMutablePointer<Int64>.allocate(capacity: max(capacity, 1))
             a.initialize(repeating: 0, count: max(capacity, 1))
             return a
@@ -62,7 +64,7 @@ public final class ExactSum: @unchecked Sendable {
 
     deinit {
         buffer.deallocate(); overflowed.deallocate()
-        for a in accumulators { a.deallocate() }
+        if workers > 1 { for a in accumulators { a.deallocate() } }
     }
 
     var overflowSlot: Int { extrasCapacity }
@@ -126,6 +128,7 @@ public final class ExactSum: @unchecked Sendable {
     }
 
     func sumWorkers(_ range: Range<Int>) {
+        guard workers > 1 else { return }             // the one accumulator is the values
         let values = self.values
         (values + range.lowerBound).update(from: accumulators[0] + range.lowerBound, count: range.count)
         for k in 1..<workers {
