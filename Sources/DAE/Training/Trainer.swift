@@ -84,7 +84,7 @@ public final class Trainer: @unchecked Sendable {
     var split: Int? = nil
     let decoderFinal = Atomic<Int>(0)      // workers whose share of the decoder's gradients is final
     let tailStarted = Atomic<Bool>(false)  // the decoder bucket's allreduce is in flight
-    let inMPI = Atomic<Bool>(false)        // a worker is in an MPI call (they take turns)
+    let inMPI = Atomic<Bool>(false)        // a worker is in MPI_Test (they take turns)
     var adamStep = Adam.StepConstants()
     /// The pool's jobs, made once: worker w's micro-batches, and part w of the integer sum and of
     /// the conversion and update.
@@ -347,13 +347,12 @@ public final class Trainer: @unchecked Sendable {
         return start - range.lowerBound
     }
 
-    /// Worker's share of the decoder's gradients is in its accumulator for good; the last of the
-    /// workers to say so sums them and starts their allreduce.
+    /// A worker's share of the decoder's gradients is in its accumulator for good; the last of
+    /// the workers to say so sums them and starts their allreduce. No other worker can be in MPI
+    /// then: progressTail calls MPI only once `tailStarted` is set, which happens after the start.
     func markDecoderFinal(_ split: Int) {
         guard decoderFinal.add(1, ordering: .acquiringAndReleasing).newValue == workers.count else { return }
-        while !inMPI.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged {}
         exactSum.startTail(from: split, over: communicator)
-        inMPI.store(false, ordering: .releasing)
         tailStarted.store(true, ordering: .releasing)
     }
 
