@@ -2,6 +2,7 @@
 // bounds, and the same (seed, epoch, sample index) always giving the same numbers.
 
 import DAE
+import Foundation
 import XCTest
 
 final class RandomnessTests: XCTestCase {
@@ -36,6 +37,54 @@ final class RandomnessTests: XCTestCase {
         XCTAssertEqual(variance, 1, accuracy: 5 * (2 / n).squareRoot())
         let beyond3 = Double(z.filter { abs($0) > 3 }.count) / n        // 0.27% for a normal
         XCTAssertEqual(beyond3, 0.0027, accuracy: 0.0012)
+    }
+
+    func testBoxMullerInFloatMatchesTheDoubleFormula() {
+        // The Float polynomials against r cos/sin(theta) in Double with libm, on 2^20 random word
+        // pairs and on every edge of both reductions: u1 = 1 (radius 0) and its smallest value
+        // (the largest radius), every octant boundary and the words next to it.
+        var rng = RandomStream(seed: 7, purpose: .noise, 0, 0)
+        var pairs: [(UInt32, UInt32)] = (0..<(1 << 20)).map { _ in (rng.nextUInt32(), rng.nextUInt32()) }
+        for octant: UInt32 in 0..<8 {
+            for offset: Int64 in [-1, 0, 1] {
+                let angle = UInt32(truncatingIfNeeded: (Int64(octant) << 21 + offset) & 0xFF_FFFF) << 8
+                for a: UInt32 in [0, 0xFFFF_FFFF, 0x8000_0000, 0xFF, 0x1234_5678] { pairs.append((a, angle | 0xFF)) }
+            }
+        }
+        var worst = 0.0
+        for (a, b) in pairs {
+            let u1 = Double((a >> 8) + 1) / 16_777_216, u2 = Double(b >> 8) / 16_777_216
+            let r = (-2 * log(u1)).squareRoot(), theta = 2 * Double.pi * u2
+            let (z0, z1) = boxMuller(a, b)
+            // measured 1.8e-7: about 3 units in the last place of a radius near 5
+            let error = max(abs(Double(z0) - r * cos(theta)), abs(Double(z1) - r * sin(theta))) / max(r, 1)
+            worst = max(worst, error)
+        }
+        XCTAssertLessThan(worst, 3e-7, "largest error, relative to max(radius, 1)")
+        XCTAssertEqual(boxMuller(0xFFFF_FFFF, 0).0, 0)                    // u1 = 1: radius 0
+        XCTAssertEqual(Double(boxMuller(0, 0).0), (48 * log(2.0)).squareRoot(), accuracy: 1e-6)
+    }
+
+    func testGaussianNoiseFilledInBlocksEqualsPairByPair() {
+        // corrupt() writes the stream's words over its output in whole Philox blocks, then turns
+        // them into noise; the result must be the one normalPair() gives pair by pair, for even
+        // and odd lengths and after the blind level's first draw has used part of a block.
+        for count in [1, 2, 3, 7, 8, 784, 785] {
+            for (kind, levelDrawn) in [(NoiseKind.gaussian(factor: 0.3), false), (.gaussianRange(low: 0.1, high: 0.2), true)] {
+                var rng = RandomStream(seed: 42, purpose: .noise, 1, 5)
+                var factor: Float = 0.3
+                if levelDrawn { factor = 0.1 + 0.1 * rng.uniform() }
+                var expected = [Float](repeating: 0, count: count)
+                var i = 0
+                while i < count {
+                    let (z0, z1) = rng.normalPair()
+                    expected[i] = min(max(0.5 + factor * z0, 0), 1)
+                    if i + 1 < count { expected[i + 1] = min(max(0.5 + factor * z1, 0), 1) }
+                    i += 2
+                }
+                XCTAssertEqual(corrupt(kind, value: 0.5, count: count), expected, "\(kind), \(count) values")
+            }
+        }
     }
 
     func testGaussianNoiseIsClamped() {

@@ -136,7 +136,10 @@ final class UNetTests: XCTestCase {
                     for i in 0..<slot.count { p[i] = saved[i] }
                     worst = max(worst, abs((plus - minus) / Double(2 * h) - analytic))
                 }
-                XCTAssertLessThan(worst / max(norm, 1e-3), 5e-2, "\(lossKind) \(slot.name): finite differences disagree (max error \(worst), |g| \(norm))")
+                // 5% of the gradient, plus the differences' own floor: the Float forward's rounding
+                // moves the loss by about sqrt(384 outputs) * 3e-8 between the two evaluations,
+                // 3e-3 after dividing by 2h (measured up to 4.5e-3 with AVX2 OpenBLAS kernels).
+                XCTAssertLessThan(worst, 5e-2 * norm + 1e-2, "\(lossKind) \(slot.name): finite differences disagree (max error \(worst), |g| \(norm))")
             }
         }
     }

@@ -97,15 +97,23 @@ public enum NoiseKind: Equatable, CustomStringConvertible, Sendable {
         }
     }
 
-    /// noisy = clamp(clean + factor * N(0,1), 0, 1), normals in pairs from `rng`.
+    /// noisy = clamp(clean + factor * N(0,1), 0, 1), normals in pairs from `rng`. The stream's
+    /// words are first written over `noisy` (a pair's two words sit where its two results go),
+    /// then turned into noise in place: no scratch buffer, and Philox runs a whole block at a time.
     static func addGaussian(_ clean: UnsafePointer<Float>, into noisy: UnsafeMutablePointer<Float>, count: Int,
                             factor: Float, rng: inout RandomStream) {
-        var i = 0
-        while i < count {
-            let (z0, z1) = rng.normalPair()
+        let words = UnsafeMutableRawPointer(noisy), pairs = count / 2
+        rng.fill(words, count: 2 * pairs)
+        for p in 0..<pairs {
+            let i = 2 * p
+            let (z0, z1) = boxMuller(words.load(fromByteOffset: 4 * i, as: UInt32.self),
+                                     words.load(fromByteOffset: 4 * i + 4, as: UInt32.self))
             noisy[i] = min(max(clean[i] + factor * z0, 0), 1)
-            if i + 1 < count { noisy[i + 1] = min(max(clean[i + 1] + factor * z1, 0), 1) }
-            i += 2
+            noisy[i + 1] = min(max(clean[i + 1] + factor * z1, 0), 1)
+        }
+        if count % 2 == 1 {
+            let (z0, _) = rng.normalPair()
+            noisy[count - 1] = min(max(clean[count - 1] + factor * z0, 0), 1)
         }
     }
 }
