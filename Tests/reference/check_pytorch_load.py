@@ -33,7 +33,7 @@ def main():
         x = x.reshape(-1, 784)
     with torch.no_grad():
         mse = torch.mean((model(x) - x) ** 2).item()
-    print(f"{path}: loaded strictly into the reference {type(model).__name__}; clean-input MSE on 1000 test images {mse:.6f}")
+    print(f"{path}: loaded strictly into the reference {type(model).__name__}; clean-input MSE on 1000 test images {mse:.7g}")
 
 
 if __name__ == "__main__":

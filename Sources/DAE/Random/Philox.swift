@@ -153,7 +153,7 @@ public func boxMuller(_ a: UInt32, _ b: UInt32) -> (Float, Float) {
     let lnM = 2 * t * (1 + t2 * (1.0 / 3 + t2 * (1.0 / 5 + t2 * (1.0 / 7 + t2 * (1.0 / 9)))))
     let n = Float(24 &- e)                                          // 0 ... 24
     let ln2High: Float = 0.693_145_751_953_125                      // 15 bits: n * ln2High is exact
-    let ln2Low: Float = 1.428_606_765_330_187_0e-06
+    let ln2Low: Float = 1.428_606_820_286_2e-06                    // ln 2 - ln2High
     let radius = (2 * ((n * ln2High - lnM) + n * ln2Low)).squareRoot()
 
     // angle: 2 pi u2 = octant pi/4 + offset, offset = (b >> 8 & (2^21 - 1)) pi/4 / 2^21; odd
