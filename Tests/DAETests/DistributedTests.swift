@@ -83,19 +83,37 @@ final class DistributedTests: XCTestCase {
         // all below 2^11: the vectorised path; with larger values added: the careful loop; over
         // several blocks of 2,048 (each block chooses its own loop), the large values in the last
         let large: [Float] = [0x1p11, -0x1p11, 0x1p11 * 1.001, 3000.25, -3000.75]
-        for set in [values, values + large, values + values + values + large + values] {
-            var acc = [Int64](repeating: 0, count: set.count)
-            XCTAssertTrue(FixedPoint.accumulate(set, into: &acc, count: set.count, limit: 1e6))
-            for (x, a) in zip(set, acc) {
-                XCTAssertEqual(a, Int64((Double(x) * 0x1p40).rounded(.toNearestOrEven)), "\(x)")
+        // on every version of the kernel this CPU runs (baseline SSE2, and AVX2 where it has it)
+        forEachUpdateKernel { kernel in
+            for set in [values, values + large, values + values + values + large + values] {
+                var acc = [Int64](repeating: 0, count: set.count)
+                XCTAssertTrue(FixedPoint.accumulate(set, into: &acc, count: set.count, limit: 1e6))
+                for (x, a) in zip(set, acc) {
+                    XCTAssertEqual(a, Int64((Double(x) * 0x1p40).rounded(.toNearestOrEven)), "\(x), \(kernel)")
+                }
+                XCTAssertEqual(acc[0], 0); XCTAssertEqual(acc[2], 2); XCTAssertEqual(acc[4], 2); XCTAssertEqual(acc[6], 4)
             }
-            XCTAssertEqual(acc[0], 0); XCTAssertEqual(acc[2], 2); XCTAssertEqual(acc[4], 2); XCTAssertEqual(acc[6], 4)
         }
     }
 
-    /// Adam's update 8 values at a time gives the bits of the plain per-value loop (torch's
-    /// formulas, in this order), on a range that starts and ends off the 8-value grid.
+    /// Runs `body` with each version of the update kernels (Adam, fixed point) this CPU can run.
+    func forEachUpdateKernel(_ body: (String) -> Void) {
+        let detected = UpdateKernels.avx2
+        defer { UpdateKernels.avx2 = detected }
+        for avx2 in detected ? [false, true] : [false] {
+            UpdateKernels.avx2 = avx2
+            body(UpdateKernels.name)
+        }
+        if !detected { print("note: this CPU has no AVX2; only the baseline update kernels were checked") }
+    }
+
+    /// Adam's update, 4 (SSE2) or 8 (AVX2) values at a time, gives the bits of the plain per-value
+    /// loop (torch's formulas, in this order), on a range that starts and ends off both grids.
     func testAdamVectorisedUpdateGivesThePlainLoopsBits() {
+        forEachUpdateKernel { kernel in adamAgainstThePlainLoop(kernel) }
+    }
+
+    func adamAgainstThePlainLoop(_ kernel: String) {
         let count = 45, range = 3 ..< 42
         let params = FloatBuffer(randomArray(count, seed: 41)), grads = FloatBuffer(randomArray(count, seed: 42).map { $0 * 0.1 })
         let adam = Adam(parameterCount: count, config: AdamConfig(lr: 2e-3))
@@ -114,28 +132,30 @@ final class DistributedTests: XCTestCase {
                 p[i] = p[i] + -stepSize * m[i] / denom
             }
         }
-        XCTAssertEqual(params.array.map(\.bitPattern), p.map(\.bitPattern))
+        XCTAssertEqual(params.array.map(\.bitPattern), p.map(\.bitPattern), kernel)
     }
 
     func testFixedPointRejectsOverflowAndNaN() {
-        var acc = [Int64](repeating: 0, count: 1)
-        let limit = FixedPoint.limit(terms: 4)
-        XCTAssertEqual(limit, 1_048_576)             // 2^22 / 4
-        XCTAssertTrue(FixedPoint.accumulate([Float(limit)], into: &acc, count: 1, limit: limit))
-        XCTAssertFalse(FixedPoint.accumulate([Float(limit * 2)], into: &acc, count: 1, limit: limit))
-        XCTAssertFalse(FixedPoint.accumulate([Float.nan], into: &acc, count: 1, limit: limit))
-        XCTAssertFalse(FixedPoint.accumulate([-Float.infinity], into: &acc, count: 1, limit: limit))
-        // one NaN or infinity among many small values (the vectorised path's check)
-        for (bad, at) in [(Float.nan, 500), (-Float.nan, 2), (Float.infinity, 998), (Float.nan, 4500)] {
-            var values = randomArray(at < 999 ? 999 : 4999, seed: 4).map { $0 * 0.01 }
-            values[at] = bad
-            var many = [Int64](repeating: 0, count: values.count)
-            XCTAssertFalse(FixedPoint.accumulate(values, into: &many, count: values.count, limit: limit), "\(bad) at \(at)")
+        forEachUpdateKernel { _ in
+            var acc = [Int64](repeating: 0, count: 1)
+            let limit = FixedPoint.limit(terms: 4)
+            XCTAssertEqual(limit, 1_048_576)             // 2^22 / 4
+            XCTAssertTrue(FixedPoint.accumulate([Float(limit)], into: &acc, count: 1, limit: limit))
+            XCTAssertFalse(FixedPoint.accumulate([Float(limit * 2)], into: &acc, count: 1, limit: limit))
+            XCTAssertFalse(FixedPoint.accumulate([Float.nan], into: &acc, count: 1, limit: limit))
+            XCTAssertFalse(FixedPoint.accumulate([-Float.infinity], into: &acc, count: 1, limit: limit))
+            // one NaN or infinity among many small values (the vectorised path's check)
+            for (bad, at) in [(Float.nan, 500), (-Float.nan, 2), (Float.infinity, 998), (Float.nan, 4500)] {
+                var values = randomArray(at < 999 ? 999 : 4999, seed: 4).map { $0 * 0.01 }
+                values[at] = bad
+                var many = [Int64](repeating: 0, count: values.count)
+                XCTAssertFalse(FixedPoint.accumulate(values, into: &many, count: values.count, limit: limit), "\(bad) at \(at)")
+            }
+            // four values at the limit sum without wrapping around
+            var big = [Int64](repeating: 0, count: 1)
+            for _ in 0..<4 { XCTAssertTrue(FixedPoint.accumulate([-Float(limit)], into: &big, count: 1, limit: limit)) }
+            XCTAssertEqual(big[0], -(1 << 62))
         }
-        // four values at the limit sum without wrapping around
-        var big = [Int64](repeating: 0, count: 1)
-        for _ in 0..<4 { XCTAssertTrue(FixedPoint.accumulate([-Float(limit)], into: &big, count: 1, limit: limit)) }
-        XCTAssertEqual(big[0], -(1 << 62))
     }
 
     func testWorkerThreadCountDoesNotChangeTheBits() throws {

@@ -26,4 +26,23 @@ void dae_winograd_output_gradient_avx512(const float *dy, int64_t channels, int6
 void dae_winograd_output_avx512(const float *m, int64_t channels, int64_t n, int64_t h, int64_t w, const float *bias, float *y);
 int dae_winograd_avx512_built(void);
 
+/// One Adam step's constants (Sources/DAE/Optimizer/Adam.swift).
+typedef struct {
+    float one_minus_beta1, beta2, one_minus_beta2, eps;
+    float step_size;      // lr / (1 - beta1^t)
+    float correction2;    // sqrt(1 - beta2^t)
+} DaeAdamStep;
+
+/// Adam's update of n parameters p from gradients g with moments m, v (update.c). dae_adam runs on
+/// any CPU (SSE2 on x86-64); dae_adam_avx2 only where the CPU has AVX2 and
+/// dae_update_avx2_built() is 1. Both give the same bits.
+void dae_adam(const DaeAdamStep *s, float *p, const float *g, float *m, float *v, int64_t n);
+void dae_adam_avx2(const DaeAdamStep *s, float *p, const float *g, float *m, float *v, int64_t n);
+int dae_update_avx2_built(void);
+
+/// acc[i] += round_half_even(values[i] * 2^40) for i < n, in AVX2 when `avx2` is 1 (only where
+/// the CPU has it), else SSE2; the same bits either way. Returns 0, leaving acc partly updated,
+/// if some |values[i]| exceeds `limit` or is not finite.
+int dae_fixed_point_accumulate(const float *values, int64_t *acc, int64_t n, double limit, int avx2);
+
 #endif

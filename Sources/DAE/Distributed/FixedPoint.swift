@@ -10,6 +10,8 @@
 // 4 micro-batches). Gradients of a mean loss are far below that; a larger one means training has
 // diverged, and it is reported as an error rather than wrapped around.
 
+import CKernels
+
 public enum FixedPoint {
     public static let fractionBits = 40
     public static let scale = Double(sign: .plus, exponent: fractionBits, significand: 1)   // 2^40
@@ -19,70 +21,14 @@ public enum FixedPoint {
 
     /// acc[i] += round(values[i] * 2^40) (round half to even). Returns false, leaving `acc` partly
     /// updated, if some |values[i]| exceeds `limit` or is not finite.
+    /// A C kernel (Sources/CKernels/update.c, AVX2 where the CPU has it): in blocks of 2,048
+    /// values, each scanned for its largest magnitude while in L1, then converted exactly with
+    /// integer arithmetic (the rare block with a value of 2^11 or more, or not finite, takes a
+    /// scalar loop that rounds the same way).
     @discardableResult
     public static func accumulate(_ values: UnsafePointer<Float>, into acc: UnsafeMutablePointer<Int64>,
                                   count: Int, limit: Double) -> Bool {
-        // In blocks of 2,048 values (8 KB, still in L1 after the first look): a large model's
-        // gradient is read from memory once, not once to check and once to convert.
-        var ok = true, start = 0
-        while start < count {
-            let n = min(block, count - start)
-            ok = accumulateBlock(values + start, into: acc + start, count: n, limit: limit) && ok
-            start += n
-        }
-        return ok
-    }
-
-    static let block = 2048
-
-    @inline(__always)
-    static func accumulateBlock(_ values: UnsafePointer<Float>, into acc: UnsafeMutablePointer<Int64>,
-                                count: Int, limit: Double) -> Bool {
-        // Gradients are almost always below 2^11 in magnitude, where |x * 2^40| < 2^51 and the fast
-        // loop below is exact; one vectorised pass finds out (NaN compares false and takes the
-        // careful loop).
-        // (Written with SIMD types: the compiler kept the plain loops scalar, at ~4 ns a value.)
-        var largest8 = SIMD8<Float>(), i = 0
-        while i + 8 <= count {
-            let bits = UnsafeRawPointer(values + i).loadUnaligned(as: SIMD8<UInt32>.self)
-            let a = unsafeBitCast(bits & 0x7fff_ffff, to: SIMD8<Float>.self)          // |x|
-            largest8.replace(with: a, where: a .> largest8 .| a .!= a)   // a NaN sticks (max() would drop it)
-            i += 8
-        }
-        var largest: Float = 0
-        for k in 0..<8 { let a = largest8[k]; largest = a > largest || a != a ? a : largest }
-        for k in i..<count { let a = abs(values[k]); largest = a > largest || a != a ? a : largest }
-        if largest < 0x1p11 && Double(largest) <= limit {
-            // Round half to even: for |y| < 2^51, t = y + 1.5 * 2^52 lands where the spacing of
-            // doubles is 1, so the FPU's default rounding rounds y, and t's bit pattern is that of
-            // 1.5 * 2^52 plus round(y) (the binade does not change). Integer-only after the add;
-            // a Double -> Int64 conversion has no SIMD form before AVX-512.
-            let magic = 0x1.8p52, magicBits = Int64(bitPattern: magic.bitPattern), scale = Self.scale
-            i = 0
-            while i + 8 <= count {
-                let x = SIMD8<Double>(UnsafeRawPointer(values + i).loadUnaligned(as: SIMD8<Float>.self))
-                let t = unsafeBitCast(x * scale + magic, to: SIMD8<Int64>.self)   // exact product: a power-of-two scale
-                let sum = UnsafeRawPointer(acc + i).loadUnaligned(as: SIMD8<Int64>.self) &+ (t &- magicBits)
-                UnsafeMutableRawPointer(acc + i).storeBytes(of: sum, as: SIMD8<Int64>.self)
-                i += 8
-            }
-            while i < count {
-                let t = Double(values[i]) * scale + magic
-                acc[i] &+= Int64(bitPattern: t.bitPattern) &- magicBits
-                i += 1
-            }
-            return true
-        }
-        // Some value is large, or not a number: the plain loop (rare, so a scalar
-        // rounded(.toNearestOrEven) per value is fine). Both loops round the same way, so which
-        // one a block takes never changes the sum.
-        var ok = true
-        for i in 0..<count {
-            let x = Double(values[i])                       // exact: a Float fits in a Double
-            if !(abs(x) <= limit) { ok = false; continue }  // also catches NaN
-            acc[i] &+= Int64((x * scale).rounded(.toNearestOrEven))   // exact product: a power-of-two scale
-        }
-        return ok
+        dae_fixed_point_accumulate(values, acc, Int64(count), limit, UpdateKernels.avx2 ? 1 : 0) != 0
     }
 
     /// values[i] = Float(acc[i] / 2^40).

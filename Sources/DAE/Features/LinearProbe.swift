@@ -6,8 +6,8 @@
 // feature memory is split over the ranks), and every iteration is one full-batch gradient step:
 //   per chunk (on a worker thread): logits [100,K] = X [100,F] . W^T + b; softmax;
 //     dlogits = (p - onehot) / N; dW [K,F] = dlogits^T . X; db = column sums; rounded to fixed
-//     point and added to the worker's integer accumulator; the chunk's loss in its own slot
-//   workers' accumulators summed, one Int64 allreduce, back to Float, Adam (ExactSum)
+//     point and added to the rank's integer accumulator; the chunk's loss in its own slot
+//   one Int64 allreduce of the accumulator, back to Float, Adam (ExactSum)
 // Features are standardised first (mean 0, variance 1 over the training set, from fixed-point
 // sums), as a linear probe usually is. Results are bitwise the same on any number of ranks.
 
@@ -178,11 +178,9 @@ public final class LinearProbe: @unchecked Sendable {
         let start = Date()
         let count = params.count, allChunks = (train.count + ProbeConfig.chunk - 1) / ProbeConfig.chunk
         let limit = FixedPoint.limit(terms: allChunks)
-        let parts = pool.count
         // worker w takes chunks w, w + W, ... of this rank's run; the integer sums do not depend on who took which
         let gradientBody: @Sendable (Int) -> Void = { [self] w in
             let worker = workers[w]
-            exact.clear(worker: w)
             var chunk = trainChunks.lowerBound + w
             while chunk < trainChunks.upperBound {
                 exact.setExtra(chunk, chunkGradient(chunk, worker))
@@ -190,17 +188,15 @@ public final class LinearProbe: @unchecked Sendable {
                 chunk += workers.count
             }
         }
-        let sumBody: @Sendable (Int) -> Void = { [self] w in exact.sumWorkers(part: w, of: parts) }
         var trainLoss = 0.0
         for _ in 0..<config.iterations {
             exact.begin(count: count, extras: allChunks)     // chunks of other ranks: 0 in their loss slots
             pool.run(gradientBody)
-            pool.run(sumBody)
             exact.allreduce(over: communicator)
             guard exact.overflows == 0 else {
                 throw .numeric("the probe's gradient left the exact reduction's range (NaN or |g| > \(limit)): the features hold NaN or huge values; lower --lr")
             }
-            exact.toFloat(part: 0, of: 1, into: grads.pointer)
+            exact.toFloat(0 ..< count, into: grads.pointer)
             if config.weightDecay > 0 {
                 for i in 0..<(classes * featureSize) { grads[i] += config.weightDecay * params[i] }
             }

@@ -12,6 +12,8 @@
 // The learning rate may follow a schedule over a phase's steps (LRSchedule): the step's lr is
 // computed in Double, as torch.optim.lr_scheduler sets a Python float, before the bias correction.
 
+import CKernels
+
 public struct AdamConfig: Sendable, Equatable {
     public var lr: Float = 1e-3
     public var beta1: Float = 0.9
@@ -108,33 +110,26 @@ public final class Adam {
     /// The update of the elements in `range` for a step begun with `beginStep`.
     public func apply(_ constants: StepConstants, params: FloatBuffer, grads: FloatBuffer, range: Range<Int>) {
         precondition(params.count == m.count && grads.count == m.count && range.upperBound <= m.count)
-        let stepSize = constants.stepSize, correction2 = constants.correction2
-        let oneMinusBeta1 = 1 - config.beta1, beta2 = config.beta2, oneMinusBeta2 = 1 - config.beta2
-        let eps = config.eps
-        let p = params.pointer, g = grads.pointer, m = m.pointer, v = v.pointer
-        // 8 values at a time, then the rest one by one: the same operations in the same order
-        // (so the same bits); written with SIMD types because the compiler kept the plain loop
-        // scalar (the four arrays might alias, as far as it knows)
-        @inline(__always) func load(_ q: UnsafeMutablePointer<Float>) -> SIMD8<Float> { UnsafeRawPointer(q).loadUnaligned(as: SIMD8<Float>.self) }
-        var i = range.lowerBound
-        while i + 8 <= range.upperBound {
-            let gi = load(g + i)
-            let mi = load(m + i) + oneMinusBeta1 * (gi - load(m + i))
-            let vi = load(v + i) * beta2 + oneMinusBeta2 * gi * gi
-            let denom = vi.squareRoot() / correction2 + eps
-            store8(m + i, mi); store8(v + i, vi)
-            store8(p + i, load(p + i) + -stepSize * mi / denom)
-            i += 8
-        }
-        while i < range.upperBound {
-            let gi = g[i]
-            m[i] = m[i] + oneMinusBeta1 * (gi - m[i])
-            v[i] = v[i] * beta2 + oneMinusBeta2 * gi * gi
-            let denom = v[i].squareRoot() / correction2 + eps
-            p[i] = p[i] + -stepSize * m[i] / denom      // torch: param.addcdiv_(m, denom, value=-step_size)
-            i += 1
+        var step = DaeAdamStep(one_minus_beta1: 1 - config.beta1, beta2: config.beta2, one_minus_beta2: 1 - config.beta2,
+                               eps: config.eps, step_size: constants.stepSize, correction2: constants.correction2)
+        let i = range.lowerBound, n = Int64(range.count)
+        // a C kernel (Sources/CKernels/update.c: twice the speed of the same loop in Swift SIMD
+        // types), AVX2 where the CPU has it; every version does the operations above in the same
+        // order, so the same bits
+        if UpdateKernels.avx2 {
+            dae_adam_avx2(&step, params.pointer + i, grads.pointer + i, m.pointer + i, v.pointer + i, n)
+        } else {
+            dae_adam(&step, params.pointer + i, grads.pointer + i, m.pointer + i, v.pointer + i, n)
         }
     }
+}
+
+/// Which versions of the passes over every parameter (Adam, the fixed-point conversion) run:
+/// AVX2 where the CPU has it, else baseline. They give the same bits; only speed differs.
+public enum UpdateKernels {
+    /// Set by the CPU's features; a test may switch it to compare the versions.
+    nonisolated(unsafe) public static var avx2 = dae_update_avx2_built() != 0 && BLASCore.cpuFlags().contains("avx2")
+    public static var name: String { avx2 ? "avx2" : "baseline" }
 }
 
 #if canImport(Glibc)

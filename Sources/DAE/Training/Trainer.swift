@@ -9,16 +9,17 @@
 //   3. forward: output = sigmoid(decoder(encoder(noisy)))
 //   4. loss against the clean images, and dL/dz of the *global* batch mean
 //   5. backward: the micro-batch's gradient in the worker's flat gradient buffer
-//   6. exact mode: rounded to 64-bit fixed point and added to the worker's integer accumulator
-//      (ExactSum, shared with the linear probe)
-//   7. workers' accumulators summed, then one integer allreduce over all ranks (with each
+//   6. exact mode: rounded to 64-bit fixed point and added to the rank's integer accumulator
+//      (ExactSum, shared with the linear probe; the workers lock a block of it at a time)
+//   7. one integer allreduce of the accumulator over all ranks (with each
 //      micro-batch's loss, the overflow count and the stop requests riding along); back to Float.
 //      With several ranks, in two buckets: the decoder's gradients (the tail of the parameters)
 //      are final once every worker has run its last micro-batch's decoder backward; the worker
 //      that completes them starts their allreduce (non-blocking) and the workers' next layers
 //      let it progress, so it travels while the encoder's backward still computes (the overlap)
-//   8. Adam: the same update on every rank, one pass over the flat parameter buffer (7's sum,
-//      the conversion and 8 split among the rank's threads by parts of the buffer)
+//   8. Adam: the same update on every rank, one pass over the flat parameter buffer (the
+//      conversion back to Float and 8 split among the rank's threads by parts of the buffer,
+//      block by block)
 // Only the phase's trainable slice of the parameters is accumulated, reduced and updated: all of
 // them for the convolutional model, one layer's during a stacked model's pre-training phase.
 // A stacked model's phases run one after another in TrainingRun's loop (`advancePhase`); each
@@ -31,9 +32,9 @@
 import Foundation
 import Synchronization
 
-/// One thread's replica: reads the shared parameters, owns its activations and gradients (its
-/// integer accumulator is in the ExactSum). Workers only write their own memory, their own
-/// accumulator and their micro-batches' loss slots.
+/// One thread's replica: reads the shared parameters, owns its activations and gradients. Workers
+/// only write their own memory, their micro-batches' loss slots and (under its block locks) the
+/// rank's integer accumulator.
 final class Worker: @unchecked Sendable {
     let model: DenoisingNetwork
     let clean: FloatBuffer                          // [capacity, C, H, W] clean samples
@@ -55,8 +56,8 @@ public final class Trainer: @unchecked Sendable {
     public let optimizer: Adam
     public let layout: ParameterLayout
     let workers: [Worker]
-    /// Exact mode's reduction: a fixed-point accumulator per worker, and the buffer reduced over
-    /// the ranks [trainable params | a loss slot per micro-batch | overflow | stop].
+    /// Exact mode's reduction: the rank's fixed-point accumulator, which is the buffer reduced
+    /// over the ranks [a loss slot per micro-batch | overflow | stop | trainable params].
     let exactSum: ExactSum
     var order: [Int32] = []              // the image of each sample of the epoch, in visiting order
     var orderEpoch = 0                   // which epoch `order` holds
@@ -86,14 +87,16 @@ public final class Trainer: @unchecked Sendable {
     let tailStarted = Atomic<Bool>(false)  // the decoder bucket's allreduce is in flight
     let inMPI = Atomic<Bool>(false)        // a worker is in MPI_Test (they take turns)
     var adamStep = Adam.StepConstants()
-    /// The pool's jobs, made once: worker w's micro-batches, and part w of the integer sum and of
-    /// the conversion and update.
+    /// The pool's jobs, made once: worker w's micro-batches, and part w of the conversion and
+    /// update.
     var workerBody: (@Sendable (Int) -> Void)? = nil
-    var sumBody: (@Sendable (Int) -> Void)? = nil
     var updateBody: (@Sendable (Int) -> Void)? = nil
+    var fastUpdateBody: (@Sendable (Int) -> Void)? = nil
     /// This rank's threads: the workers in exact mode (one in fast mode, where BLAS has the
     /// threads). The evaluator runs on the same pool between steps.
     public let pool: WorkerPool
+    /// The threads of the optimizer's update: `pool`, except in fast mode (see init).
+    let updatePool: WorkerPool
     /// Where a step's time goes (`dae-dist bench --what phases`); nil, and free, in training.
     /// Meaningful with one worker thread, whose layers then time themselves too.
     public var profile: StepProfile? = nil {
@@ -141,11 +144,15 @@ public final class Trainer: @unchecked Sendable {
             workers = [Worker(spec: config.model, samples: samples, capacity: (fullBatch + size - 1) / size, parameters: params)]
         }
         pool = WorkerPool(threads: workers.count)
+        // Fast mode's one worker leaves the cores to BLAS, but Adam, a pass over every parameter
+        // limited by memory bandwidth, runs on all of them: a pool of its own whose helpers park
+        // at once (spinning, they would take cycles from BLAS's threads during the step).
+        updatePool = config.reduce == .fast && threadCount > 1 ? WorkerPool(threads: threadCount, spinSeconds: 0) : pool
         exactSum = ExactSum(capacity: layout.count, extras: (fullBatch + microBatch - 1) / microBatch, workers: workers.count)
         order.reserveCapacity(perEpoch)
         workerBody = { [unowned self] w in self.runWorker(w) }
-        sumBody = { [unowned self] w in self.exactSum.sumWorkers(part: w, of: self.pool.count, below: self.split) }
         updateBody = { [unowned self] w in self.convertAndUpdate(part: w) }
+        fastUpdateBody = { [unowned self] w in self.fastUpdate(part: w) }
         _ = advancePhase()
     }
 
@@ -243,10 +250,9 @@ public final class Trainer: @unchecked Sendable {
             decoderFinal.store(0, ordering: .relaxed)
             tailStarted.store(false, ordering: .relaxed)
             pool.run(workerBody!)
-            // 7: sum the workers' integers (each thread a part of the parameters), then over ranks;
-            // the loss slots, the overflow count and the stop requests ride along (with the
-            // overlap, this is the head: the decoder's tail is already on its way)
-            pool.run(sumBody!)
+            // 7: the rank's integer sum over the ranks; the loss slots, the overflow count and the
+            // stop requests ride along (with the overlap, this is the head: the decoder's tail is
+            // already on its way)
             let reduceStart = Date()
             exactSum.allreduce(over: communicator, stop: stopRequested(), headValues: split)
             reduceSeconds += Date().timeIntervalSince(reduceStart)
@@ -268,7 +274,10 @@ public final class Trainer: @unchecked Sendable {
             // allreduce started as soon as the backward has passed the decoder (this thread)
             let split = overlapSplit(range)
             var sum = 0.0
-            if positions.isEmpty {
+            if communicator.size == 1 {
+                // nothing to reduce: Adam reads the worker's own gradient (fastGradients)
+                sum = forwardBackward(worker, positions: positions, epoch: epoch, meanOver: pixelsPerBatch)
+            } else if positions.isEmpty {
                 grads.update(repeating: 0, count: count)   // more ranks than samples in this step
                 if let split { communicator.startAllreduceSum(grads + split, count: count - split) }
             } else {
@@ -284,7 +293,7 @@ public final class Trainer: @unchecked Sendable {
             }
             var lossAndStop = (sum, stopRequested() ? 1.0 : 0.0)
             let reduceStart = Date()
-            communicator.allreduceSum(grads, count: split ?? count)
+            if communicator.size > 1 { communicator.allreduceSum(grads, count: split ?? count) }
             withUnsafeMutablePointer(to: &lossAndStop) {
                 $0.withMemoryRebound(to: Double.self, capacity: 2) { communicator.allreduceSum($0, count: 2) }
             }
@@ -292,8 +301,11 @@ public final class Trainer: @unchecked Sendable {
             reduceSeconds += Date().timeIntervalSince(reduceStart)
             stopAgreed = lossAndStop.1 != 0
             loss = lossAndStop.0 / Double(pixelsPerBatch)
-            // 8: the same update on every rank
-            optimizer.update(params: params, grads: self.grads, range: range, lrFactor: lrFactorOfNextStep)
+            // 8: the same update on every rank, each of the rank's threads a part of the parameters
+            adamStep = optimizer.beginStep(lrFactor: lrFactorOfNextStep)
+            let t = profile == nil ? 0 : monotonicSeconds()
+            updatePool.run(fastUpdateBody!)
+            if let profile { profile.update += monotonicSeconds() - t }
         }
         return loss
     }
@@ -311,7 +323,6 @@ public final class Trainer: @unchecked Sendable {
         let worker = workers[w], task = task
         let range = worker.model.trainable, split = split
         let grads = worker.model.grads.pointer + range.lowerBound
-        exactSum.clear(worker: w)
         var decoderMarked = false
         while true {
             let j = task.microBatches.lowerBound + nextMicroBatch.add(1, ordering: .relaxed).oldValue
@@ -347,8 +358,8 @@ public final class Trainer: @unchecked Sendable {
         return start - range.lowerBound
     }
 
-    /// A worker's share of the decoder's gradients is in its accumulator for good; the last of
-    /// the workers to say so sums them and starts their allreduce. No other worker can be in MPI
+    /// A worker's contributions to the decoder's gradients are all in the accumulator; the last of
+    /// the workers to say so starts their allreduce. No other worker can be in MPI
     /// then: progressTail calls MPI only once `tailStarted` is set, which happens after the start.
     func markDecoderFinal(_ split: Int) {
         guard decoderFinal.add(1, ordering: .acquiringAndReleasing).newValue == workers.count else { return }
@@ -365,12 +376,26 @@ public final class Trainer: @unchecked Sendable {
         inMPI.store(false, ordering: .releasing)
     }
 
-    /// Part w of the trainable values: the reduced integers back to Float gradients, and Adam.
+    /// Fast mode's Adam, part w of the trainable values: on one rank straight from the worker's
+    /// gradient (nothing was reduced, so nothing was copied), else from the reduced `grads`.
+    func fastUpdate(part w: Int) {
+        let range = trainable, part = alignedShare(range.count, part: w, of: updatePool.count)
+        optimizer.apply(adamStep, params: params, grads: communicator.size == 1 ? workers[0].model.grads : grads,
+                        range: range.lowerBound + part.lowerBound ..< range.lowerBound + part.upperBound)
+    }
+
+    /// Part w of the trainable values: the reduced integers back to Float gradients, and Adam, a
+    /// block at a time so that Adam reads each block's gradients from cache, not memory.
     func convertAndUpdate(part w: Int) {
         let range = trainable, values = exactSum.part(w, of: pool.count)
-        exactSum.toFloat(part: w, of: pool.count, into: grads.pointer + range.lowerBound)
-        optimizer.apply(adamStep, params: params, grads: grads,
-                        range: range.lowerBound + values.lowerBound ..< range.lowerBound + values.upperBound)
+        var start = values.lowerBound
+        while start < values.upperBound {
+            let block = start ..< min(start + 4096, values.upperBound)
+            exactSum.toFloat(block, into: grads.pointer + range.lowerBound)
+            optimizer.apply(adamStep, params: params, grads: grads,
+                            range: range.lowerBound + block.lowerBound ..< range.lowerBound + block.upperBound)
+            start = block.upperBound
+        }
     }
 
     /// Forward and backward of the samples at `positions` of the epoch order on `worker`: leaves
