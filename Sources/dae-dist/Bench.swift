@@ -13,7 +13,7 @@ struct Bench: ParsableCommand {
     @Option(name: .customLong("batch-size"), help: "Global batch of the measured steps.") var batchSize = 20
     @Option(name: .customLong("micro-batch"), help: "Micro-batch (as train's exact mode).") var microBatch = 5
     @Option(help: "Steps to measure after 20 warm-up steps.") var steps = 200
-    @Option(help: "phases: the model, conv (the reference) or stacked (784-1000-1000-1000 and its mirror, fine-tuning, mask:0.25 noise; give --batch-size 100 --micro-batch 25 for train's stacked defaults).") var model = "conv"
+    @Option(help: "phases and gemm: the model, conv (the reference) or stacked (784-1000-1000-1000 and its mirror, fine-tuning, mask:0.25 noise; give --batch-size 100 --micro-batch 25 for train's stacked defaults).") var model = "conv"
     @OptionGroup var data: DataOptions
 
     func validate() throws {
@@ -86,8 +86,33 @@ struct Bench: ParsableCommand {
         say("winograd transforms: \(ConvPaths.winogradKernels)")
     }
 
-    /// Single-threaded sgemm on conv2's forward shape at this batch: [64 x 288] . [288 x batch*196].
+    /// Single-threaded sgemm on conv2's forward shape at this batch: [64 x 288] . [288 x batch*196];
+    /// with --model stacked, on the stacked model's three shapes for a 1000-wide layer and a
+    /// micro-batch of M = --micro-batch rows (Linear.swift): the forward x . W^T, the weight
+    /// gradient dy^T . x and the input gradient dy . W (bench/torch_gemm.py times PyTorch's).
     func gemmRate() {
+        if model == "stacked" {
+            let rows = microBatch, width = 1000
+            let x = FloatBuffer(count: rows * width), w = FloatBuffer(count: width * width), out = FloatBuffer(count: width * width)
+            for i in 0..<x.count { x[i] = Float(i % 7) * 0.1 }
+            for i in 0..<w.count { w[i] = Float(i % 5) * 0.1 }
+            let shapes: [(String, () -> Void)] = [
+                ("forward x . W^T", { gemm(transB: true, m: rows, n: width, k: width, a: x.pointer, lda: width, b: w.pointer, ldb: width, c: out.pointer, ldc: width) }),
+                ("weight gradient dy^T . x", { gemm(transA: true, m: width, n: width, k: rows, a: x.pointer, lda: width, b: x.pointer, ldb: width, c: out.pointer, ldc: width) }),
+                ("input gradient dy . W", { gemm(m: rows, n: width, k: width, a: x.pointer, lda: width, b: w.pointer, ldb: width, c: out.pointer, ldc: width) }),
+            ]
+            for (name, call) in shapes {
+                for _ in 0..<20 { call() }
+                var rate = 0.0                  // best of 3 runs of 200 calls, as bench/torch_gemm.py
+                for _ in 0..<3 {
+                    let start = monotonicSeconds()
+                    for _ in 0..<200 { call() }
+                    rate = max(rate, 2.0 * Double(rows * width * width * 200) / (monotonicSeconds() - start) / 1e9)
+                }
+                say(String(format: "sgemm %@ (M = %d, 1000 x 1000), 1 thread: %.1f GFLOP/s", name, rows, rate))
+            }
+            return
+        }
         let m = 64, k = 288, n = batchSize * 196
         let a = FloatBuffer(count: m * k), b = FloatBuffer(count: k * n), c = FloatBuffer(count: m * n)
         for i in 0..<a.count { a[i] = Float(i % 7) * 0.1 }

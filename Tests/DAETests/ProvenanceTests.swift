@@ -103,6 +103,8 @@ final class ProvenanceTests: XCTestCase {
         XCTAssertFalse(info.openblasCore.isEmpty)
         XCTAssertEqual(info.winogradTransforms, Winograd.avx512 ? "avx512" : "swift")
         XCTAssertEqual(info.metadata()["winograd_transforms"], info.winogradTransforms)
+        XCTAssertTrue(["avx2", "baseline"].contains(info.updateKernels ?? ""), "\(String(describing: info.updateKernels))")
+        XCTAssertEqual(info.metadata()["update_kernels"], info.updateKernels)
         XCTAssertFalse(info.mpi.isEmpty)
         XCTAssertFalse(info.mpi.contains("\n"))
         XCTAssertTrue(info.os.hasPrefix("Linux") || info.os.hasPrefix("Darwin"), info.os)
