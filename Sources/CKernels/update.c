@@ -95,12 +95,16 @@ void dae_adam_avx2(const DaeAdamStep *s, float *p, const float *g, float *m, flo
 
 static inline int64_t magic_bits(void) { double d = MAGIC; int64_t b; memcpy(&b, &d, 8); return b; }
 
+// a + b as two's complement, as the SIMD adds do (and Swift's &+): C leaves signed overflow
+// undefined. The limits keep sums below 2^62, so it never wraps in practice.
+static inline int64_t wrapping_add(int64_t a, int64_t b) { return (int64_t)((uint64_t)a + (uint64_t)b); }
+
 static int accumulate_careful(const float *values, int64_t *acc, int64_t n, double limit) {
     int ok = 1;
     for (int64_t i = 0; i < n; i++) {
         double x = (double)values[i];
         if (!(fabs(x) <= limit)) { ok = 0; continue; }          // also NaN
-        acc[i] += (int64_t)nearbyint(x * SCALE);                  // default rounding: half to even
+        acc[i] = wrapping_add(acc[i], (int64_t)nearbyint(x * SCALE));   // default rounding: half to even
     }
     return ok;
 }
@@ -138,7 +142,7 @@ static int accumulate_block_sse2(const float *values, int64_t *acc, int64_t n, d
     }
     for (; i < n; i++) {
         double t = (double)values[i] * SCALE + MAGIC; int64_t b; memcpy(&b, &t, 8);
-        acc[i] += b - magic_bits();
+        acc[i] = wrapping_add(acc[i], b - magic_bits());
     }
     return 1;
 }
@@ -167,7 +171,7 @@ static int accumulate_block_avx2(const float *values, int64_t *acc, int64_t n, d
     }
     for (; i < n; i++) {
         double t = (double)values[i] * SCALE + MAGIC; int64_t b; memcpy(&b, &t, 8);
-        acc[i] += b - magic_bits();
+        acc[i] = wrapping_add(acc[i], b - magic_bits());
     }
     return 1;
 }
@@ -179,7 +183,7 @@ static int accumulate_block_sse2(const float *values, int64_t *acc, int64_t n, d
     if (!(largest < 0x1p11f && (double)largest <= limit)) return accumulate_careful(values, acc, n, limit);
     for (int64_t i = 0; i < n; i++) {
         double t = (double)values[i] * SCALE + MAGIC; int64_t b; memcpy(&b, &t, 8);
-        acc[i] += b - magic_bits();
+        acc[i] = wrapping_add(acc[i], b - magic_bits());
     }
     return 1;
 }

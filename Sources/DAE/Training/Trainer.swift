@@ -52,7 +52,7 @@ public final class Trainer: @unchecked Sendable {
     public let samples: TrainingSamples
     public let communicator: Communicator
     public let params: FloatBuffer       // the one copy of the parameters (workers read it)
-    public let grads: FloatBuffer        // the reduced gradient of the global batch mean loss
+    public let grads: FloatBuffer        // the reduced gradient of the global batch mean loss (fast mode on one rank: the worker's buffer holds it)
     public let optimizer: Adam
     public let layout: ParameterLayout
     let workers: [Worker]
@@ -275,7 +275,7 @@ public final class Trainer: @unchecked Sendable {
             let split = overlapSplit(range)
             var sum = 0.0
             if communicator.size == 1 {
-                // nothing to reduce: Adam reads the worker's own gradient (fastGradients)
+                // nothing to reduce: Adam reads the worker's own gradient (fastUpdate)
                 sum = forwardBackward(worker, positions: positions, epoch: epoch, meanOver: pixelsPerBatch)
             } else if positions.isEmpty {
                 grads.update(repeating: 0, count: count)   // more ranks than samples in this step
