@@ -86,43 +86,49 @@ struct Bench: ParsableCommand {
         say("winograd transforms: \(ConvPaths.winogradKernels)")
     }
 
-    /// Single-threaded sgemm on conv2's forward shape at this batch: [64 x 288] . [288 x batch*196];
-    /// with --model stacked, on the stacked model's three shapes for a 1000-wide layer and a
-    /// micro-batch of M = --micro-batch rows (Linear.swift): the forward x . W^T, the weight
-    /// gradient dy^T . x and the input gradient dy . W (bench/torch_gemm.py times PyTorch's).
+    /// Single-threaded sgemm on conv2's forward shape at this batch: [64 x 288] . [288 x batch*196]
+    /// (with --model stacked: stackedGemmRates).
     func gemmRate() {
-        if model == "stacked" {
-            let rows = microBatch, width = 1000
-            let x = FloatBuffer(count: rows * width), w = FloatBuffer(count: width * width), out = FloatBuffer(count: width * width)
-            for i in 0..<x.count { x[i] = Float(i % 7) * 0.1 }
-            for i in 0..<w.count { w[i] = Float(i % 5) * 0.1 }
-            let shapes: [(String, () -> Void)] = [
-                ("forward x . W^T", { gemm(transB: true, m: rows, n: width, k: width, a: x.pointer, lda: width, b: w.pointer, ldb: width, c: out.pointer, ldc: width) }),
-                ("weight gradient dy^T . x", { gemm(transA: true, m: width, n: width, k: rows, a: x.pointer, lda: width, b: x.pointer, ldb: width, c: out.pointer, ldc: width) }),
-                ("input gradient dy . W", { gemm(m: rows, n: width, k: width, a: x.pointer, lda: width, b: w.pointer, ldb: width, c: out.pointer, ldc: width) }),
-            ]
-            for (name, call) in shapes {
-                for _ in 0..<20 { call() }
-                var rate = 0.0                  // best of 3 runs of 200 calls, as bench/torch_gemm.py
-                for _ in 0..<3 {
-                    let start = monotonicSeconds()
-                    for _ in 0..<200 { call() }
-                    rate = max(rate, 2.0 * Double(rows * width * width * 200) / (monotonicSeconds() - start) / 1e9)
-                }
-                say(String(format: "sgemm %@ (M = %d, 1000 x 1000), 1 thread: %.1f GFLOP/s", name, rows, rate))
-            }
-            return
-        }
+        if model == "stacked" { stackedGemmRates(); return }
         let m = 64, k = 288, n = batchSize * 196
         let a = FloatBuffer(count: m * k), b = FloatBuffer(count: k * n), c = FloatBuffer(count: m * n)
         for i in 0..<a.count { a[i] = Float(i % 7) * 0.1 }
         for i in 0..<b.count { b[i] = Float(i % 5) * 0.1 }
-        for _ in 0..<20 { gemm(m: m, n: n, k: k, a: a.pointer, lda: k, b: b.pointer, ldb: n, c: c.pointer, ldc: n) }
-        let reps = 200, start = monotonicSeconds()
-        for _ in 0..<reps { gemm(m: m, n: n, k: k, a: a.pointer, lda: k, b: b.pointer, ldb: n, c: c.pointer, ldc: n) }
-        let seconds = monotonicSeconds() - start
-        let rate = 2.0 * Double(m * n * k * reps) / seconds / 1e9
+        let rate = gflops(multiplyAdds: m * n * k, runs: 1) {
+            gemm(m: m, n: n, k: k, a: a.pointer, lda: k, b: b.pointer, ldb: n, c: c.pointer, ldc: n)
+        }
         say(String(format: "sgemm %dx%dx%d, 1 thread: %.1f GFLOP/s", m, n, k, rate))
+    }
+
+    /// The stacked model's three GEMM shapes for a 1000-wide layer and a micro-batch of
+    /// M = --micro-batch rows (Linear.swift): the forward x . W^T, the weight gradient dy^T . x and
+    /// the input gradient dy . W; best of 3 runs, as bench/torch_gemm.py times PyTorch's.
+    func stackedGemmRates() {
+        let rows = microBatch, width = 1000
+        let x = FloatBuffer(count: rows * width), w = FloatBuffer(count: width * width), out = FloatBuffer(count: width * width)
+        for i in 0..<x.count { x[i] = Float(i % 7) * 0.1 }
+        for i in 0..<w.count { w[i] = Float(i % 5) * 0.1 }
+        let shapes: [(String, () -> Void)] = [
+            ("forward x . W^T", { gemm(transB: true, m: rows, n: width, k: width, a: x.pointer, lda: width, b: w.pointer, ldb: width, c: out.pointer, ldc: width) }),
+            ("weight gradient dy^T . x", { gemm(transA: true, m: width, n: width, k: rows, a: x.pointer, lda: width, b: x.pointer, ldb: width, c: out.pointer, ldc: width) }),
+            ("input gradient dy . W", { gemm(m: rows, n: width, k: width, a: x.pointer, lda: width, b: w.pointer, ldb: width, c: out.pointer, ldc: width) }),
+        ]
+        for (name, call) in shapes {
+            let rate = gflops(multiplyAdds: rows * width * width, runs: 3, call)
+            say(String(format: "sgemm %@ (M = %d, 1000 x 1000), 1 thread: %.1f GFLOP/s", name, rows, rate))
+        }
+    }
+
+    /// GFLOP/s of `call` (`multiplyAdds` each): 20 warm-up calls, then the best of `runs` runs of 200.
+    func gflops(multiplyAdds: Int, runs: Int, _ call: () -> Void) -> Double {
+        for _ in 0..<20 { call() }
+        var rate = 0.0
+        for _ in 0..<runs {
+            let start = monotonicSeconds()
+            for _ in 0..<200 { call() }
+            rate = max(rate, 2.0 * Double(multiplyAdds * 200) / (monotonicSeconds() - start) / 1e9)
+        }
+        return rate
     }
 
     /// One process, one thread: where a training step's time goes, measured on the real training

@@ -124,14 +124,6 @@ public final class Adam {
     }
 }
 
-/// Which versions of the passes over every parameter (Adam, the fixed-point conversion) run:
-/// AVX2 where the CPU has it, else baseline. They give the same bits; only speed differs.
-public enum UpdateKernels {
-    /// Set by the CPU's features; a test may switch it to compare the versions.
-    nonisolated(unsafe) public static var avx2 = dae_update_avx2_built() != 0 && BLASCore.cpuFlags().contains("avx2")
-    public static var name: String { avx2 ? "avx2" : "baseline" }
-}
-
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)

@@ -79,7 +79,7 @@ public final class StepProfile {
     public var assembly = 0.0     // clean images and their corrupted copies
     public var loss = 0.0         // the loss and its gradient
     public var fixedPoint = 0.0   // micro-batch gradients to fixed point
-    public var update = 0.0       // back to Float, and Adam
+    public var update = 0.0       // back to Float (exact mode), and Adam
     /// The convolutional model's layers, in the slots of ConvDenoiser.phaseNames.
     public let layers = UnsafeMutablePointer<Double>.allocate(capacity: ConvDenoiser.phaseNames.count)
 
