@@ -18,12 +18,16 @@
 #pragma clang fp contract(off)
 
 // ---------------------------------------------------------------------------------------------
-// Adam, per element (torch.optim.Adam's order of operations):
+// Adam, per element (torch.optim.Adam's order of operations), the gradient g the sum of ng
+// buffers added in order (fast mode's worker gradients, summed here instead of in a pass of its own):
+//   g = ((g_0 + g_1) + ...) + g_{ng-1}
 //   m = m + (1 - beta1) * (g - m);  v = v * beta2 + (1 - beta2) * g * g
 //   p = p + (-step_size * m) / (sqrt(v) / correction2 + eps)
+// on elements begin ..< end of every buffer.
 
-static inline void adam_one(const DaeAdamStep *s, float *p, const float *g, float *m, float *v, int64_t i) {
-    float gi = g[i];
+static inline void adam_one(const DaeAdamStep *s, float *p, const float *const *g, int32_t ng, float *m, float *v, int64_t i) {
+    float gi = g[0][i];
+    for (int32_t k = 1; k < ng; k++) gi = gi + g[k][i];
     float mi = m[i] + s->one_minus_beta1 * (gi - m[i]);
     float vi = v[i] * s->beta2 + s->one_minus_beta2 * gi * gi;
     float denom = sqrtf(vi) / s->correction2 + s->eps;
@@ -36,47 +40,49 @@ static inline void adam_one(const DaeAdamStep *s, float *p, const float *g, floa
 
 int dae_update_avx2_built(void) { return 1; }
 
-void dae_adam(const DaeAdamStep *s, float *p, const float *g, float *m, float *v, int64_t n) {
+void dae_adam(const DaeAdamStep *s, float *p, const float *const *g, int32_t ng, float *m, float *v, int64_t begin, int64_t end) {
     const __m128 b1 = _mm_set1_ps(s->one_minus_beta1), b2 = _mm_set1_ps(s->beta2), ob2 = _mm_set1_ps(s->one_minus_beta2);
     const __m128 c2 = _mm_set1_ps(s->correction2), eps = _mm_set1_ps(s->eps), step = _mm_set1_ps(-s->step_size);
-    int64_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-        __m128 gi = _mm_loadu_ps(g + i), m0 = _mm_loadu_ps(m + i);
+    int64_t i = begin;
+    for (; i + 4 <= end; i += 4) {
+        __m128 gi = _mm_loadu_ps(g[0] + i), m0 = _mm_loadu_ps(m + i);
+        for (int32_t k = 1; k < ng; k++) gi = _mm_add_ps(gi, _mm_loadu_ps(g[k] + i));
         __m128 mi = _mm_add_ps(m0, _mm_mul_ps(b1, _mm_sub_ps(gi, m0)));
         __m128 vi = _mm_add_ps(_mm_mul_ps(_mm_loadu_ps(v + i), b2), _mm_mul_ps(_mm_mul_ps(ob2, gi), gi));
         __m128 denom = _mm_add_ps(_mm_div_ps(_mm_sqrt_ps(vi), c2), eps);
         _mm_storeu_ps(m + i, mi); _mm_storeu_ps(v + i, vi);
         _mm_storeu_ps(p + i, _mm_add_ps(_mm_loadu_ps(p + i), _mm_div_ps(_mm_mul_ps(step, mi), denom)));
     }
-    for (; i < n; i++) adam_one(s, p, g, m, v, i);
+    for (; i < end; i++) adam_one(s, p, g, ng, m, v, i);
 }
 
 __attribute__((target("avx2")))
-void dae_adam_avx2(const DaeAdamStep *s, float *p, const float *g, float *m, float *v, int64_t n) {
+void dae_adam_avx2(const DaeAdamStep *s, float *p, const float *const *g, int32_t ng, float *m, float *v, int64_t begin, int64_t end) {
     const __m256 b1 = _mm256_set1_ps(s->one_minus_beta1), b2 = _mm256_set1_ps(s->beta2), ob2 = _mm256_set1_ps(s->one_minus_beta2);
     const __m256 c2 = _mm256_set1_ps(s->correction2), eps = _mm256_set1_ps(s->eps), step = _mm256_set1_ps(-s->step_size);
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        __m256 gi = _mm256_loadu_ps(g + i), m0 = _mm256_loadu_ps(m + i);
+    int64_t i = begin;
+    for (; i + 8 <= end; i += 8) {
+        __m256 gi = _mm256_loadu_ps(g[0] + i), m0 = _mm256_loadu_ps(m + i);
+        for (int32_t k = 1; k < ng; k++) gi = _mm256_add_ps(gi, _mm256_loadu_ps(g[k] + i));
         __m256 mi = _mm256_add_ps(m0, _mm256_mul_ps(b1, _mm256_sub_ps(gi, m0)));
         __m256 vi = _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(v + i), b2), _mm256_mul_ps(_mm256_mul_ps(ob2, gi), gi));
         __m256 denom = _mm256_add_ps(_mm256_div_ps(_mm256_sqrt_ps(vi), c2), eps);
         _mm256_storeu_ps(m + i, mi); _mm256_storeu_ps(v + i, vi);
         _mm256_storeu_ps(p + i, _mm256_add_ps(_mm256_loadu_ps(p + i), _mm256_div_ps(_mm256_mul_ps(step, mi), denom)));
     }
-    for (; i < n; i++) adam_one(s, p, g, m, v, i);
+    for (; i < end; i++) adam_one(s, p, g, ng, m, v, i);
 }
 
 #else
 
 int dae_update_avx2_built(void) { return 0; }
 
-void dae_adam(const DaeAdamStep *s, float *p, const float *g, float *m, float *v, int64_t n) {
-    for (int64_t i = 0; i < n; i++) adam_one(s, p, g, m, v, i);
+void dae_adam(const DaeAdamStep *s, float *p, const float *const *g, int32_t ng, float *m, float *v, int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; i++) adam_one(s, p, g, ng, m, v, i);
 }
 
-void dae_adam_avx2(const DaeAdamStep *s, float *p, const float *g, float *m, float *v, int64_t n) {
-    dae_adam(s, p, g, m, v, n);
+void dae_adam_avx2(const DaeAdamStep *s, float *p, const float *const *g, int32_t ng, float *m, float *v, int64_t begin, int64_t end) {
+    dae_adam(s, p, g, ng, m, v, begin, end);
 }
 
 #endif

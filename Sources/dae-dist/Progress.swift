@@ -48,9 +48,8 @@ final class Progress: TrainingObserver {
             schedule = "\(config.model.description), \(config.epochs) epochs"
         }
         say("  \(schedule), batch \(config.batchSize), Adam lr \(config.adam.lr)\(config.lrSchedule == .constant ? "" : " (\(config.lrSchedule.rawValue) schedule)"), noise \(config.noise), loss \(config.loss.rawValue), seed \(config.seed)")
-        let threading = config.reduce == .exact
-            ? "\(trainer.workerCount) worker thread(s) x 1 BLAS thread, micro-batch \(trainer.effectiveMicroBatch)"
-            : "\(BLASThreads.current) BLAS thread(s)"
+        let threading = "\(trainer.workerCount) worker thread(s) x 1 BLAS thread"
+            + (config.reduce == .exact ? ", micro-batch \(trainer.effectiveMicroBatch)" : "")
         say("  \(communicator.size) rank(s) (\(communicator.name), \(communicator.localSize) on this node, \(ProcessInfo.processInfo.activeProcessorCount) cores), reduce \(config.reduce.rawValue), \(threading) per rank")
         say("  \(trainer.layout.count) parameters, run dir \(runDirectory ?? "(none)")")
     }

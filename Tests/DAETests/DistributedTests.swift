@@ -108,31 +108,42 @@ final class DistributedTests: XCTestCase {
     }
 
     /// Adam's update, 4 (SSE2) or 8 (AVX2) values at a time, gives the bits of the plain per-value
-    /// loop (torch's formulas, in this order), on a range that starts and ends off both grids.
+    /// loop (torch's formulas, in this order), on a range that starts and ends off both grids;
+    /// also from three gradient buffers summed as it reads them (fast mode's workers), in order.
     func testAdamVectorisedUpdateGivesThePlainLoopsBits() {
-        forEachUpdateKernel { kernel in adamAgainstThePlainLoop(kernel) }
+        forEachUpdateKernel { kernel in
+            adamAgainstThePlainLoop(kernel, buffers: 1)
+            adamAgainstThePlainLoop(kernel, buffers: 3)
+        }
     }
 
-    func adamAgainstThePlainLoop(_ kernel: String) {
+    func adamAgainstThePlainLoop(_ kernel: String, buffers: Int) {
         let count = 45, range = 3 ..< 42
-        let params = FloatBuffer(randomArray(count, seed: 41)), grads = FloatBuffer(randomArray(count, seed: 42).map { $0 * 0.1 })
+        let params = FloatBuffer(randomArray(count, seed: 41))
+        let grads = (0..<buffers).map { FloatBuffer(randomArray(count, seed: 42 + UInt64($0)).map { $0 * 0.1 }) }
+        let table = grads.map { UnsafePointer($0.pointer) }
         let adam = Adam(parameterCount: count, config: AdamConfig(lr: 2e-3))
         var p = params.array, m = [Float](repeating: 0, count: count), v = m
         for step in 1...3 {
             let c = adam.beginStep()
-            adam.apply(c, params: params, grads: grads, range: range)
+            if buffers == 1 {
+                adam.apply(c, params: params, grads: grads[0], range: range)
+            } else {
+                table.withUnsafeBufferPointer { adam.apply(c, params: params, summing: $0.baseAddress!, count: buffers, range: range) }
+            }
             let (lr, beta1, beta2) = (Double(Float(2e-3)), Double(Float(0.9)), Double(Float(0.999)))
             let stepSize = Float(lr / (1 - pow(beta1, Double(step)))), correction2 = Float((1 - pow(beta2, Double(step))).squareRoot())
             XCTAssertEqual(c.stepSize, stepSize); XCTAssertEqual(c.correction2, correction2)
             for i in range {
-                let g = grads[i]
+                var g = grads[0][i]
+                for k in 1..<buffers { g = g + grads[k][i] }
                 m[i] = m[i] + (1 - 0.9) * (g - m[i])
                 v[i] = v[i] * 0.999 + (1 - 0.999) * g * g
                 let denom = v[i].squareRoot() / correction2 + 1e-8
                 p[i] = p[i] + -stepSize * m[i] / denom
             }
         }
-        XCTAssertEqual(params.array.map(\.bitPattern), p.map(\.bitPattern), kernel)
+        XCTAssertEqual(params.array.map(\.bitPattern), p.map(\.bitPattern), "\(kernel), \(buffers) gradient buffer(s)")
     }
 
     func testFixedPointRejectsOverflowAndNaN() {
@@ -211,12 +222,12 @@ final class DistributedTests: XCTestCase {
         var settings = TrainConfig()
         settings.reduce = .fast
         let config = settings
-        for size in [2, 3] {
+        for (size, threads) in [(2, 1), (3, 1), (2, 2)] {
             var results: [[Float]] = []
             for overlap in [false, true] {
                 let world = ThreadWorld(size: size, overlap: true)
                 let ranks = ThreadWorld.run(world) { (communicator: Communicator) throws(DAEError) in
-                    let trainer = try Trainer(config: config, data: data, communicator: communicator)
+                    let trainer = try Trainer(config: config, data: data, communicator: communicator, threads: threads)
                     trainer.overlapReduction = overlap
                     _ = try trainer.trainEpoch()
                     return trainer.params.array
@@ -224,8 +235,37 @@ final class DistributedTests: XCTestCase {
                 for rank in ranks { results.append(try rank.get()) }
                 XCTAssertEqual(world.started.load(ordering: .relaxed), overlap ? size * 3 : 0, "\(size) ranks")
             }
-            for r in results { XCTAssertEqual(r, results[0], "\(size) ranks") }
+            for r in results { XCTAssertEqual(r, results[0], "\(size) ranks x \(threads) threads") }
         }
+    }
+
+    /// Fast mode's worker threads split a rank's share as ranks split the batch, and their
+    /// gradients are summed in worker order as the test world sums ranks in rank order: T threads
+    /// on one rank give the weights and losses of T ranks with one thread each, also when the
+    /// epoch's last step (41 samples, batch 20: one sample) leaves workers without samples.
+    func testFastModeWorkerThreadsSumAsRanksDo() throws {
+        let data = try Dataset.load(directory: repositoryRoot + "/data/mnist", split: .train).prefix(41)
+        var settings = TrainConfig()
+        settings.reduce = .fast
+        let config = settings
+        for threads in [2, 3] {
+            let one = try Trainer(config: config, data: data, threads: threads)
+            XCTAssertEqual(one.workerCount, threads)
+            let oneLoss = try one.trainEpoch().meanLoss
+            let world = ThreadWorld(size: threads, overlap: false)
+            let ranks = ThreadWorld.run(world) { (communicator: Communicator) throws(DAEError) in
+                let trainer = try Trainer(config: config, data: data, communicator: communicator, threads: 1)
+                return (try trainer.trainEpoch().meanLoss, trainer.params.array)
+            }
+            for rank in ranks {
+                let (loss, params) = try rank.get()
+                XCTAssertEqual(params, one.params.array, "\(threads) threads")
+                XCTAssertEqual(loss, oneLoss, "\(threads) threads")
+            }
+        }
+        // a rank's share smaller than its threads: as many workers as samples
+        settings.batchSize = 2
+        XCTAssertEqual(try Trainer(config: settings, data: data, threads: 4).workerCount, 2)
     }
 
     func testExactAndFastModesAgreeClosely() throws {

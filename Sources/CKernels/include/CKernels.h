@@ -33,11 +33,12 @@ typedef struct {
     float correction2;    // sqrt(1 - beta2^t)
 } DaeAdamStep;
 
-/// Adam's update of n parameters p from gradients g with moments m, v (update.c). dae_adam runs on
+/// Adam's update of parameters p[begin ..< end] with moments m, v from the gradient
+/// g[0] + g[1] + ... + g[ng-1] (ng >= 1 buffers, added in that order) (update.c). dae_adam runs on
 /// any CPU (SSE2 on x86-64); dae_adam_avx2 only where the CPU has AVX2 and
 /// dae_update_avx2_built() is 1. Both give the same bits.
-void dae_adam(const DaeAdamStep *s, float *p, const float *g, float *m, float *v, int64_t n);
-void dae_adam_avx2(const DaeAdamStep *s, float *p, const float *g, float *m, float *v, int64_t n);
+void dae_adam(const DaeAdamStep *s, float *p, const float *const *g, int32_t ng, float *m, float *v, int64_t begin, int64_t end);
+void dae_adam_avx2(const DaeAdamStep *s, float *p, const float *const *g, int32_t ng, float *m, float *v, int64_t begin, int64_t end);
 int dae_update_avx2_built(void);
 
 /// acc[i] += round_half_even(values[i] * 2^40) for i < n, in AVX2 when `avx2` is 1 (only where

@@ -54,3 +54,15 @@
 @inline(__always) func interleave8(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD16<Float> {
     SIMD16(lowHalf: interleave(a.lowHalf, b.lowHalf), highHalf: interleave(a.highHalf, b.highHalf))
 }
+
+/// out[i] += x[i] for i < count (summing workers' gradients): 8 lanes at a time, each element
+/// one IEEE add, so any vector width gives the same bits.
+func addFloats(_ x: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>, count: Int) {
+    var i = 0
+    while i + 8 <= count {
+        let sum = UnsafeRawPointer(out + i).loadUnaligned(as: SIMD8<Float>.self) + UnsafeRawPointer(x + i).loadUnaligned(as: SIMD8<Float>.self)
+        store8(out + i, sum)
+        i += 8
+    }
+    while i < count { out[i] += x[i]; i += 1 }
+}

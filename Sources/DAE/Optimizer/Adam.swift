@@ -109,17 +109,26 @@ public final class Adam {
 
     /// The update of the elements in `range` for a step begun with `beginStep`.
     public func apply(_ constants: StepConstants, params: FloatBuffer, grads: FloatBuffer, range: Range<Int>) {
-        precondition(params.count == m.count && grads.count == m.count && range.upperBound <= m.count)
+        precondition(grads.count == m.count)
+        withUnsafePointer(to: UnsafePointer(grads.pointer)) { apply(constants, params: params, summing: $0, count: 1, range: range) }
+    }
+
+    /// The same update from the gradient g[0] + g[1] + ... + g[count-1], summed in that order
+    /// element by element (fast mode's worker gradients; buffers in the parameters' layout).
+    public func apply(_ constants: StepConstants, params: FloatBuffer, summing g: UnsafePointer<UnsafePointer<Float>>, count: Int,
+                      range: Range<Int>) {
+        precondition(params.count == m.count && range.upperBound <= m.count && count >= 1)
         var step = DaeAdamStep(one_minus_beta1: 1 - config.beta1, beta2: config.beta2, one_minus_beta2: 1 - config.beta2,
                                eps: config.eps, step_size: constants.stepSize, correction2: constants.correction2)
-        let i = range.lowerBound, n = Int64(range.count)
+        let begin = Int64(range.lowerBound), end = Int64(range.upperBound)
         // a C kernel (Sources/CKernels/update.c: twice the speed of the same loop in Swift SIMD
         // types), AVX2 where the CPU has it; every version does the operations above in the same
         // order, so the same bits
+        let table = UnsafeRawPointer(g).assumingMemoryBound(to: UnsafePointer<Float>?.self)
         if UpdateKernels.avx2 {
-            dae_adam_avx2(&step, params.pointer + i, grads.pointer + i, m.pointer + i, v.pointer + i, n)
+            dae_adam_avx2(&step, params.pointer, table, Int32(count), m.pointer, v.pointer, begin, end)
         } else {
-            dae_adam(&step, params.pointer + i, grads.pointer + i, m.pointer + i, v.pointer + i, n)
+            dae_adam(&step, params.pointer, table, Int32(count), m.pointer, v.pointer, begin, end)
         }
     }
 }

@@ -24,8 +24,10 @@
 // them for the convolutional model, one layer's during a stacked model's pre-training phase.
 // A stacked model's phases run one after another in TrainingRun's loop (`advancePhase`); each
 // starts with a fresh Adam, as a new torch.optim.Adam over that layer's parameters would.
-// Fast mode (--reduce fast) replaces 2-7 with one forward/backward over the rank's share of the
-// batch and a float allreduce (the decoder's started during the encoder's backward, as in 7).
+// Fast mode (--reduce fast) replaces 2-7 with one forward/backward per worker over its part of the
+// rank's share of the batch, the workers' gradients summed in Float in worker order, and a float
+// allreduce (the decoder's started during the encoder's backward, as in 7); on one rank the sum
+// happens inside Adam's pass, block by block.
 // Workers, their threads (WorkerPool), buffers and the optimizer are built once; the loop itself
 // allocates nothing.
 
@@ -74,6 +76,7 @@ public final class Trainer: @unchecked Sendable {
         var microBatches = 0..<0
         var meanOver = 1
         var limit = 0.0
+        var positions = 0..<0          // fast mode: the rank's share of the batch
     }
     var task = WorkerTask()
     let nextMicroBatch = Atomic<Int>(0)    // the next micro-batch of task.microBatches to take
@@ -91,20 +94,26 @@ public final class Trainer: @unchecked Sendable {
     /// update.
     var workerBody: (@Sendable (Int) -> Void)? = nil
     var updateBody: (@Sendable (Int) -> Void)? = nil
+    var fastWorkerBody: (@Sendable (Int) -> Void)? = nil
+    var fastGatherBody: (@Sendable (Int) -> Void)? = nil
     var fastUpdateBody: (@Sendable (Int) -> Void)? = nil
-    /// This rank's threads: the workers in exact mode (one in fast mode, where BLAS has the
-    /// threads). The evaluator runs on the same pool between steps.
+    /// Fast mode: each worker's summed loss of the step, and the gradients of the workers that
+    /// had samples in it (the first `busyWorkers` entries, in worker order), which one rank's Adam
+    /// sums as it reads them.
+    let workerLoss: UnsafeMutablePointer<Double>
+    let busyGradients: UnsafeMutablePointer<UnsafePointer<Float>>
+    var busyWorkers = 0
+    /// This rank's threads, the workers (each with single-threaded BLAS). The evaluator runs on
+    /// the same pool between steps.
     public let pool: WorkerPool
-    /// The threads of the optimizer's update: `pool`, except in fast mode (see init).
-    let updatePool: WorkerPool
     /// Where a step's time goes (`dae-dist bench --what phases`); nil, and free, in training.
     /// Meaningful with one worker thread, whose layers then time themselves too.
     public var profile: StepProfile? = nil {
         didSet { (workers[0].model as? ConvDenoiser)?.phaseSeconds = profile?.layers }
     }
 
-    /// `threads` is this rank's share of the cores: worker threads in exact mode (each with
-    /// single-threaded BLAS), BLAS threads in fast mode.
+    /// `threads` is this rank's share of the cores: its worker threads, each with single-threaded
+    /// BLAS (in fast mode no more than the rank's share of the batch has samples).
     public init(config: TrainConfig, data: Dataset, communicator: Communicator = SingleProcess(), threads: Int = 1) throws(DAEError) {
         try config.validate()
         self.config = config
@@ -132,29 +141,38 @@ public final class Trainer: @unchecked Sendable {
         communicator.broadcast(UnsafeMutableRawPointer(params.pointer), count: params.count * 4, root: 0)
         optimizer = Adam(parameterCount: layout.count, config: config.adam)
 
+        // Workers, not BLAS threads, share the cores in both modes: at these GEMM sizes two
+        // single-threaded GEMMs on half the rows each outrun one two-threaded GEMM on all of
+        // them, and the elementwise layers run in parallel too (docs/benchmarks.md).
+        BLASThreads.set(1)
         let threadCount = max(1, threads)
         switch config.reduce {
         case .exact:
-            BLASThreads.set(1)
             workers = (0..<threadCount).map { _ in
                 Worker(spec: config.model, samples: samples, capacity: microBatch, parameters: params)
             }
         case .fast:
-            BLASThreads.set(threadCount)
-            workers = [Worker(spec: config.model, samples: samples, capacity: (fullBatch + size - 1) / size, parameters: params)]
+            let share = (fullBatch + size - 1) / size, count = min(threadCount, share)
+            workers = (0..<count).map { _ in
+                Worker(spec: config.model, samples: samples, capacity: (share + count - 1) / count, parameters: params)
+            }
         }
         pool = WorkerPool(threads: workers.count)
-        // Fast mode's one worker leaves the cores to BLAS, but Adam, a pass over every parameter
-        // limited by memory bandwidth, runs on all of them: a pool of its own whose helpers park
-        // at once (spinning, they would take cycles from BLAS's threads during the step).
-        updatePool = config.reduce == .fast && threadCount > 1 ? WorkerPool(threads: threadCount, spinSeconds: 0) : pool
+        workerLoss = .allocate(capacity: workers.count)
+        workerLoss.initialize(repeating: 0, count: workers.count)
+        busyGradients = .allocate(capacity: workers.count)
+        busyGradients.initialize(from: workers.map { UnsafePointer($0.model.grads.pointer) }, count: workers.count)
         exactSum = ExactSum(capacity: layout.count, extras: (fullBatch + microBatch - 1) / microBatch, workers: workers.count)
         order.reserveCapacity(perEpoch)
         workerBody = { [unowned self] w in self.runWorker(w) }
         updateBody = { [unowned self] w in self.convertAndUpdate(part: w) }
+        fastWorkerBody = { [unowned self] w in self.runFastWorker(w) }
+        fastGatherBody = { [unowned self] w in self.gatherHead(part: w) }
         fastUpdateBody = { [unowned self] w in self.fastUpdate(part: w) }
         _ = advancePhase()
     }
+
+    deinit { workerLoss.deallocate(); busyGradients.deallocate() }
 
     /// The parameters the current phase trains.
     public var trainable: Range<Int> { workers[0].model.trainable }
@@ -267,33 +285,29 @@ public final class Trainer: @unchecked Sendable {
             if let profile { profile.update += monotonicSeconds() - t }
             loss = exactSum.sumOfExtras() / Double(pixelsPerBatch)
         case .fast:
-            let worker = workers[0]
+            // the workers' forward/backward, each over its part of this rank's share; with the
+            // overlap, the last of them past the decoder sums the decoder's tail and starts its
+            // float allreduce while the encoder's backward runs (runFastWorker)
             let positions = plan.positions(rank: communicator.rank, size: communicator.size)
-            let grads = self.grads.pointer + range.lowerBound, own = worker.model.grads.pointer + range.lowerBound
-            // with the overlap, the decoder's tail [split, count) is copied out and its float
-            // allreduce started as soon as the backward has passed the decoder (this thread)
-            let split = overlapSplit(range)
-            var sum = 0.0
-            if communicator.size == 1 {
-                // nothing to reduce: Adam reads the worker's own gradient (fastUpdate)
-                sum = forwardBackward(worker, positions: positions, epoch: epoch, meanOver: pixelsPerBatch)
-            } else if positions.isEmpty {
-                grads.update(repeating: 0, count: count)   // more ranks than samples in this step
-                if let split { communicator.startAllreduceSum(grads + split, count: count - split) }
-            } else {
-                var started = false
-                sum = forwardBackward(worker, positions: positions, epoch: epoch, meanOver: pixelsPerBatch) { decoderDone in
-                    guard let split, decoderDone else { return }
-                    if started { communicator.progressPending(); return }
-                    started = true
-                    (grads + split).update(from: own + split, count: count - split)
-                    communicator.startAllreduceSum(grads + split, count: count - split)
-                }
-                grads.update(from: own, count: split ?? count)
+            task = WorkerTask(plan: plan, epoch: epoch, meanOver: pixelsPerBatch, positions: positions)
+            busyWorkers = 0
+            for w in workers.indices where !fastPositions(worker: w).isEmpty {
+                busyGradients[busyWorkers] = UnsafePointer(workers[w].model.grads.pointer)
+                busyWorkers += 1
             }
+            split = overlapSplit(range)
+            decoderFinal.store(0, ordering: .relaxed)
+            tailStarted.store(false, ordering: .relaxed)
+            pool.run(fastWorkerBody!)
+            var sum = 0.0
+            for w in 0..<workers.count { sum += workerLoss[w] }
             var lossAndStop = (sum, stopRequested() ? 1.0 : 0.0)
             let reduceStart = Date()
-            if communicator.size > 1 { communicator.allreduceSum(grads, count: split ?? count) }
+            if communicator.size > 1 {
+                // the head (all of it without the overlap): the workers' sum, then over the ranks
+                pool.run(fastGatherBody!)
+                communicator.allreduceSum(grads.pointer + range.lowerBound, count: split ?? count)
+            }
             withUnsafeMutablePointer(to: &lossAndStop) {
                 $0.withMemoryRebound(to: Double.self, capacity: 2) { communicator.allreduceSum($0, count: 2) }
             }
@@ -304,7 +318,7 @@ public final class Trainer: @unchecked Sendable {
             // 8: the same update on every rank, each of the rank's threads a part of the parameters
             adamStep = optimizer.beginStep(lrFactor: lrFactorOfNextStep)
             let t = profile == nil ? 0 : monotonicSeconds()
-            updatePool.run(fastUpdateBody!)
+            pool.run(fastUpdateBody!)
             if let profile { profile.update += monotonicSeconds() - t }
         }
         return loss
@@ -376,12 +390,67 @@ public final class Trainer: @unchecked Sendable {
         inMPI.store(false, ordering: .releasing)
     }
 
-    /// Fast mode's Adam, part w of the trainable values: on one rank straight from the worker's
-    /// gradient (nothing was reduced, so nothing was copied), else from the reduced `grads`.
+    /// Fast mode, worker w: forward and backward over its part of the rank's share (none when the
+    /// share has fewer samples than there are workers: its loss is 0 and its gradient not summed).
+    func runFastWorker(_ w: Int) {
+        let task = task, positions = fastPositions(worker: w), split = split
+        var marked = false
+        workerLoss[w] = 0
+        if !positions.isEmpty {
+            workerLoss[w] = forwardBackward(workers[w], positions: positions, epoch: task.epoch, meanOver: task.meanOver) { decoderDone in
+                guard let split, decoderDone else { return }
+                if marked { progressTail(); return }
+                marked = true
+                markFastDecoderFinal(split)
+            }
+        }
+        if let split, !marked { markFastDecoderFinal(split) }
+    }
+
+    /// Fast mode: worker w's part of the decoder's gradients is final; the last worker to say so
+    /// sums the workers' tails into `grads` and starts their float allreduce.
+    func markFastDecoderFinal(_ split: Int) {
+        guard decoderFinal.add(1, ordering: .acquiringAndReleasing).newValue == workers.count else { return }
+        let range = trainable
+        sumWorkerGradients(split ..< range.count, into: grads.pointer + range.lowerBound)
+        communicator.startAllreduceSum(grads.pointer + range.lowerBound + split, count: range.count - split)
+        tailStarted.store(true, ordering: .releasing)
+    }
+
+    /// Fast mode: worker w's positions, its near-equal contiguous part of the rank's share.
+    func fastPositions(worker w: Int) -> Range<Int> {
+        let share = task.positions, mine = evenShare(share.count, part: w, of: workers.count)
+        return share.lowerBound + mine.lowerBound ..< share.lowerBound + mine.upperBound
+    }
+
+    /// `values` (relative to the trainable slice) of the gradients of the workers that had
+    /// samples, summed in Float in worker order (as Adam sums them on one rank), into `out`
+    /// (indexed as the slice); zeros if none had.
+    func sumWorkerGradients(_ values: Range<Int>, into out: UnsafeMutablePointer<Float>) {
+        let first = trainable.lowerBound + values.lowerBound, n = values.count
+        let target = out + values.lowerBound
+        guard busyWorkers > 0 else { target.update(repeating: 0, count: n); return }
+        target.update(from: busyGradients[0] + first, count: n)
+        for k in 1..<busyWorkers { addFloats(busyGradients[k] + first, into: target, count: n) }
+    }
+
+    /// Fast mode with several ranks, part w of the head of the trainable values (all of them
+    /// without the overlap): the workers' gradients summed into `grads` for the allreduce.
+    func gatherHead(part w: Int) {
+        let head = split ?? trainable.count, part = alignedShare(head, part: w, of: pool.count)
+        sumWorkerGradients(part, into: grads.pointer + trainable.lowerBound)
+    }
+
+    /// Fast mode's Adam, part w of the trainable values: from the reduced `grads` (several
+    /// ranks), or from the workers' gradients, summed as it reads them (one rank: no pass of its own).
     func fastUpdate(part w: Int) {
-        let range = trainable, part = alignedShare(range.count, part: w, of: updatePool.count)
-        optimizer.apply(adamStep, params: params, grads: communicator.size == 1 ? workers[0].model.grads : grads,
-                        range: range.lowerBound + part.lowerBound ..< range.lowerBound + part.upperBound)
+        let range = trainable, part = alignedShare(range.count, part: w, of: pool.count)
+        let values = range.lowerBound + part.lowerBound ..< range.lowerBound + part.upperBound
+        if communicator.size > 1 {
+            optimizer.apply(adamStep, params: params, grads: grads, range: values)
+        } else {
+            optimizer.apply(adamStep, params: params, summing: busyGradients, count: busyWorkers, range: values)
+        }
     }
 
     /// Part w of the trainable values: the reduced integers back to Float gradients, and Adam, a

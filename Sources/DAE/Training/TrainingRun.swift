@@ -123,7 +123,7 @@ public final class TrainingRun {
                     throw .data(path: test.source, problem: "test images are \(test.channels)x\(test.height)x\(test.width) but training images \(data.channels)x\(data.height)x\(data.width)")
                 }
             }
-            // the trainer's threads (in fast mode one, BLAS has the cores), between steps
+            // the trainer's worker threads, between steps
             evaluator = Evaluator(model: config.model, data: test, noise: config.noise, seed: config.seed, parameters: trainer.params,
                                   communicator: communicator, pool: trainer.pool)
         } else {
