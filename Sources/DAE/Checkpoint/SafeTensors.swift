@@ -55,10 +55,16 @@ public enum SafeTensors {
                 out.append(contentsOf: t.values.map { UInt8($0) })
                 continue
             }
+            #if _endian(little)
+            // the file's little-endian F32 is the in-memory layout: one copy (value by value,
+            // a 67 MB checkpoint of the stacked model took 0.3 s)
+            t.values.withUnsafeBytes { out.append(contentsOf: $0) }
+            #else
             for value in t.values {
                 var bits = value.bitPattern.littleEndian
                 withUnsafeBytes(of: &bits) { out.append(contentsOf: $0) }
             }
+            #endif
         }
         return out
     }
