@@ -60,6 +60,32 @@ final class ParallelEngineTests: XCTestCase {
         return (out.map(\.bitPattern), raw, exact.sumOfExtras())
     }
 
+    /// No thread passes a barrier before every thread has reached it: each round, each thread
+    /// writes its slot, waits, and finds every slot of the round written; over many rounds the
+    /// barrier is reused without a stale count letting one through early.
+    func testSpinBarrierHoldsEveryThreadUntilAllArrive() {
+        let threads = 3, rounds = 2_000
+        let barrier = SpinBarrier(parties: threads), pool = WorkerPool(threads: threads)
+        let slots = UnsafeMutablePointer<Int>.allocate(capacity: threads), seen = Atomic<Int>(0)
+        slots.initialize(repeating: -1, count: threads)
+        defer { slots.deallocate() }
+        final class Raw: @unchecked Sendable { let p: UnsafeMutablePointer<Int>; init(_ p: UnsafeMutablePointer<Int>) { self.p = p } }
+        let raw = Raw(slots)
+        pool.run { w in
+            for round in 0..<rounds {
+                withUnsafeMutablePointer(to: &raw.p[w]) { UnsafeMutableRawPointer($0).storeBytes(of: round, as: Int.self) }
+                barrier.wait()
+                var ok = true
+                for other in 0..<threads where UnsafeRawPointer(raw.p + other).load(as: Int.self) < round { ok = false }
+                if ok { seen.add(1, ordering: .relaxed) }
+                barrier.wait()
+            }
+        }
+        XCTAssertEqual(seen.load(ordering: .relaxed), threads * rounds)
+        XCTAssertEqual(TeamPart(index: 1, of: barrier).share(10), 3 ..< 6)
+        XCTAssertEqual(TeamPart.alone.share(10), 0 ..< 10)
+    }
+
     func testExactSumIsTheSameWhateverTheWorkers() {
         let values = contributions()
         let one = exactSum(values, workers: 1, owner: [0, 0, 0, 0, 0], parts: 1)

@@ -48,6 +48,62 @@ final class StackedTests: XCTestCase {
         }
     }
 
+    /// A team of threads on one replica (fast mode), each computing its share of every layer's
+    /// features, gives the outputs and gradients of one thread alone, in every phase, untied and
+    /// tied, for both activations; with 8 threads some have no features of the 5- and 7-wide
+    /// layers. (Not bit for bit: OpenBLAS may round a slice of a product's columns differently.)
+    func testTeamGivesWhatOneThreadGives() {
+        let n = 4
+        for tied in [false, true] {
+            for activation in StackedSpec.Activation.allCases {
+                let spec = StackedSpec(inputSize: 12, hidden: [7, 5], activation: activation, tied: tied)
+                let alone = StackedDenoiser(spec, capacity: n)
+                alone.initialize(seed: 4)
+                let images = randomArray(n * 12, seed: 21).map { ($0 + 1) / 2 }
+                for phase in 0...2 {
+                    let label = "\(activation)\(tied ? " tied" : ""), phase \(phase)"
+                    alone.setPhase(phase)
+                    let size = alone.inputSize, loss = Trainer.loss(.mse, for: alone)
+                    /// target, masked input, forward, loss gradient, backward: the output and the trainable gradients
+                    func run(_ model: StackedDenoiser, _ team: TeamPart) -> ([Float], [Float]) {
+                        let target = images.withUnsafeBufferPointer { model.target(images: $0.baseAddress!, n: n, team: team) }
+                        team.sync()
+                        if team.index == 0 { for i in 0..<n * size { model.input[i] = i % 3 == 0 ? 0 : target[i] } }
+                        team.sync()
+                        model.forward(n: n, team: team)
+                        team.sync()
+                        if team.index == 0 {
+                            loss.backward(output: model.output, target: target, gradient: model.gradOutput, count: n * size,
+                                          meanOver: n * size, activation: model.outputActivation)
+                        }
+                        team.sync()
+                        model.backward(n: n, team: team)
+                        team.sync()
+                        return (Array(UnsafeBufferPointer(start: model.output, count: n * size)), Array(model.grads.array[model.trainable]))
+                    }
+                    let (output, grads) = run(alone, .alone)
+                    for threads in [3, 8] {
+                        let shared = StackedDenoiser(spec, capacity: n, sharedParameters: alone.params)
+                        shared.setPhase(phase)
+                        let barrier = SpinBarrier(parties: threads), pool = WorkerPool(threads: threads)
+                        // the team's threads share the model and the job (the test's own sync)
+                        final class Job: @unchecked Sendable {
+                            let body: (TeamPart) -> ([Float], [Float]); var result: ([Float], [Float]) = ([], [])
+                            init(_ body: @escaping (TeamPart) -> ([Float], [Float])) { self.body = body }
+                        }
+                        let box = Job { run(shared, $0) }
+                        pool.run { w in
+                            let r = box.body(TeamPart(index: w, of: barrier))
+                            if w == 0 { box.result = r }
+                        }
+                        XCTAssertLessThan(relativeError(box.result.0, output), 1e-6, "\(label), \(threads) threads: output")
+                        XCTAssertLessThan(relativeError(box.result.1, grads), 1e-5, "\(label), \(threads) threads: gradients")
+                    }
+                }
+            }
+        }
+    }
+
     func testPhasesTrainTheirOwnSlices() {
         let spec = StackedSpec(inputSize: 12, hidden: [7, 5], tied: true)
         let model = StackedDenoiser(spec, capacity: 2)
@@ -88,6 +144,33 @@ final class StackedTests: XCTestCase {
         for o in 0..<outF { for i in 0..<inF {
             XCTAssertEqual(grads[enc.weight + o * inF + i], plainGrads[p.weight + i * outF + o], accuracy: 1e-6)
         } }
+    }
+
+    /// Fast mode's team through the trainer, pre-training and fine-tuning: the same bits on every
+    /// run with the same threads (the team's syncs leave nothing to timing), within rounding of
+    /// one thread; one thread's bits are those of the replica-per-thread path it always took.
+    func testFastModeTeamIsRepeatableAndAgreesWithOneThread() throws {
+        let data = try Dataset.load(directory: repositoryRoot + "/data/mnist", split: .train).prefix(250)
+        var config = TrainConfig()
+        config.model = .stacked(StackedSpec(inputSize: data.imageSize, hidden: [40, 30], tied: true))
+        config.pretrainEpochs = 1
+        config.epochs = 1
+        config.batchSize = 50
+        config.noise = .mask(p: 0.25)
+        config.reduce = .fast
+        func train(threads: Int) throws -> [Float] {
+            let trainer = try Trainer(config: config, data: data, threads: threads)
+            XCTAssertEqual(trainer.workerCount, 1, "one replica for the team")
+            XCTAssertEqual(trainer.pool.count, threads)
+            while !trainer.finished { _ = try trainer.trainEpoch(); trainer.advancePhase() }
+            return trainer.params.array
+        }
+        let one = try train(threads: 1)
+        for threads in [2, 3] {
+            let first = try train(threads: threads), second = try train(threads: threads)
+            XCTAssertEqual(first, second, "\(threads) threads, two runs")
+            XCTAssertLessThan(relativeError(first, one), 1e-4, "\(threads) threads against one")
+        }
     }
 
     func testLayerWiseTrainingLowersEachLayersLoss() throws {

@@ -51,6 +51,14 @@ public protocol DenoisingNetwork: AnyObject {
     /// their allreduce can overlap it); nil when there is no such tail.
     var decoderStart: Int? { get }
 
+    /// `target`, `forward` and `backward` run by a team of threads (Team.swift; the models whose
+    /// ModelSpec.runsAsTeam is true): every thread of the team calls them with its part, after
+    /// syncing on complete inputs (images, `input`, `gradOutput`); they return before a final
+    /// sync. Alone (`TeamPart.alone`) they are the calls above.
+    func target(images: UnsafePointer<Float>, n: Int, team: TeamPart) -> UnsafePointer<Float>
+    func forward(n: Int, team: TeamPart)
+    func backward(n: Int, team: TeamPart)
+
     /// The shape of one sample's feature vector (the encoder's output), e.g. [64, 7, 7].
     var codeShape: [Int] { get }
     /// Runs the whole encoder on clean images in `input` (after `setImageAutoencoder`).
@@ -66,6 +74,19 @@ extension DenoisingNetwork {
         afterLayer(true)
     }
     public var decoderStart: Int? { nil }
+
+    public func target(images: UnsafePointer<Float>, n: Int, team: TeamPart) -> UnsafePointer<Float> {
+        precondition(team.count == 1, "\(Self.self) does not run as a team")
+        return target(images: images, n: n)
+    }
+    public func forward(n: Int, team: TeamPart) {
+        precondition(team.count == 1, "\(Self.self) does not run as a team")
+        forward(n: n)
+    }
+    public func backward(n: Int, team: TeamPart) {
+        precondition(team.count == 1, "\(Self.self) does not run as a team")
+        backward(n: n)
+    }
 }
 
 /// Which model a run trains; stored in checkpoints and weights files.
@@ -107,6 +128,14 @@ public enum ModelSpec: Sendable, Equatable {
         case .unet(let s): return s.channels
         case .stacked: return 1
         }
+    }
+
+    /// Whether a team of threads runs one replica, each thread a part of every layer's features
+    /// (Team.swift): the stacked model's fully connected layers, in fast mode. The convolutional
+    /// models run a replica per thread.
+    public var runsAsTeam: Bool {
+        if case .stacked = self { return true }
+        return false
     }
 
     /// Image sides must be multiples of this: 4 for the convolutional model (two 2x2 pools),

@@ -126,77 +126,120 @@ public final class StackedDenoiser: DenoisingNetwork {
 
     public var codeShape: [Int] { [widths[encoderDepth]] }
 
-    func activate(_ x: UnsafeMutablePointer<Float>, count: Int, _ kind: OutputActivation) {
-        if kind == .relu { ReLU.forward(x, count: count) } else { Sigmoid.forward(x, count: count) }
+    /// The activation on columns `columns` of x [n, width] (all of them: one pass).
+    func activate(_ x: UnsafeMutablePointer<Float>, n: Int, width: Int, columns: Range<Int>, _ kind: OutputActivation) {
+        forEachRowPart(x, n: n, width: width, columns: columns) { p, count in
+            if kind == .relu { ReLU.forward(p, count: count) } else { Sigmoid.forward(p, count: count) }
+        }
     }
 
-    func activationBackward(y: UnsafePointer<Float>, grad: UnsafeMutablePointer<Float>, count: Int) {
-        if spec.activation == .relu { ReLU.backward(y: y, grad: grad, count: count) } else { Sigmoid.backward(y: y, grad: grad, count: count) }
+    /// The hidden activation's backward on columns `columns` of grad [n, width], y its output.
+    func activationBackward(y: UnsafePointer<Float>, grad: UnsafeMutablePointer<Float>, n: Int, width: Int, columns: Range<Int>) {
+        forEachRowPart(grad, n: n, width: width, columns: columns) { g, count in
+            let yy = y + (g - grad)
+            if spec.activation == .relu { ReLU.backward(y: yy, grad: g, count: count) } else { Sigmoid.backward(y: yy, grad: g, count: count) }
+        }
+    }
+
+    /// body(start, count) over the runs of columns `columns` of [n, width]: one run if they are all.
+    @inline(__always)
+    func forEachRowPart(_ x: UnsafeMutablePointer<Float>, n: Int, width: Int, columns: Range<Int>,
+                        _ body: (UnsafeMutablePointer<Float>, Int) -> Void) {
+        if columns.count == width { body(x, n * width); return }
+        guard !columns.isEmpty else { return }
+        for r in 0..<n { body(x + r * width + columns.lowerBound, columns.count) }
     }
 
     var hidden: OutputActivation { spec.activation == .relu ? .relu : .sigmoid }
 
-    /// Encoders 0..<depth on x [n, d0]; codes[j] holds layer j's output.
-    func encode(_ x: UnsafePointer<Float>, depth: Int, n: Int) {
+    // Forward and backward take a team part (Team.swift): each thread of a team computes its
+    // share of every layer's output features (forward, weight gradients) or input features (input
+    // gradients), and the team meets (`sync`) before a layer reads what all wrote. Alone, the
+    // shares are whole layers and the syncs do nothing.
+
+    /// Encoders 0..<depth on x [n, d0]; codes[j] holds layer j's output. Ends synced.
+    func encode(_ x: UnsafePointer<Float>, depth: Int, n: Int, team: TeamPart = .alone) {
         var below = x
         for j in 0..<depth {
-            encoders[j].forward(x: below, y: codes[j + 1], n: n)
-            activate(codes[j + 1], count: n * widths[j + 1], hidden)
+            let out = team.share(widths[j + 1])
+            encoders[j].forward(x: below, y: codes[j + 1], n: n, outputs: out)
+            activate(codes[j + 1], n: n, width: widths[j + 1], columns: out, hidden)
+            team.sync()
             below = UnsafePointer(codes[j + 1])
         }
     }
 
-    public func target(images: UnsafePointer<Float>, n: Int) -> UnsafePointer<Float> {
+    public func target(images: UnsafePointer<Float>, n: Int) -> UnsafePointer<Float> { target(images: images, n: n, team: .alone) }
+
+    public func target(images: UnsafePointer<Float>, n: Int, team: TeamPart) -> UnsafePointer<Float> {
         guard case .layer(let k) = mode, k > 0 else { return images }
-        encode(images, depth: k, n: n)      // the frozen layers' clean codes
+        encode(images, depth: k, n: n, team: team)      // the frozen layers' clean codes
         return UnsafePointer(codes[k])
     }
 
-    public func forward(n: Int) {
+    public func forward(n: Int) { forward(n: n, team: .alone) }
+
+    /// Ends before the last layer's sync: the caller syncs before reading the output.
+    public func forward(n: Int, team: TeamPart) {
         precondition(n > 0 && n <= capacity)
         switch mode {
         case .layer(let k):
             // input [n,d_k] -> y = codes[k+1] [n,d_{k+1}] -> output [n,d_k]
-            encoders[k].forward(x: input, y: codes[k + 1], n: n)
-            activate(codes[k + 1], count: n * widths[k + 1], hidden)
-            decoders[k].forward(x: codes[k + 1], y: output, n: n)
-            activate(output, count: n * widths[k], outputActivation)
+            let hiddenPart = team.share(widths[k + 1]), outputPart = team.share(widths[k])
+            encoders[k].forward(x: input, y: codes[k + 1], n: n, outputs: hiddenPart)
+            activate(codes[k + 1], n: n, width: widths[k + 1], columns: hiddenPart, hidden)
+            team.sync()
+            decoders[k].forward(x: codes[k + 1], y: output, n: n, outputs: outputPart)
+            activate(output, n: n, width: widths[k], columns: outputPart, outputActivation)
         case .deep(let depth):
             // input [n,d0] -> codes[1..depth] -> decoded[depth-1..1] -> output [n,d0]
-            encode(input, depth: depth, n: n)
+            encode(input, depth: depth, n: n, team: team)
             var above = UnsafePointer(codes[depth])
             for j in (0..<depth).reversed() {
-                let out = j == 0 ? output : decoded[j]
-                decoders[j].forward(x: above, y: out, n: n)
-                activate(out, count: n * widths[j], j == 0 ? .sigmoid : hidden)
+                let out = j == 0 ? output : decoded[j], part = team.share(widths[j])
+                decoders[j].forward(x: above, y: out, n: n, outputs: part)
+                activate(out, n: n, width: widths[j], columns: part, j == 0 ? .sigmoid : hidden)
+                if j > 0 { team.sync() }
                 above = UnsafePointer(out)
             }
         }
     }
 
-    public func backward(n: Int) {
+    public func backward(n: Int) { backward(n: n, team: .alone) }
+
+    /// From a synced gradOutput; ends without a final sync (the caller syncs before reading the
+    /// gradients).
+    public func backward(n: Int, team: TeamPart) {
         // Decoders first: with tied weights they write the shared weight gradient and the
-        // encoders add theirs to it.
+        // encoders add theirs to it (the team syncs between the two).
         switch mode {
         case .layer(let k):
-            decoders[k].backward(dy: gradOutput, x: codes[k + 1], dx: gradA, n: n)
-            activationBackward(y: codes[k + 1], grad: gradA, count: n * widths[k + 1])
-            encoders[k].backward(dy: gradA, x: input, dx: nil, n: n, accumulate: spec.tied)
+            decoders[k].backwardWeights(dy: gradOutput, x: codes[k + 1], n: n, outputs: team.share(widths[k]))
+            let hiddenPart = team.share(widths[k + 1])
+            decoders[k].backwardInput(dy: gradOutput, dx: gradA, n: n, inputs: hiddenPart)
+            activationBackward(y: codes[k + 1], grad: gradA, n: n, width: widths[k + 1], columns: hiddenPart)
+            team.sync()
+            encoders[k].backwardWeights(dy: gradA, x: input, n: n, outputs: hiddenPart, accumulate: spec.tied)
         case .deep(let depth):
             var dy = UnsafeMutablePointer(gradOutput), spare = gradA
             for j in 0..<depth {
                 // decoder j: decoded[j+1] (or the code) -> decoded[j] (or the output)
-                let x = j == depth - 1 ? codes[depth] : decoded[j + 1]
-                decoders[j].backward(dy: dy, x: x, dx: spare, n: n)
-                activationBackward(y: x, grad: spare, count: n * widths[j + 1])
+                let x = j == depth - 1 ? codes[depth] : decoded[j + 1], inputPart = team.share(widths[j + 1])
+                decoders[j].backwardWeights(dy: dy, x: x, n: n, outputs: team.share(widths[j]))
+                decoders[j].backwardInput(dy: dy, dx: spare, n: n, inputs: inputPart)
+                activationBackward(y: x, grad: spare, n: n, width: widths[j + 1], columns: inputPart)
+                team.sync()
                 (dy, spare) = (spare, dy == gradOutput ? gradB : dy)
             }
             for j in (0..<depth).reversed() {
                 // encoder j: codes[j] (or the input) -> codes[j+1]; dy is the gradient at its pre-activation
                 let x = j == 0 ? input : codes[j]
-                encoders[j].backward(dy: dy, x: x, dx: j > 0 ? spare : nil, n: n, accumulate: spec.tied)
+                encoders[j].backwardWeights(dy: dy, x: x, n: n, outputs: team.share(widths[j + 1]), accumulate: spec.tied)
                 if j > 0 {
-                    activationBackward(y: codes[j], grad: spare, count: n * widths[j])
+                    let inputPart = team.share(widths[j])
+                    encoders[j].backwardInput(dy: dy, dx: spare, n: n, inputs: inputPart)
+                    activationBackward(y: codes[j], grad: spare, n: n, width: widths[j], columns: inputPart)
+                    team.sync()
                     (dy, spare) = (spare, dy)
                 }
             }

@@ -103,6 +103,10 @@ public final class Trainer: @unchecked Sendable {
     let workerLoss: UnsafeMutablePointer<Double>
     let busyGradients: UnsafeMutablePointer<UnsafePointer<Float>>
     var busyWorkers = 0
+    /// Fast mode with a model that runs as a team (ModelSpec.runsAsTeam) and several threads: the
+    /// pool's threads run the one worker's replica together, each its part of every layer; nil:
+    /// a replica per thread.
+    let team: SpinBarrier?
     /// This rank's threads, the workers (each with single-threaded BLAS). The evaluator runs on
     /// the same pool between steps.
     public let pool: WorkerPool
@@ -152,14 +156,16 @@ public final class Trainer: @unchecked Sendable {
                 Worker(spec: config.model, samples: samples, capacity: microBatch, parameters: params)
             }
         case .fast:
-            let share = (fullBatch + size - 1) / size, count = min(threadCount, share)
+            let share = (fullBatch + size - 1) / size
+            let count = config.model.runsAsTeam ? 1 : min(threadCount, share)
             workers = (0..<count).map { _ in
                 Worker(spec: config.model, samples: samples, capacity: (share + count - 1) / count, parameters: params)
             }
         }
-        pool = WorkerPool(threads: workers.count)
-        workerLoss = .allocate(capacity: workers.count)
-        workerLoss.initialize(repeating: 0, count: workers.count)
+        team = config.reduce == .fast && config.model.runsAsTeam && threadCount > 1 ? SpinBarrier(parties: threadCount) : nil
+        pool = WorkerPool(threads: team?.parties ?? workers.count)
+        workerLoss = .allocate(capacity: pool.count)
+        workerLoss.initialize(repeating: 0, count: pool.count)
         busyGradients = .allocate(capacity: workers.count)
         busyGradients.initialize(from: workers.map { UnsafePointer($0.model.grads.pointer) }, count: workers.count)
         exactSum = ExactSum(capacity: layout.count, extras: (fullBatch + microBatch - 1) / microBatch, workers: workers.count)
@@ -300,7 +306,7 @@ public final class Trainer: @unchecked Sendable {
             tailStarted.store(false, ordering: .relaxed)
             pool.run(fastWorkerBody!)
             var sum = 0.0
-            for w in 0..<workers.count { sum += workerLoss[w] }
+            for w in 0..<pool.count { sum += workerLoss[w] }
             var lossAndStop = (sum, stopRequested() ? 1.0 : 0.0)
             let reduceStart = Date()
             if communicator.size > 1 {
@@ -367,7 +373,7 @@ public final class Trainer: @unchecked Sendable {
     /// several ranks, a communicator that can overlap and a model whose decoder is the tail.
     /// (Fast mode's one worker is the calling thread, but the same conditions keep it simple.)
     func overlapSplit(_ range: Range<Int>) -> Int? {
-        guard overlapReduction, communicator.size > 1, communicator.overlapsReductions,
+        guard overlapReduction, communicator.size > 1, communicator.overlapsReductions, team == nil,
               let start = workers[0].model.decoderStart, range.contains(start), start > range.lowerBound else { return nil }
         return start - range.lowerBound
     }
@@ -393,6 +399,13 @@ public final class Trainer: @unchecked Sendable {
     /// Fast mode, worker w: forward and backward over its part of the rank's share (none when the
     /// share has fewer samples than there are workers: its loss is 0 and its gradient not summed).
     func runFastWorker(_ w: Int) {
+        if let team {
+            // thread w of the team on the one replica (no decoder tail: see overlapSplit)
+            workerLoss[w] = task.positions.isEmpty ? 0
+                : forwardBackward(workers[0], positions: task.positions, epoch: task.epoch, meanOver: task.meanOver,
+                                  team: TeamPart(index: w, of: team))
+            return
+        }
         let task = task, positions = fastPositions(worker: w), split = split
         var marked = false
         workerLoss[w] = 0
@@ -469,31 +482,44 @@ public final class Trainer: @unchecked Sendable {
 
     /// Forward and backward of the samples at `positions` of the epoch order on `worker`: leaves
     /// their gradient (of a loss averaged over `meanOver` values) in the worker's gradient buffer
-    /// and returns their summed loss.
+    /// and returns their summed loss. With a team (fast mode, the stacked model), every thread of
+    /// it calls this with its part: it assembles and corrupts its share of the samples, computes
+    /// its share of every layer, and returns the loss of its share of the samples.
     /// `afterLayer`: called between the backward's layers (see DenoisingNetwork.backward(n:afterLayer:)).
-    func forwardBackward(_ worker: Worker, positions: Range<Int>, epoch: Int, meanOver: Int,
+    func forwardBackward(_ worker: Worker, positions: Range<Int>, epoch: Int, meanOver: Int, team: TeamPart = .alone,
                          afterLayer: (_ decoderDone: Bool) -> Void = { _ in }) -> Double {
         let model = worker.model, pixels = samples.sampleSize, n = positions.count
+        let rows = team.share(n)
         var t = profile == nil ? 0 : monotonicSeconds()
         // clean samples (images or crops); the phase's clean target (the samples, or a stacked
         // model's codes of them from the frozen layers below); its corrupted copy as the input
-        for (i, position) in positions.enumerated() {
+        for i in rows {
+            let position = positions.lowerBound + i
             samples.fill(position: position, image: Int(order[position]), epoch: epoch, into: worker.clean.pointer + i * pixels)
         }
-        let target = model.target(images: worker.clean.pointer, n: n), size = model.inputSize
-        for (i, position) in positions.enumerated() {
+        team.sync()
+        let target = model.target(images: worker.clean.pointer, n: n, team: team), size = model.inputSize
+        for i in rows {
+            let position = positions.lowerBound + i
             config.noise.corrupt(target + i * size, into: model.input + i * size, count: size, seed: config.seed, epoch: epoch,
                                  sampleIndex: samples.noiseKey(position: position, image: Int(order[position])))
         }
+        team.sync()
         if let profile { profile.assembly += monotonicSeconds() - t }
-        model.forward(n: n)
+        model.forward(n: n, team: team)
+        team.sync()
         if profile != nil { t = monotonicSeconds() }
-        let loss = Self.loss(config.loss, for: model)
-        let sum = loss.sum(output: model.output, target: target, count: n * size)
-        loss.backward(output: model.output, target: target, gradient: model.gradOutput,
-                      count: n * size, meanOver: meanOver, activation: model.outputActivation)
+        let loss = Self.loss(config.loss, for: model), first = rows.lowerBound * size
+        let sum = loss.sum(output: model.output + first, target: target + first, count: rows.count * size)
+        loss.backward(output: model.output + first, target: target + first, gradient: model.gradOutput + first,
+                      count: rows.count * size, meanOver: meanOver, activation: model.outputActivation)
+        team.sync()
         if let profile { profile.loss += monotonicSeconds() - t }
-        model.backward(n: n, afterLayer: afterLayer)
+        if team.count > 1 {
+            model.backward(n: n, team: team)     // a team's model has no decoder tail to hand over
+        } else {
+            model.backward(n: n, afterLayer: afterLayer)
+        }
         return sum
     }
 

@@ -32,33 +32,51 @@ public struct Linear {
         gradWeight = grads.pointer + offsets.weight; gradBias = grads.pointer + offsets.bias
     }
 
-    /// x [n, in] -> y [n, out]
-    public func forward(x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, n: Int) {
-        for r in 0..<n { (y + r * outFeatures).update(from: bias, count: outFeatures) }
-        gemm(transB: !storedTransposed, m: n, n: outFeatures, k: inFeatures,
-             a: x, lda: inFeatures, b: weight, ldb: storedTransposed ? outFeatures : inFeatures,
-             beta: 1, c: y, ldc: outFeatures)
+    /// x [n, in] -> y [n, out], or only the columns `outputs` of y (a team thread's part: it
+    /// reads all of x and the rows `outputs` of W).
+    public func forward(x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, n: Int, outputs: Range<Int>? = nil) {
+        let o = outputs ?? 0 ..< outFeatures
+        guard !o.isEmpty else { return }
+        for r in 0..<n { (y + r * outFeatures + o.lowerBound).update(from: bias + o.lowerBound, count: o.count) }
+        gemm(transB: !storedTransposed, m: n, n: o.count, k: inFeatures,
+             a: x, lda: inFeatures, b: storedTransposed ? weight + o.lowerBound : weight + o.lowerBound * inFeatures,
+             ldb: storedTransposed ? outFeatures : inFeatures, beta: 1, c: y + o.lowerBound, ldc: outFeatures)
     }
 
     /// Writes db and dW (dW added to what is there when `accumulate`, for tied weights) and,
     /// when asked, dx [n, in].
     public func backward(dy: UnsafePointer<Float>, x: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>?, n: Int,
                          accumulate: Bool = false) {
+        backwardWeights(dy: dy, x: x, n: n, outputs: 0 ..< outFeatures, accumulate: accumulate)
+        if let dx { backwardInput(dy: dy, dx: dx, n: n, inputs: 0 ..< inFeatures) }
+    }
+
+    /// db and dW of the output features `outputs`: db[o] and dW's rows o (stored [in, out]: its
+    /// columns o); reads dy's columns o and all of x.
+    public func backwardWeights(dy: UnsafePointer<Float>, x: UnsafePointer<Float>, n: Int, outputs o: Range<Int>,
+                                accumulate: Bool = false) {
+        guard !o.isEmpty else { return }
         if storedTransposed {
-            gemm(transA: true, m: inFeatures, n: outFeatures, k: n, a: x, lda: inFeatures, b: dy, ldb: outFeatures,
-                 beta: accumulate ? 1 : 0, c: gradWeight, ldc: outFeatures)
+            // dS[:, o] (+)= x^T . dy[:, o]
+            gemm(transA: true, m: inFeatures, n: o.count, k: n, a: x, lda: inFeatures, b: dy + o.lowerBound, ldb: outFeatures,
+                 beta: accumulate ? 1 : 0, c: gradWeight + o.lowerBound, ldc: outFeatures)
         } else {
-            gemm(transA: true, m: outFeatures, n: inFeatures, k: n, a: dy, lda: outFeatures, b: x, ldb: inFeatures,
-                 beta: accumulate ? 1 : 0, c: gradWeight, ldc: inFeatures)
+            // dW[o, :] (+)= dy[:, o]^T . x
+            gemm(transA: true, m: o.count, n: inFeatures, k: n, a: dy + o.lowerBound, lda: outFeatures, b: x, ldb: inFeatures,
+                 beta: accumulate ? 1 : 0, c: gradWeight + o.lowerBound * inFeatures, ldc: inFeatures)
         }
-        for o in 0..<outFeatures {
+        for j in o {
             var s = 0.0
-            for r in 0..<n { s += Double(dy[r * outFeatures + o]) }
-            gradBias[o] = Float(s)
+            for r in 0..<n { s += Double(dy[r * outFeatures + j]) }
+            gradBias[j] = Float(s)
         }
-        if let dx {
-            gemm(transB: storedTransposed, m: n, n: inFeatures, k: outFeatures, a: dy, lda: outFeatures,
-                 b: weight, ldb: storedTransposed ? outFeatures : inFeatures, beta: 0, c: dx, ldc: inFeatures)
-        }
+    }
+
+    /// dx[:, inputs] = dy . W[:, inputs] (stored [in, out]: dy . S[inputs, :]^T); reads all of dy.
+    public func backwardInput(dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>, n: Int, inputs i: Range<Int>) {
+        guard !i.isEmpty else { return }
+        gemm(transB: storedTransposed, m: n, n: i.count, k: outFeatures, a: dy, lda: outFeatures,
+             b: storedTransposed ? weight + i.lowerBound * outFeatures : weight + i.lowerBound,
+             ldb: storedTransposed ? outFeatures : inFeatures, beta: 0, c: dx + i.lowerBound, ldc: inFeatures)
     }
 }
