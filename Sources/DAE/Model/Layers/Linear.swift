@@ -65,7 +65,20 @@ public struct Linear {
             gemm(transA: true, m: o.count, n: inFeatures, k: n, a: dy + o.lowerBound, lda: outFeatures, b: x, ldb: inFeatures,
                  beta: accumulate ? 1 : 0, c: gradWeight + o.lowerBound * inFeatures, ldc: inFeatures)
         }
-        for j in o {
+        // db[j] = sum over rows of dy[r, j], in Double, row by row: 8 columns at a time, each
+        // lane one column's sum in the same order as the scalar loop of the tail (the same bits;
+        // a column at a time, each add waited for the previous one)
+        var j = o.lowerBound
+        while j + 8 <= o.upperBound {
+            var s = SIMD8<Double>()
+            for r in 0..<n {
+                let row = UnsafeRawPointer(dy + r * outFeatures + j).loadUnaligned(as: SIMD8<Float>.self)
+                s += SIMD8<Double>(row)
+            }
+            for lane in 0..<8 { gradBias[j + lane] = Float(s[lane]) }
+            j += 8
+        }
+        for j in j ..< o.upperBound {
             var s = 0.0
             for r in 0..<n { s += Double(dy[r * outFeatures + j]) }
             gradBias[j] = Float(s)
