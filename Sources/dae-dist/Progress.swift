@@ -48,8 +48,9 @@ final class Progress: TrainingObserver {
             schedule = "\(config.model.description), \(config.epochs) epochs"
         }
         say("  \(schedule), batch \(config.batchSize), Adam lr \(config.adam.lr)\(config.lrSchedule == .constant ? "" : " (\(config.lrSchedule.rawValue) schedule)"), noise \(config.noise), loss \(config.loss.rawValue), seed \(config.seed)")
-        let threading = "\(trainer.workerCount) worker thread(s) x 1 BLAS thread"
-            + (config.reduce == .exact ? ", micro-batch \(trainer.effectiveMicroBatch)" : "")
+        let threading = (trainer.runsAsTeam ? "\(trainer.pool.count) threads on one replica (each a share of every layer)"
+                                             : "\(trainer.workerCount) worker thread(s)")
+            + " x 1 BLAS thread" + (config.reduce == .exact ? ", micro-batch \(trainer.effectiveMicroBatch)" : "")
         say("  \(communicator.size) rank(s) (\(communicator.name), \(communicator.localSize) on this node, \(ProcessInfo.processInfo.activeProcessorCount) cores), reduce \(config.reduce.rawValue), \(threading) per rank")
         say("  \(trainer.layout.count) parameters, run dir \(runDirectory ?? "(none)")")
     }

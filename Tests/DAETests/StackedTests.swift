@@ -171,6 +171,15 @@ final class StackedTests: XCTestCase {
             XCTAssertEqual(first, second, "\(threads) threads, two runs")
             XCTAssertLessThan(relativeError(first, one), 1e-4, "\(threads) threads against one")
         }
+        // two ranks of a two-thread team each: the team's gradient goes into the float allreduce
+        let settings = config
+        for rank in ThreadWorld.run(size: 2, { (communicator: Communicator) throws(DAEError) in
+            let trainer = try Trainer(config: settings, data: data, communicator: communicator, threads: 2)
+            while !trainer.finished { _ = try trainer.trainEpoch(); trainer.advancePhase() }
+            return trainer.params.array
+        }) {
+            XCTAssertLessThan(relativeError(try rank.get(), one), 1e-4, "2 ranks x 2 threads against one thread")
+        }
     }
 
     func testLayerWiseTrainingLowersEachLayersLoss() throws {

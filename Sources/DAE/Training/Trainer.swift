@@ -211,7 +211,10 @@ public final class Trainer: @unchecked Sendable {
     var randomEpoch: Int { position.phase << 20 + position.epoch }
 
     public var stepsPerEpoch: Int { (samples.perEpoch + config.batchSize - 1) / config.batchSize }
+    /// Network replicas (one per worker thread, or one for a team).
     public var workerCount: Int { workers.count }
+    /// Whether the rank's threads run one replica together (fast mode, the stacked model).
+    public var runsAsTeam: Bool { team != nil }
     public var effectiveMicroBatch: Int { min(config.microBatch, min(config.batchSize, samples.perEpoch)) }
 
     /// Trains epoch `position.epoch` from where it stands (its start, or mid-epoch after a resume)
