@@ -13,7 +13,7 @@ run "single exact (default threads)" "$B" "${A[@]}"
 run "np1 exact" mpirun -np 1 --bind-to none "$B" "${A[@]}"
 run "np2 exact" mpirun -np 2 --bind-to none "$B" "${A[@]}"
 run "np4 exact" mpirun -np 4 --oversubscribe --bind-to none "$B" "${A[@]}"
-run "single fast (2 BLAS threads)" "$B" "${A[@]}" --reduce fast
+run "single fast (default threads)" "$B" "${A[@]}" --reduce fast
 run "np2 fast" mpirun -np 2 --bind-to none "$B" "${A[@]}" --reduce fast
 run "np4 fast" mpirun -np 4 --oversubscribe --bind-to none "$B" "${A[@]}" --reduce fast
 run "single exact 1 thread" "$B" "${A[@]}" --threads 1
