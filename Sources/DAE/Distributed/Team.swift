@@ -41,7 +41,7 @@ public final class SpinBarrier: @unchecked Sendable {
 }
 
 /// One thread's place in a team: part `index` of `count`.
-public struct TeamPart: @unchecked Sendable {
+public struct TeamPart: Sendable {
     public let index: Int
     public let count: Int
     let barrier: SpinBarrier?

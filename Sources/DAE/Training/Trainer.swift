@@ -26,8 +26,9 @@
 // starts with a fresh Adam, as a new torch.optim.Adam over that layer's parameters would.
 // Fast mode (--reduce fast) replaces 2-7 with one forward/backward per worker over its part of the
 // rank's share of the batch, the workers' gradients summed in Float in worker order, and a float
-// allreduce (the decoder's started during the encoder's backward, as in 7); on one rank the sum
-// happens inside Adam's pass, block by block.
+// allreduce (the decoder's started during the encoder's backward, as in 7); on one rank Adam's
+// kernel sums them as it reads them. The stacked model runs instead as a team: the rank's threads
+// share one replica, each computing its part of every layer (Team.swift, runFastWorker).
 // Workers, their threads (WorkerPool), buffers and the optimizer are built once; the loop itself
 // allocates nothing.
 
@@ -145,9 +146,10 @@ public final class Trainer: @unchecked Sendable {
         communicator.broadcast(UnsafeMutableRawPointer(params.pointer), count: params.count * 4, root: 0)
         optimizer = Adam(parameterCount: layout.count, config: config.adam)
 
-        // Workers, not BLAS threads, share the cores in both modes: at these GEMM sizes two
-        // single-threaded GEMMs on half the rows each outrun one two-threaded GEMM on all of
-        // them, and the elementwise layers run in parallel too (docs/benchmarks.md).
+        // Our threads, not OpenBLAS's, share the cores in both modes: each calls single-threaded
+        // OpenBLAS on its own share (of the samples, or of a team's layer features), so the
+        // elementwise layers run in parallel too and no product waits for OpenBLAS's threads;
+        // at these sizes that outran OpenBLAS's threading (docs/benchmarks.md).
         BLASThreads.set(1)
         let threadCount = max(1, threads)
         switch config.reduce {
@@ -373,8 +375,8 @@ public final class Trainer: @unchecked Sendable {
     }
 
     /// The step's bucket split (relative to `range`), or nil for one bucket: with the overlap on,
-    /// several ranks, a communicator that can overlap and a model whose decoder is the tail.
-    /// (Fast mode's one worker is the calling thread, but the same conditions keep it simple.)
+    /// several ranks, a communicator that can overlap and a model whose decoder is the tail (not
+    /// a team: the stacked model has no decoder tail, and runFastWorker's team path hands none over).
     func overlapSplit(_ range: Range<Int>) -> Int? {
         guard overlapReduction, communicator.size > 1, communicator.overlapsReductions, team == nil,
               let start = workers[0].model.decoderStart, range.contains(start), start > range.lowerBound else { return nil }
@@ -401,6 +403,7 @@ public final class Trainer: @unchecked Sendable {
 
     /// Fast mode, worker w: forward and backward over its part of the rank's share (none when the
     /// share has fewer samples than there are workers: its loss is 0 and its gradient not summed).
+    /// With a team, thread w's part of every layer of the one replica, over the whole share.
     func runFastWorker(_ w: Int) {
         if let team {
             // thread w of the team on the one replica (no decoder tail: see overlapSplit)
