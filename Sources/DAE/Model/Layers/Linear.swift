@@ -10,6 +10,10 @@
 //
 //   forward:  y[n, out] = x[n, in] . S + b          (S the stored [in, out] matrix)
 //   backward: dS[in, out] += x^T . dy ;  dx[n, in] = dy . S^T
+//
+// A team of threads (Team.swift) splits a layer by features: the forward and the weight and bias
+// gradients over the output features (a thread packs and writes only its rows of W and dW), the
+// input gradient over the input features; each part is one GEMM on a slice of the same buffers.
 
 public struct Linear {
     public let inFeatures: Int
