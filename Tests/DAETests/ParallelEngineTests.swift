@@ -73,10 +73,10 @@ final class ParallelEngineTests: XCTestCase {
         let raw = Raw(slots)
         pool.run { w in
             for round in 0..<rounds {
-                withUnsafeMutablePointer(to: &raw.p[w]) { UnsafeMutableRawPointer($0).storeBytes(of: round, as: Int.self) }
+                raw.p[w] = round
                 barrier.wait()
                 var ok = true
-                for other in 0..<threads where UnsafeRawPointer(raw.p + other).load(as: Int.self) < round { ok = false }
+                for other in 0..<threads where raw.p[other] < round { ok = false }
                 if ok { seen.add(1, ordering: .relaxed) }
                 barrier.wait()
             }

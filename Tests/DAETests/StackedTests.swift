@@ -148,7 +148,7 @@ final class StackedTests: XCTestCase {
 
     /// Fast mode's team through the trainer, pre-training and fine-tuning: the same bits on every
     /// run with the same threads (the team's syncs leave nothing to timing), within rounding of
-    /// one thread; one thread's bits are those of the replica-per-thread path it always took.
+    /// one thread, also on two ranks.
     func testFastModeTeamIsRepeatableAndAgreesWithOneThread() throws {
         let data = try Dataset.load(directory: repositoryRoot + "/data/mnist", split: .train).prefix(250)
         var config = TrainConfig()

@@ -43,19 +43,17 @@ public final class SpinBarrier: @unchecked Sendable {
 /// One thread's place in a team: part `index` of `count`.
 public struct TeamPart: Sendable {
     public let index: Int
-    public let count: Int
     let barrier: SpinBarrier?
 
     /// A team of one: every share is the whole, `sync` does nothing.
-    public static let alone = TeamPart(index: 0, count: 1, barrier: nil)
+    public static let alone = TeamPart(index: 0, barrier: nil)
 
-    public init(index: Int, of barrier: SpinBarrier) {
-        self.index = index; count = barrier.parties; self.barrier = barrier
-    }
+    public init(index: Int, of barrier: SpinBarrier) { self.init(index: index, barrier: barrier) }
 
-    init(index: Int, count: Int, barrier: SpinBarrier?) {
-        self.index = index; self.count = count; self.barrier = barrier
-    }
+    private init(index: Int, barrier: SpinBarrier?) { self.index = index; self.barrier = barrier }
+
+    /// The threads of the team.
+    public var count: Int { barrier?.parties ?? 1 }
 
     /// This thread's near-equal contiguous part of 0 ..< total (evenShare).
     public func share(_ total: Int) -> Range<Int> { evenShare(total, part: index, of: count) }

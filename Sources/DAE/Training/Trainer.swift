@@ -55,7 +55,7 @@ public final class Trainer: @unchecked Sendable {
     public let samples: TrainingSamples
     public let communicator: Communicator
     public let params: FloatBuffer       // the one copy of the parameters (workers read it)
-    public let grads: FloatBuffer        // the reduced gradient of the global batch mean loss (fast mode on one rank: the worker's buffer holds it)
+    public let grads: FloatBuffer        // the reduced gradient of the global batch mean loss (fast mode on one rank: unused, Adam sums the workers' buffers)
     public let optimizer: Adam
     public let layout: ParameterLayout
     let workers: [Worker]
@@ -383,12 +383,20 @@ public final class Trainer: @unchecked Sendable {
         return start - range.lowerBound
     }
 
-    /// A worker's contributions to the decoder's gradients are all in the accumulator; the last of
-    /// the workers to say so starts their allreduce. No other worker can be in MPI
-    /// then: progressTail calls MPI only once `tailStarted` is set, which happens after the start.
+    /// A worker's contributions to the decoder's gradients are final (exact mode: in the
+    /// accumulator); the last of the workers to say so starts their allreduce (fast mode: of the
+    /// workers' tails summed into `grads`). No other worker can be in MPI then: progressTail calls
+    /// MPI only once `tailStarted` is set, which happens after the start.
     func markDecoderFinal(_ split: Int) {
         guard decoderFinal.add(1, ordering: .acquiringAndReleasing).newValue == workers.count else { return }
-        exactSum.startTail(from: split, over: communicator)
+        switch config.reduce {
+        case .exact:
+            exactSum.startTail(from: split, over: communicator)
+        case .fast:
+            let range = trainable
+            sumWorkerGradients(split ..< range.count, into: grads.pointer + range.lowerBound)
+            communicator.startAllreduceSum(grads.pointer + range.lowerBound + split, count: range.count - split)
+        }
         tailStarted.store(true, ordering: .releasing)
     }
 
@@ -420,20 +428,10 @@ public final class Trainer: @unchecked Sendable {
                 guard let split, decoderDone else { return }
                 if marked { progressTail(); return }
                 marked = true
-                markFastDecoderFinal(split)
+                markDecoderFinal(split)
             }
         }
-        if let split, !marked { markFastDecoderFinal(split) }
-    }
-
-    /// Fast mode: worker w's part of the decoder's gradients is final; the last worker to say so
-    /// sums the workers' tails into `grads` and starts their float allreduce.
-    func markFastDecoderFinal(_ split: Int) {
-        guard decoderFinal.add(1, ordering: .acquiringAndReleasing).newValue == workers.count else { return }
-        let range = trainable
-        sumWorkerGradients(split ..< range.count, into: grads.pointer + range.lowerBound)
-        communicator.startAllreduceSum(grads.pointer + range.lowerBound + split, count: range.count - split)
-        tailStarted.store(true, ordering: .releasing)
+        if let split, !marked { markDecoderFinal(split) }
     }
 
     /// Fast mode: worker w's positions, its near-equal contiguous part of the rank's share.
