@@ -182,6 +182,99 @@ final class StackedTests: XCTestCase {
         }
     }
 
+    /// Exact mode's lockstep: a pass over three groups (micro-batches) reports every gradient
+    /// value once per group, with the bits three passes of one group each report (the unit that
+    /// makes the bits independent of how micro-batches fall on workers and ranks), and the
+    /// outputs of those passes; summed, the reports are the whole batch's gradient. Untied
+    /// layers wider than a weight chunk (their gradients come a chunk at a time), tied ones
+    /// (group after group), both activations, every phase.
+    func testLockstepGroupsReportWhatOneGroupAtATimeReports() {
+        let groups = 3, size = 2, n = groups * size
+        for tied in [false, true] {
+            for activation in StackedSpec.Activation.allCases {
+                let spec = StackedSpec(inputSize: 12, hidden: [StackedDenoiser.weightChunk + 6, 20], activation: activation, tied: tied)
+                let lockstep = StackedDenoiser(spec, capacity: n), single = StackedDenoiser(spec, capacity: size, sharedParameters: lockstep.params)
+                let whole = StackedDenoiser(spec, capacity: n, sharedParameters: lockstep.params)
+                lockstep.initialize(seed: 5)
+                let images = randomArray(n * 12, seed: 22).map { ($0 + 1) / 2 }
+                for phase in 0...2 {
+                    let label = "\(activation)\(tied ? " tied" : ""), phase \(phase)"
+                    for model in [lockstep, single, whole] { model.setPhase(phase) }
+                    let trainable = lockstep.trainable, width = lockstep.inputSize, loss = Trainer.loss(.mse, for: lockstep)
+                    /// target (from `rows` of the images), masked input, forward, loss gradient, lockstep backward:
+                    /// the output, and each reported value in order of reports per element
+                    func run(_ model: StackedDenoiser, rows: Range<Int>, reports: inout [[Float]]) -> [Float] {
+                        let m = rows.count
+                        let target = images.withUnsafeBufferPointer { model.target(images: $0.baseAddress! + rows.lowerBound * 12, n: m, groupSize: size) }
+                        for i in 0..<m * width { model.input[i] = i % width % 3 == 0 ? 0 : target[i] }   // the same mask in every sample
+                        model.forward(n: m, groupSize: size)
+                        loss.backward(output: model.output, target: target, gradient: model.gradOutput, count: m * width,
+                                      meanOver: n * width, activation: model.outputActivation)
+                        model.backward(n: m, groupSize: size) { range in
+                            XCTAssertTrue(trainable.contains(range.lowerBound) && range.upperBound <= trainable.upperBound, label)
+                            for i in range { reports[i - trainable.lowerBound].append(model.grads[i]) }
+                        }
+                        return Array(UnsafeBufferPointer(start: model.output, count: m * width))
+                    }
+                    var together = [[Float]](repeating: [], count: trainable.count), apart = together
+                    let output = run(lockstep, rows: 0 ..< n, reports: &together)
+                    var outputs: [Float] = []
+                    for g in 0..<groups { outputs += run(single, rows: g * size ..< (g + 1) * size, reports: &apart) }
+                    XCTAssertEqual(output, outputs, "\(label): outputs")
+                    XCTAssertTrue(together.allSatisfy { $0.count == groups }, "\(label): every value once per group")
+                    XCTAssertEqual(together, apart, "\(label): reports")
+                    // summed over the groups: the batch's gradient from one pass over all of it
+                    let target = images.withUnsafeBufferPointer { whole.target(images: $0.baseAddress!, n: n) }
+                    for i in 0..<n * width { whole.input[i] = i % width % 3 == 0 ? 0 : target[i] }
+                    whole.forward(n: n)
+                    loss.backward(output: whole.output, target: target, gradient: whole.gradOutput, count: n * width,
+                                  meanOver: n * width, activation: whole.outputActivation)
+                    whole.backward(n: n)
+                    let sums = together.map { $0.reduce(Float(0), +) }
+                    XCTAssertLessThan(relativeError(sums, Array(whole.grads.array[trainable])), 1e-5, "\(label): sum")
+                }
+            }
+        }
+    }
+
+    /// Exact mode on the stacked model: the same weights and losses for 1, 2 and 3 threads and
+    /// 2 and 4 ranks (1 or 2 threads), through a pre-training phase and fine-tuning, with
+    /// layers wider than a weight chunk, and epochs ending in a step of one micro-batch (41
+    /// samples, batch 20, micro-batch 5): a worker's micro-batches in lockstep give the bits of
+    /// the same micro-batches on other workers.
+    func testExactModeBitsDoNotDependOnThreadsOrRanks() throws {
+        let data = try Dataset.load(directory: repositoryRoot + "/data/mnist", split: .train).prefix(41)
+        for tied in [false, true] {
+            var settings = TrainConfig()
+            settings.model = .stacked(StackedSpec(inputSize: data.imageSize, hidden: [StackedDenoiser.weightChunk + 6, 10], tied: tied))
+            settings.pretrainEpochs = 1
+            settings.epochs = 1
+            settings.batchSize = 20
+            settings.microBatch = 5
+            settings.noise = .mask(p: 0.25)
+            let config = settings
+            @Sendable func train(_ communicator: Communicator, threads: Int) throws(DAEError) -> ([Float], [Double]) {
+                let trainer = try Trainer(config: config, data: data, communicator: communicator, threads: threads)
+                var losses: [Double] = []
+                while !trainer.finished { losses.append(try trainer.trainEpoch().meanLoss); trainer.advancePhase() }
+                return (trainer.params.array, losses)
+            }
+            let one = try train(SingleProcess(), threads: 1)
+            for threads in [2, 3] {
+                let other = try train(SingleProcess(), threads: threads)
+                XCTAssertEqual(other.0, one.0, "tied \(tied), \(threads) threads")
+                XCTAssertEqual(other.1, one.1, "tied \(tied), \(threads) threads: losses")
+            }
+            for (size, threads) in [(2, 1), (2, 2), (4, 1)] {
+                for rank in ThreadWorld.run(size: size, { (communicator: Communicator) throws(DAEError) in try train(communicator, threads: threads) }) {
+                    let result = try rank.get()
+                    XCTAssertEqual(result.0, one.0, "tied \(tied), \(size) ranks x \(threads) threads")
+                    XCTAssertEqual(result.1, one.1, "tied \(tied), \(size) ranks x \(threads) threads: losses")
+                }
+            }
+        }
+    }
+
     func testLayerWiseTrainingLowersEachLayersLoss() throws {
         let data = try Dataset.load(directory: repositoryRoot + "/data/mnist", split: .train).prefix(400)
         var config = TrainConfig()

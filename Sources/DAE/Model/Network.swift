@@ -51,13 +51,23 @@ public protocol DenoisingNetwork: AnyObject {
     /// their allreduce can overlap it); nil when there is no such tail.
     var decoderStart: Int? { get }
 
-    /// `target`, `forward` and `backward` run by a team of threads (Team.swift; the models whose
-    /// ModelSpec.runsAsTeam is true): every thread of the team calls them with its part, after
-    /// syncing on complete inputs (images, `input`, `gradOutput`); they return before a final
-    /// sync. Alone (`TeamPart.alone`) they are the calls above.
+    /// `target`, `forward` and `backward` layer by layer, for the models whose
+    /// ModelSpec.runsLayerByLayer is true (StackedDenoiser.swift), in two ways:
+    /// - by a team of threads (fast mode; Team.swift): every thread of the team calls them with
+    ///   its part, after syncing on complete inputs (images, `input`, `gradOutput`); they return
+    ///   before a final sync. Alone (`TeamPart.alone`) they are the calls above.
+    /// - over groups (exact mode's micro-batches in lockstep): the n rows are consecutive groups
+    ///   of `groupSize` rows, every layer runs over all groups before the next, each group's
+    ///   products the calls a pass over that group alone would make, and the backward reports
+    ///   each range of the flat gradient buffer as soon as one group's gradient there is final
+    ///   (`weightsFinal`, before the next group overwrites it). Its bits depend only on the
+    ///   groups, not on how many of them one call holds.
     func target(images: UnsafePointer<Float>, n: Int, team: TeamPart) -> UnsafePointer<Float>
     func forward(n: Int, team: TeamPart)
     func backward(n: Int, team: TeamPart)
+    func target(images: UnsafePointer<Float>, n: Int, groupSize: Int) -> UnsafePointer<Float>
+    func forward(n: Int, groupSize: Int)
+    func backward(n: Int, groupSize: Int, weightsFinal: (Range<Int>) -> Void)
 
     /// The shape of one sample's feature vector (the encoder's output), e.g. [64, 7, 7].
     var codeShape: [Int] { get }
@@ -86,6 +96,19 @@ extension DenoisingNetwork {
     public func backward(n: Int, team: TeamPart) {
         precondition(team.count == 1, "\(Self.self) does not run as a team")
         backward(n: n)
+    }
+    public func target(images: UnsafePointer<Float>, n: Int, groupSize: Int) -> UnsafePointer<Float> {
+        precondition(groupSize >= n, "\(Self.self) does not run micro-batches in lockstep")
+        return target(images: images, n: n)
+    }
+    public func forward(n: Int, groupSize: Int) {
+        precondition(groupSize >= n, "\(Self.self) does not run micro-batches in lockstep")
+        forward(n: n)
+    }
+    public func backward(n: Int, groupSize: Int, weightsFinal: (Range<Int>) -> Void) {
+        precondition(groupSize >= n, "\(Self.self) does not run micro-batches in lockstep")
+        backward(n: n)
+        weightsFinal(trainable)
     }
 }
 
@@ -130,10 +153,12 @@ public enum ModelSpec: Sendable, Equatable {
         }
     }
 
-    /// Whether a team of threads runs one replica, each thread a part of every layer's features
-    /// (Team.swift): the stacked model's fully connected layers, in fast mode. The convolutional
-    /// models run a replica per thread.
-    public var runsAsTeam: Bool {
+    /// Whether the model's passes run layer by layer (DenoisingNetwork's `groupSize`/team calls):
+    /// the stacked model's fully connected layers. In fast mode a team of threads runs one replica,
+    /// each thread a part of every layer's features (Team.swift); in exact mode each worker runs
+    /// its micro-batches in lockstep, layer by layer. The convolutional models run a replica per
+    /// thread, a micro-batch at a time.
+    public var runsLayerByLayer: Bool {
         if case .stacked = self { return true }
         return false
     }

@@ -30,6 +30,9 @@ public final class StackedDenoiser: DenoisingNetwork {
     let widths: [Int]
     let encoders: [Linear], decoders: [Linear]
     let layerRanges: [Range<Int>]           // each layer's slice of the flat buffer
+    /// Where each encoder's and decoder's gradients are in the flat buffer: weight and bias (a tied
+    /// decoder: its bias; its weight's gradient is added to its encoder's).
+    let encoderGradients: [Range<Int>], decoderGradients: [Range<Int>]
 
     public let input: UnsafeMutablePointer<Float>        // [n, max(d0..d_{L-1})]
     public let output: UnsafeMutablePointer<Float>       // [n, max(d0..d_{L-1})]
@@ -65,6 +68,7 @@ public final class StackedDenoiser: DenoisingNetwork {
         widths = d
         mode = .layer(0)
         var encoders: [Linear] = [], decoders: [Linear] = [], ranges: [Range<Int>] = []
+        var encoderGradients: [Range<Int>] = [], decoderGradients: [Range<Int>] = []
         for j in 0..<L {
             let w = layout.slot(named: "encoders.\(j).weight")!.offset, b = layout.slot(named: "encoders.\(j).bias")!.offset
             let db = layout.slot(named: "decoders.\(j).bias")!
@@ -77,8 +81,11 @@ public final class StackedDenoiser: DenoisingNetwork {
                 decoders.append(Linear(inFeatures: d[j + 1], outFeatures: d[j], offsets: (dw, db.offset), params: params, grads: grads))
             }
             ranges.append(w ..< db.offset + db.count)
+            encoderGradients.append(w ..< b + d[j + 1])
+            decoderGradients.append((spec.tied ? db.offset : layout.slot(named: "decoders.\(j).weight")!.offset) ..< db.offset + db.count)
         }
         self.encoders = encoders; self.decoders = decoders; layerRanges = ranges
+        self.encoderGradients = encoderGradients; self.decoderGradients = decoderGradients
 
         let maxIn = d.dropLast().max()!, maxAll = d.max()!
         let sizes = [3 * maxIn, 2 * maxAll] + d.dropFirst().map { $0 } + d.dropFirst().dropLast().map { $0 }
@@ -152,93 +159,170 @@ public final class StackedDenoiser: DenoisingNetwork {
 
     var hidden: OutputActivation { spec.activation == .relu ? .relu : .sigmoid }
 
-    // Forward and backward take a team part (Team.swift): each thread of a team computes its
-    // share of every layer's output features (forward, weight gradients) or input features (input
-    // gradients), and the team meets (`sync`) before a layer reads what all wrote. Alone, the
-    // shares are whole layers and the syncs do nothing.
+    // Forward and backward run layer by layer in one of two ways (DenoisingNetwork):
+    // - a team (fast mode, Team.swift): each thread computes its share of every layer's output
+    //   features (forward, weight gradients) or input features (input gradients), and the team
+    //   meets (`sync`) before a layer reads what all wrote. Alone, the shares are whole layers
+    //   and the syncs do nothing.
+    // - groups (exact mode's micro-batches in lockstep, alone): the n rows are consecutive groups
+    //   of `groupSize` rows, and every layer runs over all groups before the next layer, each
+    //   group's products the calls a pass over that group alone would make. The backward computes
+    //   an untied layer's weight gradient a chunk of `weightChunk` output features at a time, and
+    //   within a chunk group by group, reporting each as soon as it is final (`weightsFinal`):
+    //   the chunk's gradient and the caller's accumulator for it then stay in cache over the
+    //   groups, where a pass per micro-batch wrote and read the whole gradient from memory
+    //   (docs/benchmarks.md). The chunks are fixed, so the bits depend on neither how many groups
+    //   a call holds nor the world size. Tied weights take the groups one after another instead
+    //   (a tied weight's gradient is final only once its encoder has added to what its decoder
+    //   wrote), each through every layer, with whole-layer weight gradients.
+
+    /// Output features per weight-gradient chunk in lockstep: 64 rows of a 1000-wide layer's
+    /// gradient (256 KB) and their accumulator (512 KB) fit in a core's L2 cache.
+    static let weightChunk = 64
+
+    /// body(rows) for the consecutive groups of `size` rows that make up `rows` (the last may be
+    /// shorter).
+    @inline(__always)
+    func forEachGroup(_ rows: Range<Int>, size: Int, _ body: (Range<Int>) -> Void) {
+        var start = rows.lowerBound
+        while start < rows.upperBound {
+            let end = min(start + size, rows.upperBound)
+            body(start ..< end)
+            start = end
+        }
+    }
+
+    /// Rows `rows` of x [n, in] through `layer` into y [n, out]'s columns `outputs`, activated.
+    @inline(__always)
+    func forward(_ layer: Linear, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, rows: Range<Int>,
+                 outputs: Range<Int>, _ kind: OutputActivation) {
+        let out = layer.outFeatures, yRows = y + rows.lowerBound * out
+        layer.forward(x: x + rows.lowerBound * layer.inFeatures, y: yRows, n: rows.count, outputs: outputs)
+        activate(yRows, n: rows.count, width: out, columns: outputs, kind)
+    }
 
     /// Encoders 0..<depth on x [n, d0]; codes[j] holds layer j's output. Ends synced.
-    func encode(_ x: UnsafePointer<Float>, depth: Int, n: Int, team: TeamPart = .alone) {
+    func encode(_ x: UnsafePointer<Float>, depth: Int, n: Int, team: TeamPart = .alone, groupSize: Int? = nil) {
         var below = x
         for j in 0..<depth {
             let out = team.share(widths[j + 1])
-            encoders[j].forward(x: below, y: codes[j + 1], n: n, outputs: out)
-            activate(codes[j + 1], n: n, width: widths[j + 1], columns: out, hidden)
+            forEachGroup(0 ..< n, size: groupSize ?? n) { forward(encoders[j], x: below, y: codes[j + 1], rows: $0, outputs: out, hidden) }
             team.sync()
             below = UnsafePointer(codes[j + 1])
         }
     }
 
-    public func target(images: UnsafePointer<Float>, n: Int) -> UnsafePointer<Float> { target(images: images, n: n, team: .alone) }
+    public func target(images: UnsafePointer<Float>, n: Int) -> UnsafePointer<Float> { target(images: images, n: n, team: .alone, groupSize: n) }
+    public func target(images: UnsafePointer<Float>, n: Int, team: TeamPart) -> UnsafePointer<Float> { target(images: images, n: n, team: team, groupSize: n) }
+    public func target(images: UnsafePointer<Float>, n: Int, groupSize: Int) -> UnsafePointer<Float> { target(images: images, n: n, team: .alone, groupSize: groupSize) }
 
-    public func target(images: UnsafePointer<Float>, n: Int, team: TeamPart) -> UnsafePointer<Float> {
+    func target(images: UnsafePointer<Float>, n: Int, team: TeamPart, groupSize: Int) -> UnsafePointer<Float> {
         guard case .layer(let k) = mode, k > 0 else { return images }
-        encode(images, depth: k, n: n, team: team)      // the frozen layers' clean codes
+        encode(images, depth: k, n: n, team: team, groupSize: groupSize)      // the frozen layers' clean codes
         return UnsafePointer(codes[k])
     }
 
-    public func forward(n: Int) { forward(n: n, team: .alone) }
+    public func forward(n: Int) { forward(n: n, team: .alone, groupSize: n) }
+    public func forward(n: Int, team: TeamPart) { forward(n: n, team: team, groupSize: n) }
+    public func forward(n: Int, groupSize: Int) { forward(n: n, team: .alone, groupSize: groupSize) }
 
-    /// Ends before the last layer's sync: the caller syncs before reading the output.
-    public func forward(n: Int, team: TeamPart) {
-        precondition(n > 0 && n <= capacity)
+    /// A team's share or the groups; ends before the last layer's sync: the caller syncs before
+    /// reading the output.
+    func forward(n: Int, team: TeamPart, groupSize: Int) {
+        precondition(n > 0 && n <= capacity && groupSize > 0)
         switch mode {
         case .layer(let k):
             // input [n,d_k] -> y = codes[k+1] [n,d_{k+1}] -> output [n,d_k]
             let hiddenPart = team.share(widths[k + 1]), outputPart = team.share(widths[k])
-            encoders[k].forward(x: input, y: codes[k + 1], n: n, outputs: hiddenPart)
-            activate(codes[k + 1], n: n, width: widths[k + 1], columns: hiddenPart, hidden)
+            forEachGroup(0 ..< n, size: groupSize) { forward(encoders[k], x: input, y: codes[k + 1], rows: $0, outputs: hiddenPart, hidden) }
             team.sync()
-            decoders[k].forward(x: codes[k + 1], y: output, n: n, outputs: outputPart)
-            activate(output, n: n, width: widths[k], columns: outputPart, outputActivation)
+            forEachGroup(0 ..< n, size: groupSize) { forward(decoders[k], x: codes[k + 1], y: output, rows: $0, outputs: outputPart, outputActivation) }
         case .deep(let depth):
             // input [n,d0] -> codes[1..depth] -> decoded[depth-1..1] -> output [n,d0]
-            encode(input, depth: depth, n: n, team: team)
+            encode(input, depth: depth, n: n, team: team, groupSize: groupSize)
             var above = UnsafePointer(codes[depth])
             for j in (0..<depth).reversed() {
                 let out = j == 0 ? output : decoded[j], part = team.share(widths[j])
-                decoders[j].forward(x: above, y: out, n: n, outputs: part)
-                activate(out, n: n, width: widths[j], columns: part, j == 0 ? .sigmoid : hidden)
+                forEachGroup(0 ..< n, size: groupSize) { forward(decoders[j], x: above, y: out, rows: $0, outputs: part, j == 0 ? .sigmoid : hidden) }
                 if j > 0 { team.sync() }
                 above = UnsafePointer(out)
             }
         }
     }
 
-    public func backward(n: Int) { backward(n: n, team: .alone) }
+    public func backward(n: Int) { backward(rows: 0 ..< n, team: .alone, lockstep: nil) { _ in } }
 
-    /// From a synced gradOutput; ends without a final sync (the caller syncs before reading the
-    /// gradients).
-    public func backward(n: Int, team: TeamPart) {
+    /// A team's share; from a synced gradOutput, ends without a final sync (the caller syncs
+    /// before reading the gradients).
+    public func backward(n: Int, team: TeamPart) { backward(rows: 0 ..< n, team: team, lockstep: nil) { _ in } }
+
+    /// The groups in lockstep, reporting the gradients as they become final.
+    public func backward(n: Int, groupSize: Int, weightsFinal: (Range<Int>) -> Void) {
+        precondition(groupSize > 0)
+        if spec.tied {
+            forEachGroup(0 ..< n, size: groupSize) { backward(rows: $0, team: .alone, lockstep: groupSize, weightsFinal: weightsFinal) }
+        } else {
+            backward(rows: 0 ..< n, team: .alone, lockstep: groupSize, weightsFinal: weightsFinal)
+        }
+    }
+
+    /// The backward of `rows`, layer by layer; with `lockstep` (a group size) each layer over
+    /// the groups (see above), else over all the rows at once.
+    func backward(rows: Range<Int>, team: TeamPart, lockstep groupSize: Int?, weightsFinal: (Range<Int>) -> Void) {
+        /// One layer: weight and bias gradients, then with dx the gradient at the pre-activation
+        /// of the layer below (x is that layer's activated output).
+        func layer(_ layer: Linear, gradients: Range<Int>, dy: UnsafePointer<Float>, x: UnsafePointer<Float>,
+                   dx: UnsafeMutablePointer<Float>?, outputs: Range<Int>, inputs: Range<Int>, accumulate: Bool) {
+            let out = layer.outFeatures, inp = layer.inFeatures
+            if let groupSize, !spec.tied {
+                // a chunk of output features at a time, group by group: dW's rows, then db (one
+                // range each); the chunk zeroed by memset, not by a pass of OpenBLAS's beta = 0
+                let weight = gradients.lowerBound, bias = weight + out * inp
+                forEachGroup(0 ..< out, size: Self.weightChunk) { chunk in
+                    forEachGroup(rows, size: groupSize) { g in
+                        (layer.gradWeight + chunk.lowerBound * inp).update(repeating: 0, count: chunk.count * inp)
+                        layer.backwardWeights(dy: dy + g.lowerBound * out, x: x + g.lowerBound * inp, n: g.count, outputs: chunk,
+                                              accumulate: true)
+                        weightsFinal(weight + chunk.lowerBound * inp ..< weight + chunk.upperBound * inp)
+                        weightsFinal(bias + chunk.lowerBound ..< bias + chunk.upperBound)
+                    }
+                }
+            } else {
+                layer.backwardWeights(dy: dy + rows.lowerBound * out, x: x + rows.lowerBound * inp, n: rows.count, outputs: outputs,
+                                      accumulate: accumulate)
+                weightsFinal(gradients)
+            }
+            guard let dx else { return }
+            forEachGroup(rows, size: groupSize ?? rows.count) { g in
+                layer.backwardInput(dy: dy + g.lowerBound * out, dx: dx + g.lowerBound * inp, n: g.count, inputs: inputs)
+                activationBackward(y: x + g.lowerBound * inp, grad: dx + g.lowerBound * inp, n: g.count, width: inp, columns: inputs)
+            }
+        }
         // Decoders first: with tied weights they write the shared weight gradient and the
         // encoders add theirs to it (the team syncs between the two).
         switch mode {
         case .layer(let k):
-            decoders[k].backwardWeights(dy: gradOutput, x: codes[k + 1], n: n, outputs: team.share(widths[k]))
             let hiddenPart = team.share(widths[k + 1])
-            decoders[k].backwardInput(dy: gradOutput, dx: gradA, n: n, inputs: hiddenPart)
-            activationBackward(y: codes[k + 1], grad: gradA, n: n, width: widths[k + 1], columns: hiddenPart)
+            layer(decoders[k], gradients: decoderGradients[k], dy: gradOutput, x: codes[k + 1], dx: gradA,
+                  outputs: team.share(widths[k]), inputs: hiddenPart, accumulate: false)
             team.sync()
-            encoders[k].backwardWeights(dy: gradA, x: input, n: n, outputs: hiddenPart, accumulate: spec.tied)
+            layer(encoders[k], gradients: encoderGradients[k], dy: gradA, x: input, dx: nil,
+                  outputs: hiddenPart, inputs: 0..<0, accumulate: spec.tied)
         case .deep(let depth):
             var dy = UnsafeMutablePointer(gradOutput), spare = gradA
             for j in 0..<depth {
                 // decoder j: decoded[j+1] (or the code) -> decoded[j] (or the output)
-                let x = j == depth - 1 ? codes[depth] : decoded[j + 1], inputPart = team.share(widths[j + 1])
-                decoders[j].backwardWeights(dy: dy, x: x, n: n, outputs: team.share(widths[j]))
-                decoders[j].backwardInput(dy: dy, dx: spare, n: n, inputs: inputPart)
-                activationBackward(y: x, grad: spare, n: n, width: widths[j + 1], columns: inputPart)
+                let x = j == depth - 1 ? codes[depth] : decoded[j + 1]
+                layer(decoders[j], gradients: decoderGradients[j], dy: dy, x: x, dx: spare,
+                      outputs: team.share(widths[j]), inputs: team.share(widths[j + 1]), accumulate: false)
                 team.sync()
                 (dy, spare) = (spare, dy == gradOutput ? gradB : dy)
             }
             for j in (0..<depth).reversed() {
                 // encoder j: codes[j] (or the input) -> codes[j+1]; dy is the gradient at its pre-activation
-                let x = j == 0 ? input : codes[j]
-                encoders[j].backwardWeights(dy: dy, x: x, n: n, outputs: team.share(widths[j + 1]), accumulate: spec.tied)
+                layer(encoders[j], gradients: encoderGradients[j], dy: dy, x: j == 0 ? input : codes[j], dx: j > 0 ? spare : nil,
+                      outputs: team.share(widths[j + 1]), inputs: j > 0 ? team.share(widths[j]) : 0..<0, accumulate: spec.tied)
                 if j > 0 {
-                    let inputPart = team.share(widths[j])
-                    encoders[j].backwardInput(dy: dy, dx: spare, n: n, inputs: inputPart)
-                    activationBackward(y: codes[j], grad: spare, n: n, width: widths[j], columns: inputPart)
                     team.sync()
                     (dy, spare) = (spare, dy)
                 }

@@ -10,7 +10,11 @@
 //   4. loss against the clean images, and dL/dz of the *global* batch mean
 //   5. backward: the micro-batch's gradient in the worker's flat gradient buffer
 //   6. exact mode: rounded to 64-bit fixed point and added to the rank's integer accumulator
-//      (ExactSum, shared with the linear probe; the workers lock a block of it at a time)
+//      (ExactSum, shared with the linear probe; the workers lock a block of it at a time).
+//      A model that runs layer by layer (the stacked model) instead gives each worker a
+//      contiguous part of the rank's micro-batches in one pass, the micro-batches in lockstep,
+//      and adds each layer's gradient a chunk at a time as soon as it is final, while it is in
+//      cache (runLockstepWorker); the bits are those of a pass per micro-batch
 //   7. one integer allreduce of the accumulator over all ranks (with each
 //      micro-batch's loss, the overflow count and the stop requests riding along); back to Float.
 //      With several ranks, in two buckets: the decoder's gradients (the tail of the parameters)
@@ -104,7 +108,7 @@ public final class Trainer: @unchecked Sendable {
     let workerLoss: UnsafeMutablePointer<Double>
     let busyGradients: UnsafeMutablePointer<UnsafePointer<Float>>
     var busyWorkers = 0
-    /// Fast mode with a model that runs as a team (ModelSpec.runsAsTeam) and several threads: the
+    /// Fast mode with a model that runs layer by layer (ModelSpec.runsLayerByLayer) and several threads: the
     /// pool's threads run the one worker's replica together, each its part of every layer; nil:
     /// a replica per thread.
     let team: SpinBarrier?
@@ -154,17 +158,20 @@ public final class Trainer: @unchecked Sendable {
         let threadCount = max(1, threads)
         switch config.reduce {
         case .exact:
+            // a model that runs layer by layer takes a worker's micro-batches in one pass (runLockstepWorker)
+            let perRank = ((fullBatch + microBatch - 1) / microBatch + size - 1) / size
+            let capacity = config.model.runsLayerByLayer ? microBatch * ((perRank + threadCount - 1) / threadCount) : microBatch
             workers = (0..<threadCount).map { _ in
-                Worker(spec: config.model, samples: samples, capacity: microBatch, parameters: params)
+                Worker(spec: config.model, samples: samples, capacity: capacity, parameters: params)
             }
         case .fast:
             let share = (fullBatch + size - 1) / size
-            let count = config.model.runsAsTeam ? 1 : min(threadCount, share)
+            let count = config.model.runsLayerByLayer ? 1 : min(threadCount, share)
             workers = (0..<count).map { _ in
                 Worker(spec: config.model, samples: samples, capacity: (share + count - 1) / count, parameters: params)
             }
         }
-        team = config.reduce == .fast && config.model.runsAsTeam && threadCount > 1 ? SpinBarrier(parties: threadCount) : nil
+        team = config.reduce == .fast && config.model.runsLayerByLayer && threadCount > 1 ? SpinBarrier(parties: threadCount) : nil
         pool = WorkerPool(threads: team?.parties ?? workers.count)
         workerLoss = .allocate(capacity: pool.count)
         workerLoss.initialize(repeating: 0, count: pool.count)
@@ -172,7 +179,8 @@ public final class Trainer: @unchecked Sendable {
         busyGradients.initialize(from: workers.map { UnsafePointer($0.model.grads.pointer) }, count: workers.count)
         exactSum = ExactSum(capacity: layout.count, extras: (fullBatch + microBatch - 1) / microBatch, workers: workers.count)
         order.reserveCapacity(perEpoch)
-        workerBody = { [unowned self] w in self.runWorker(w) }
+        let lockstep = config.model.runsLayerByLayer
+        workerBody = { [unowned self] w in if lockstep { self.runLockstepWorker(w) } else { self.runWorker(w) } }
         updateBody = { [unowned self] w in self.convertAndUpdate(part: w) }
         fastWorkerBody = { [unowned self] w in self.runFastWorker(w) }
         fastGatherBody = { [unowned self] w in self.gatherHead(part: w) }
@@ -374,6 +382,28 @@ public final class Trainer: @unchecked Sendable {
         if let split, !decoderMarked { markDecoderFinal(split) }
     }
 
+    /// Exact mode with a model that runs layer by layer (the stacked model): worker w's contiguous
+    /// part of the rank's micro-batches in one pass with the micro-batches in lockstep (each layer
+    /// over all of them before the next; the same products, so the same bits, as a pass per
+    /// micro-batch). Each layer's gradient of a micro-batch goes into the accumulator as soon as
+    /// it is final, read from cache, and the layer's part of the accumulator stays in cache over
+    /// the micro-batches: the fixed-point pass over the whole gradient per micro-batch, from
+    /// memory, cost a third of the stacked model's step (docs/benchmarks.md).
+    func runLockstepWorker(_ w: Int) {
+        let task = task, worker = workers[w], trainable = worker.model.trainable
+        let part = evenShare(task.microBatches.count, part: w, of: workers.count)
+        guard !part.isEmpty else { return }
+        let first = task.microBatches.lowerBound + part.lowerBound, last = first + part.count - 1
+        let positions = task.plan.positions(ofMicroBatch: first).lowerBound ..< task.plan.positions(ofMicroBatch: last).upperBound
+        let grads = UnsafePointer(worker.model.grads.pointer)
+        _ = forwardBackward(worker, positions: positions, epoch: task.epoch, meanOver: task.meanOver, groupSize: task.plan.microBatch,
+                            groupLoss: { g, sum in exactSum.setExtra(first + g, sum) },
+                            weightsFinal: { r in
+                                exactSum.add(worker: w, values: grads + r.lowerBound, count: r.count, limit: task.limit,
+                                             at: r.lowerBound - trainable.lowerBound)
+                            })
+    }
+
     /// The step's bucket split (relative to `range`), or nil for one bucket: with the overlap on,
     /// several ranks, a communicator that can overlap and a model whose decoder is the tail (not
     /// a team: the stacked model has no decoder tail, and runFastWorker's team path hands none over).
@@ -489,9 +519,15 @@ public final class Trainer: @unchecked Sendable {
     /// and returns their summed loss. With a team (fast mode, the stacked model), every thread of
     /// it calls this with its part: it assembles and corrupts its share of the samples, computes
     /// its share of every layer, and returns the loss of its share of the samples.
-    /// `afterLayer`: called between the backward's layers (see DenoisingNetwork.backward(n:afterLayer:)).
+    /// With `groupSize` (exact mode, a model that runs layer by layer), the samples are
+    /// consecutive micro-batches of that many run in lockstep: `groupLoss(g, sum)` gets micro-batch
+    /// g's summed loss, and `weightsFinal` the gradient ranges as they become final
+    /// (DenoisingNetwork's groups). `afterLayer`: called between the backward's layers (see
+    /// DenoisingNetwork.backward(n:afterLayer:)).
     func forwardBackward(_ worker: Worker, positions: Range<Int>, epoch: Int, meanOver: Int, team: TeamPart = .alone,
-                         afterLayer: (_ decoderDone: Bool) -> Void = { _ in }) -> Double {
+                         afterLayer: (_ decoderDone: Bool) -> Void = { _ in },
+                         groupSize: Int? = nil, groupLoss: (Int, Double) -> Void = { _, _ in },
+                         weightsFinal: (Range<Int>) -> Void = { _ in }) -> Double {
         let model = worker.model, pixels = samples.sampleSize, n = positions.count
         let rows = team.share(n)
         var t = profile == nil ? 0 : monotonicSeconds()
@@ -502,7 +538,10 @@ public final class Trainer: @unchecked Sendable {
             samples.fill(position: position, image: Int(order[position]), epoch: epoch, into: worker.clean.pointer + i * pixels)
         }
         team.sync()
-        let target = model.target(images: worker.clean.pointer, n: n, team: team), size = model.inputSize
+        precondition(team.count == 1 || groupSize == nil, "a team runs all its rows as one group")
+        let target = groupSize.map { model.target(images: worker.clean.pointer, n: n, groupSize: $0) }
+            ?? model.target(images: worker.clean.pointer, n: n, team: team)
+        let size = model.inputSize
         for i in rows {
             let position = positions.lowerBound + i
             config.noise.corrupt(target + i * size, into: model.input + i * size, count: size, seed: config.seed, epoch: epoch,
@@ -510,16 +549,29 @@ public final class Trainer: @unchecked Sendable {
         }
         team.sync()
         if let profile { profile.assembly += monotonicSeconds() - t }
-        model.forward(n: n, team: team)
+        if let groupSize { model.forward(n: n, groupSize: groupSize) } else { model.forward(n: n, team: team) }
         team.sync()
         if profile != nil { t = monotonicSeconds() }
         let loss = Self.loss(config.loss, for: model), first = rows.lowerBound * size
-        let sum = loss.sum(output: model.output + first, target: target + first, count: rows.count * size)
+        var sum = 0.0
+        if let groupSize {
+            // one sum per micro-batch, each over its values in order (as a pass per micro-batch sums)
+            for (g, start) in stride(from: 0, to: n, by: groupSize).enumerated() {
+                let values = (min(start + groupSize, n) - start) * size
+                let groupSum = loss.sum(output: model.output + start * size, target: target + start * size, count: values)
+                groupLoss(g, groupSum)
+                sum += groupSum
+            }
+        } else {
+            sum = loss.sum(output: model.output + first, target: target + first, count: rows.count * size)
+        }
         loss.backward(output: model.output + first, target: target + first, gradient: model.gradOutput + first,
                       count: rows.count * size, meanOver: meanOver, activation: model.outputActivation)
         team.sync()
         if let profile { profile.loss += monotonicSeconds() - t }
-        if team.count > 1 {
+        if let groupSize {
+            model.backward(n: n, groupSize: groupSize, weightsFinal: weightsFinal)
+        } else if team.count > 1 {
             model.backward(n: n, team: team)     // a team's model has no decoder tail to hand over
         } else {
             model.backward(n: n, afterLayer: afterLayer)
