@@ -212,3 +212,53 @@ int dae_fixed_point_accumulate(const float *values, int64_t *acc, int64_t n, dou
     }
     return ok;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Back from fixed point, draining the accumulator: out[i] = (float)((double)acc[i] * 2^-40),
+// acc[i] = 0 (ready for the next round). Below 2^51 in magnitude, acc[i] plus the bits of
+// 1.5 * 2^52 are the bits of the double 1.5 * 2^52 + acc[i], and subtracting 1.5 * 2^52 leaves
+// (double)acc[i] exactly (before AVX-512 there is no Int64 -> Double conversion in SIMD); the
+// scaling by 2^-40 is exact and the conversion to float rounds to nearest even, as the scalar
+// code does. Larger values (sums of 2^11 or more) take the scalar conversion.
+
+#define INVERSE_SCALE 0x1p-40
+
+static inline void drain_one(int64_t *acc, float *out, int64_t i) {
+    out[i] = (float)((double)acc[i] * INVERSE_SCALE);
+    acc[i] = 0;
+}
+
+#if defined(__x86_64__)
+
+__attribute__((target("avx2")))
+static void drain_avx2(int64_t *acc, float *out, int64_t n) {
+    const __m256i bits = _mm256_set1_epi64x(magic_bits());
+    const __m256i high = _mm256_set1_epi64x((INT64_C(1) << 51) - 1), low = _mm256_set1_epi64x(-(INT64_C(1) << 51) + 1);
+    const __m256d magic = _mm256_set1_pd(MAGIC), inverse = _mm256_set1_pd(INVERSE_SCALE);
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        __m256i x = _mm256_loadu_si256((const __m256i *)(acc + i));
+        __m256i outside = _mm256_or_si256(_mm256_cmpgt_epi64(x, high), _mm256_cmpgt_epi64(low, x));
+        if (!_mm256_testz_si256(outside, outside)) {
+            for (int64_t k = i; k < i + 4; k++) drain_one(acc, out, k);
+            continue;
+        }
+        __m256d d = _mm256_sub_pd(_mm256_castsi256_pd(_mm256_add_epi64(x, bits)), magic);
+        _mm_storeu_ps(out + i, _mm256_cvtpd_ps(_mm256_mul_pd(d, inverse)));
+        _mm256_storeu_si256((__m256i *)(acc + i), _mm256_setzero_si256());
+    }
+    for (; i < n; i++) drain_one(acc, out, i);
+}
+
+#else
+
+static void drain_avx2(int64_t *acc, float *out, int64_t n) {
+    for (int64_t i = 0; i < n; i++) drain_one(acc, out, i);
+}
+
+#endif
+
+void dae_fixed_point_drain(int64_t *acc, float *out, int64_t n, int avx2) {
+    if (avx2) { drain_avx2(acc, out, n); return; }
+    for (int64_t i = 0; i < n; i++) drain_one(acc, out, i);
+}

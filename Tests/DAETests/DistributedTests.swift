@@ -96,6 +96,24 @@ final class DistributedTests: XCTestCase {
         }
     }
 
+    /// Draining the accumulator gives `toFloat`'s bits and leaves zeros, on every kernel version:
+    /// sums of every sign and magnitude, among them values at and beyond the 2^51 switch between
+    /// the vectorised conversion and the plain one, at places that cut the 4-value grid.
+    func testFixedPointDrainGivesToFloatsBitsAndClears() {
+        var sums: [Int64] = [0, 1, -1, 3, -(1 << 40), 1 << 40, (1 << 51) - 1, -(1 << 51) + 1, 1 << 51, -(1 << 51),
+                             (1 << 53) + 3, -(1 << 60) - 12345, Int64.max / 2, Int64.min / 2]
+        sums += randomArray(1001, seed: 31).map { Int64(Double($0) * 0x1p45) }
+        sums.insert(1 << 52, at: 700)
+        var reference = [Float](repeating: 0, count: sums.count)
+        FixedPoint.toFloat(sums, into: &reference, count: sums.count)
+        forEachUpdateKernel { kernel in
+            var acc = sums, out = [Float](repeating: .nan, count: sums.count)
+            FixedPoint.drain(&acc, into: &out, count: sums.count)
+            XCTAssertEqual(out.map(\.bitPattern), reference.map(\.bitPattern), kernel)
+            XCTAssertTrue(acc.allSatisfy { $0 == 0 }, kernel)
+        }
+    }
+
     /// Runs `body` with each version of the update kernels (Adam, fixed point) this CPU can run.
     func forEachUpdateKernel(_ body: (String) -> Void) {
         let detected = UpdateKernels.avx2

@@ -46,4 +46,8 @@ int dae_update_avx2_built(void);
 /// if some |values[i]| exceeds `limit` or is not finite.
 int dae_fixed_point_accumulate(const float *values, int64_t *acc, int64_t n, double limit, int avx2);
 
+/// out[i] = (float)((double)acc[i] * 2^-40) and acc[i] = 0 for i < n, in AVX2 when `avx2` is 1
+/// (only where the CPU has it), else one at a time; the same bits either way.
+void dae_fixed_point_drain(int64_t *acc, float *out, int64_t n, int avx2);
+
 #endif

@@ -177,8 +177,7 @@ public final class ExactSum: @unchecked Sendable {
     /// may go to different threads).
     public func toFloat(_ range: Range<Int>, into out: UnsafeMutablePointer<Float>) {
         precondition(range.upperBound <= count)
-        FixedPoint.toFloat(values + range.lowerBound, into: out + range.lowerBound, count: range.count)
-        (values + range.lowerBound).update(repeating: 0, count: range.count)
+        FixedPoint.drain(values + range.lowerBound, into: out + range.lowerBound, count: range.count)
         drained.add(range.count, ordering: .releasing)
     }
 }
