@@ -48,7 +48,8 @@ final class Progress: TrainingObserver {
             schedule = "\(config.model.description), \(config.epochs) epochs"
         }
         say("  \(schedule), batch \(config.batchSize), Adam lr \(config.adam.lr)\(config.lrSchedule == .constant ? "" : " (\(config.lrSchedule.rawValue) schedule)"), noise \(config.noise), loss \(config.loss.rawValue), seed \(config.seed)")
-        let threading = (trainer.runsAsTeam ? "\(trainer.pool.count) threads on one replica (each a share of every layer)"
+        let share = config.reduce == .exact ? "its micro-batches and every weight gradient's chunks" : "every layer"
+        let threading = (trainer.runsAsTeam ? "\(trainer.pool.count) threads on one replica (each a share of \(share))"
                                              : "\(trainer.workerCount) worker thread(s)")
             + " x 1 BLAS thread" + (config.reduce == .exact ? ", micro-batch \(trainer.effectiveMicroBatch)" : "")
         say("  \(communicator.size) rank(s) (\(communicator.name), \(communicator.localSize) on this node, \(ProcessInfo.processInfo.activeProcessorCount) cores), reduce \(config.reduce.rawValue), \(threading) per rank")

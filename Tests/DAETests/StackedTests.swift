@@ -185,9 +185,10 @@ final class StackedTests: XCTestCase {
     /// Exact mode's lockstep: a pass over three groups (micro-batches) reports every gradient
     /// value once per group, with the bits three passes of one group each report (the unit that
     /// makes the bits independent of how micro-batches fall on workers and ranks), and the
-    /// outputs of those passes; summed, the reports are the whole batch's gradient. Untied
-    /// layers wider than a weight chunk (their gradients come a chunk at a time), tied ones
-    /// (group after group), both activations, every phase.
+    /// outputs of those passes; so do teams of 2 and 3 threads, each value reported by one thread;
+    /// summed, the reports are the whole batch's gradient. Untied layers wider than a weight
+    /// chunk (their gradients come a chunk at a time), tied ones (group after group, alone), both
+    /// activations, every phase.
     func testLockstepGroupsReportWhatOneGroupAtATimeReports() {
         let groups = 3, size = 2, n = groups * size
         for tied in [false, true] {
@@ -201,28 +202,58 @@ final class StackedTests: XCTestCase {
                     let label = "\(activation)\(tied ? " tied" : ""), phase \(phase)"
                     for model in [lockstep, single, whole] { model.setPhase(phase) }
                     let trainable = lockstep.trainable, width = lockstep.inputSize, loss = Trainer.loss(.mse, for: lockstep)
-                    /// target (from `rows` of the images), masked input, forward, loss gradient, lockstep backward:
-                    /// the output, and each reported value in order of reports per element
-                    func run(_ model: StackedDenoiser, rows: Range<Int>, reports: inout [[Float]]) -> [Float] {
-                        let m = rows.count
-                        let target = images.withUnsafeBufferPointer { model.target(images: $0.baseAddress! + rows.lowerBound * 12, n: m, groupSize: size) }
-                        for i in 0..<m * width { model.input[i] = i % width % 3 == 0 ? 0 : target[i] }   // the same mask in every sample
-                        model.forward(n: m, groupSize: size)
-                        loss.backward(output: model.output, target: target, gradient: model.gradOutput, count: m * width,
-                                      meanOver: n * width, activation: model.outputActivation)
-                        model.backward(n: m, groupSize: size) { range in
+                    /// target (from `rows` of the images), masked input, forward, loss gradient, lockstep backward,
+                    /// each thread of `team` on its groups: the output, and the values the thread was
+                    /// given, in order of reports per element
+                    func run(_ model: StackedDenoiser, rows: Range<Int>, team: TeamPart = .alone) -> ([Float], [[Float]]) {
+                        let m = rows.count, mine = team.share(m, inUnitsOf: size)
+                        var reports = [[Float]](repeating: [], count: trainable.count)
+                        let target = images.withUnsafeBufferPointer {
+                            model.target(images: $0.baseAddress! + rows.lowerBound * 12, n: m, groupSize: size, team: team)
+                        }
+                        for i in mine.lowerBound * width ..< mine.upperBound * width { model.input[i] = i % width % 3 == 0 ? 0 : target[i] }
+                        model.forward(n: m, groupSize: size, team: team)
+                        let first = mine.lowerBound * width
+                        loss.backward(output: model.output + first, target: target + first, gradient: model.gradOutput + first,
+                                      count: mine.count * width, meanOver: n * width, activation: model.outputActivation)
+                        team.sync()
+                        model.backward(n: m, groupSize: size, team: team) { range in
                             XCTAssertTrue(trainable.contains(range.lowerBound) && range.upperBound <= trainable.upperBound, label)
                             for i in range { reports[i - trainable.lowerBound].append(model.grads[i]) }
                         }
-                        return Array(UnsafeBufferPointer(start: model.output, count: m * width))
+                        team.sync()
+                        return (Array(UnsafeBufferPointer(start: model.output, count: m * width)), reports)
                     }
-                    var together = [[Float]](repeating: [], count: trainable.count), apart = together
-                    let output = run(lockstep, rows: 0 ..< n, reports: &together)
-                    var outputs: [Float] = []
-                    for g in 0..<groups { outputs += run(single, rows: g * size ..< (g + 1) * size, reports: &apart) }
+                    let (output, together) = run(lockstep, rows: 0 ..< n)
+                    var outputs: [Float] = [], apart = [[Float]](repeating: [], count: trainable.count)
+                    for g in 0..<groups {
+                        let (out, reports) = run(single, rows: g * size ..< (g + 1) * size)
+                        outputs += out
+                        for i in apart.indices { apart[i] += reports[i] }
+                    }
                     XCTAssertEqual(output, outputs, "\(label): outputs")
                     XCTAssertTrue(together.allSatisfy { $0.count == groups }, "\(label): every value once per group")
                     XCTAssertEqual(together, apart, "\(label): reports")
+                    for threads in tied ? [] : [2, 3] {
+                        let shared = StackedDenoiser(spec, capacity: n, sharedParameters: lockstep.params)
+                        shared.setPhase(phase)
+                        let barrier = SpinBarrier(parties: threads), pool = WorkerPool(threads: threads)
+                        final class Results: @unchecked Sendable { var output: [Float] = []; var reports: [[[Float]]] = [] }
+                        let results = Results()
+                        results.reports = Array(repeating: [], count: threads)
+                        nonisolated(unsafe) let body = { (w: Int) in
+                            let (out, reports) = run(shared, rows: 0 ..< n, team: TeamPart(index: w, of: barrier))
+                            results.reports[w] = reports
+                            if w == 0 { results.output = out }
+                        }
+                        pool.run { w in body(w) }
+                        XCTAssertEqual(results.output, output, "\(label), \(threads) threads: outputs")
+                        for i in together.indices {
+                            let given = results.reports.map { $0[i] }.filter { !$0.isEmpty }
+                            XCTAssertEqual(given, [together[i]], "\(label), \(threads) threads: value \(i) reported by one thread, the same")
+                            if given != [together[i]] { break }
+                        }
+                    }
                     // summed over the groups: the batch's gradient from one pass over all of it
                     let target = images.withUnsafeBufferPointer { whole.target(images: $0.baseAddress!, n: n) }
                     for i in 0..<n * width { whole.input[i] = i % width % 3 == 0 ? 0 : target[i] }
@@ -240,8 +271,8 @@ final class StackedTests: XCTestCase {
     /// Exact mode on the stacked model: the same weights and losses for 1, 2 and 3 threads and
     /// 2 and 4 ranks (1 or 2 threads), through a pre-training phase and fine-tuning, with
     /// layers wider than a weight chunk, and epochs ending in a step of one micro-batch (41
-    /// samples, batch 20, micro-batch 5): a worker's micro-batches in lockstep give the bits of
-    /// the same micro-batches on other workers.
+    /// samples, batch 20, micro-batch 5): micro-batches in lockstep, on a team (untied) or a
+    /// worker each (tied), give the bits of the same micro-batches anywhere else.
     func testExactModeBitsDoNotDependOnThreadsOrRanks() throws {
         let data = try Dataset.load(directory: repositoryRoot + "/data/mnist", split: .train).prefix(41)
         for tied in [false, true] {

@@ -101,11 +101,13 @@ public final class ExactSum: @unchecked Sendable {
     /// accumulator[offset + i] += round(values[i] * 2^40) for i in 0 ..< count, by worker w
     /// (offset + count <= this round's count). A value that is not finite or exceeds `limit`
     /// (FixedPoint.limit(terms:) of the round's number of contributions) marks the worker as
-    /// overflowed; `allreduce` counts it. Workers may call it at the same time.
-    public func add(worker w: Int, values: UnsafePointer<Float>, count: Int, limit: Double, at offset: Int = 0) {
+    /// overflowed; `allreduce` counts it. Workers may call it at the same time; `exclusive`: the
+    /// caller guarantees that no other worker adds to these values meanwhile (a team whose threads
+    /// own disjoint chunks), and no lock is taken.
+    public func add(worker w: Int, values: UnsafePointer<Float>, count: Int, limit: Double, at offset: Int = 0, exclusive: Bool = false) {
         precondition(offset >= 0 && offset + count <= self.count && w < workers)
         guard count > 0 else { return }
-        guard workers > 1 else {
+        guard workers > 1 && !exclusive else {
             if !FixedPoint.accumulate(values, into: self.values + offset, count: count, limit: limit) { overflowed[w * 8] = 1 }
             return
         }

@@ -1,7 +1,8 @@
-// Several threads running one network's forward and backward together (fast mode's threads on
-// the stacked model): every thread runs the same sequence of layers, each computing its part of
-// every layer (a slice of the output features, or of the batch's rows), and they meet at a
-// barrier wherever the next layer reads what all of them wrote. The alternative, one network
+// Several threads running one network's forward and backward together (the stacked model's
+// threads): every thread runs the same sequence of layers, each computing its part of every layer
+// (fast mode: a slice of the output features, or of the batch's rows; exact mode: some of the
+// micro-batches, or some chunks of a weight gradient), and they meet at a barrier wherever the
+// next layer reads what all of them wrote. The alternative, one network
 // replica per thread on half the batch each, packs every weight matrix and writes every weight
 // gradient once per thread; split by features, each thread packs and writes its half
 // (docs/benchmarks.md has the measurements).
@@ -57,6 +58,13 @@ public struct TeamPart: Sendable {
 
     /// This thread's near-equal contiguous part of 0 ..< total (evenShare).
     public func share(_ total: Int) -> Range<Int> { evenShare(total, part: index, of: count) }
+
+    /// This thread's near-equal contiguous part of 0 ..< total in whole units of `size` (the
+    /// last unit may be shorter): its micro-batches of a run of them, or its chunks of a layer.
+    public func share(_ total: Int, inUnitsOf size: Int) -> Range<Int> {
+        let units = evenShare((total + size - 1) / size, part: index, of: count)
+        return min(units.lowerBound * size, total) ..< min(units.upperBound * size, total)
+    }
 
     /// Waits for the other threads of the team.
     public func sync() { barrier?.wait() }

@@ -53,21 +53,25 @@ public protocol DenoisingNetwork: AnyObject {
 
     /// `target`, `forward` and `backward` layer by layer, for the models whose
     /// ModelSpec.runsLayerByLayer is true (StackedDenoiser.swift), in two ways:
-    /// - by a team of threads (fast mode; Team.swift): every thread of the team calls them with
-    ///   its part, after syncing on complete inputs (images, `input`, `gradOutput`); they return
-    ///   before a final sync. Alone (`TeamPart.alone`) they are the calls above.
+    /// - by a team of threads splitting features (fast mode; Team.swift): every thread of the
+    ///   team calls them with its part, after syncing on complete inputs (images, `input`,
+    ///   `gradOutput`); they return before a final sync. Alone (`TeamPart.alone`) they are the
+    ///   calls above.
     /// - over groups (exact mode's micro-batches in lockstep): the n rows are consecutive groups
-    ///   of `groupSize` rows, every layer runs over all groups before the next, each group's
+    ///   of `groupSize` rows, every layer runs over the groups before the next, each group's
     ///   products the calls a pass over that group alone would make, and the backward reports
     ///   each range of the flat gradient buffer as soon as one group's gradient there is final
-    ///   (`weightsFinal`, before the next group overwrites it). Its bits depend only on the
-    ///   groups, not on how many of them one call holds.
+    ///   (`weightsFinal`, before the next group overwrites it). A team splits the groups and the
+    ///   reports, never a product: the bits depend only on the groups, not on the team or on how
+    ///   many groups one call holds. Each thread's target and forward cover its own groups
+    ///   (`TeamPart.share(n, inUnitsOf: groupSize)`, no sync); the backward is called after a
+    ///   sync on them and returns before a final sync.
     func target(images: UnsafePointer<Float>, n: Int, team: TeamPart) -> UnsafePointer<Float>
     func forward(n: Int, team: TeamPart)
     func backward(n: Int, team: TeamPart)
-    func target(images: UnsafePointer<Float>, n: Int, groupSize: Int) -> UnsafePointer<Float>
-    func forward(n: Int, groupSize: Int)
-    func backward(n: Int, groupSize: Int, weightsFinal: (Range<Int>) -> Void)
+    func target(images: UnsafePointer<Float>, n: Int, groupSize: Int, team: TeamPart) -> UnsafePointer<Float>
+    func forward(n: Int, groupSize: Int, team: TeamPart)
+    func backward(n: Int, groupSize: Int, team: TeamPart, weightsFinal: (Range<Int>) -> Void)
 
     /// The shape of one sample's feature vector (the encoder's output), e.g. [64, 7, 7].
     var codeShape: [Int] { get }
@@ -97,16 +101,16 @@ extension DenoisingNetwork {
         precondition(team.count == 1, "\(Self.self) does not run as a team")
         backward(n: n)
     }
-    public func target(images: UnsafePointer<Float>, n: Int, groupSize: Int) -> UnsafePointer<Float> {
-        precondition(groupSize >= n, "\(Self.self) does not run micro-batches in lockstep")
+    public func target(images: UnsafePointer<Float>, n: Int, groupSize: Int, team: TeamPart) -> UnsafePointer<Float> {
+        precondition(groupSize >= n && team.count == 1, "\(Self.self) does not run micro-batches in lockstep")
         return target(images: images, n: n)
     }
-    public func forward(n: Int, groupSize: Int) {
-        precondition(groupSize >= n, "\(Self.self) does not run micro-batches in lockstep")
+    public func forward(n: Int, groupSize: Int, team: TeamPart) {
+        precondition(groupSize >= n && team.count == 1, "\(Self.self) does not run micro-batches in lockstep")
         forward(n: n)
     }
-    public func backward(n: Int, groupSize: Int, weightsFinal: (Range<Int>) -> Void) {
-        precondition(groupSize >= n, "\(Self.self) does not run micro-batches in lockstep")
+    public func backward(n: Int, groupSize: Int, team: TeamPart, weightsFinal: (Range<Int>) -> Void) {
+        precondition(groupSize >= n && team.count == 1, "\(Self.self) does not run micro-batches in lockstep")
         backward(n: n)
         weightsFinal(trainable)
     }

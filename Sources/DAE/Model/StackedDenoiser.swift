@@ -160,21 +160,23 @@ public final class StackedDenoiser: DenoisingNetwork {
     var hidden: OutputActivation { spec.activation == .relu ? .relu : .sigmoid }
 
     // Forward and backward run layer by layer in one of two ways (DenoisingNetwork):
-    // - a team (fast mode, Team.swift): each thread computes its share of every layer's output
-    //   features (forward, weight gradients) or input features (input gradients), and the team
-    //   meets (`sync`) before a layer reads what all wrote. Alone, the shares are whole layers
-    //   and the syncs do nothing.
-    // - groups (exact mode's micro-batches in lockstep, alone): the n rows are consecutive groups
-    //   of `groupSize` rows, and every layer runs over all groups before the next layer, each
+    // - a team splitting features (fast mode, Team.swift): each thread computes its share of
+    //   every layer's output features (forward, weight gradients) or input features (input
+    //   gradients), and the team meets (`sync`) before a layer reads what all wrote. Alone, the
+    //   shares are whole layers and the syncs do nothing.
+    // - groups (exact mode's micro-batches in lockstep): the n rows are consecutive groups of
+    //   `groupSize` rows, and every layer runs over the groups before the next layer, each
     //   group's products the calls a pass over that group alone would make. The backward computes
     //   an untied layer's weight gradient a chunk of `weightChunk` output features at a time, and
     //   within a chunk group by group, reporting each as soon as it is final (`weightsFinal`):
     //   the chunk's gradient and the caller's accumulator for it then stay in cache over the
     //   groups, where a pass per micro-batch wrote and read the whole gradient from memory
-    //   (docs/benchmarks.md). The chunks are fixed, so the bits depend on neither how many groups
-    //   a call holds nor the world size. Tied weights take the groups one after another instead
-    //   (a tied weight's gradient is final only once its encoder has added to what its decoder
-    //   wrote), each through every layer, with whole-layer weight gradients.
+    //   (docs/benchmarks.md). A team here splits the groups (forward, input gradients) and the
+    //   chunks (weight gradients, each over every group), never a product, so the bits depend
+    //   on neither the team, nor how many groups a call holds, nor the world size; each chunk's
+    //   reports come from one thread. Tied weights take the groups one after another instead (a
+    //   tied weight's gradient is final only once its encoder has added to what its decoder
+    //   wrote), each through every layer, with whole-layer weight gradients, alone.
 
     /// Output features per weight-gradient chunk in lockstep: 64 rows of a 1000-wide layer's
     /// gradient (256 KB) and their accumulator (512 KB) fit in a core's L2 cache.
@@ -201,49 +203,55 @@ public final class StackedDenoiser: DenoisingNetwork {
         activate(yRows, n: rows.count, width: out, columns: outputs, kind)
     }
 
-    /// Encoders 0..<depth on x [n, d0]; codes[j] holds layer j's output. Ends synced.
-    func encode(_ x: UnsafePointer<Float>, depth: Int, n: Int, team: TeamPart = .alone, groupSize: Int? = nil) {
+    /// Encoders 0..<depth on rows `rows` of x [n, d0], in groups of `groupSize`, the team
+    /// splitting features; codes[j] holds layer j's output. Ends synced.
+    func encode(_ x: UnsafePointer<Float>, depth: Int, rows: Range<Int>, groupSize: Int, team: TeamPart = .alone) {
         var below = x
         for j in 0..<depth {
             let out = team.share(widths[j + 1])
-            forEachGroup(0 ..< n, size: groupSize ?? n) { forward(encoders[j], x: below, y: codes[j + 1], rows: $0, outputs: out, hidden) }
+            forEachGroup(rows, size: groupSize) { forward(encoders[j], x: below, y: codes[j + 1], rows: $0, outputs: out, hidden) }
             team.sync()
             below = UnsafePointer(codes[j + 1])
         }
     }
 
-    public func target(images: UnsafePointer<Float>, n: Int) -> UnsafePointer<Float> { target(images: images, n: n, team: .alone, groupSize: n) }
-    public func target(images: UnsafePointer<Float>, n: Int, team: TeamPart) -> UnsafePointer<Float> { target(images: images, n: n, team: team, groupSize: n) }
-    public func target(images: UnsafePointer<Float>, n: Int, groupSize: Int) -> UnsafePointer<Float> { target(images: images, n: n, team: .alone, groupSize: groupSize) }
+    public func target(images: UnsafePointer<Float>, n: Int) -> UnsafePointer<Float> { target(images: images, rows: 0 ..< n, groupSize: n, team: .alone) }
+    public func target(images: UnsafePointer<Float>, n: Int, team: TeamPart) -> UnsafePointer<Float> { target(images: images, rows: 0 ..< n, groupSize: n, team: team) }
+    public func target(images: UnsafePointer<Float>, n: Int, groupSize: Int, team: TeamPart) -> UnsafePointer<Float> {
+        target(images: images, rows: team.share(n, inUnitsOf: groupSize), groupSize: groupSize, team: .alone)
+    }
 
-    func target(images: UnsafePointer<Float>, n: Int, team: TeamPart, groupSize: Int) -> UnsafePointer<Float> {
+    /// The target of `rows`, the team splitting features.
+    func target(images: UnsafePointer<Float>, rows: Range<Int>, groupSize: Int, team: TeamPart) -> UnsafePointer<Float> {
         guard case .layer(let k) = mode, k > 0 else { return images }
-        encode(images, depth: k, n: n, team: team, groupSize: groupSize)      // the frozen layers' clean codes
+        encode(images, depth: k, rows: rows, groupSize: groupSize, team: team)      // the frozen layers' clean codes
         return UnsafePointer(codes[k])
     }
 
-    public func forward(n: Int) { forward(n: n, team: .alone, groupSize: n) }
-    public func forward(n: Int, team: TeamPart) { forward(n: n, team: team, groupSize: n) }
-    public func forward(n: Int, groupSize: Int) { forward(n: n, team: .alone, groupSize: groupSize) }
+    public func forward(n: Int) { forward(rows: 0 ..< n, groupSize: n, team: .alone) }
+    public func forward(n: Int, team: TeamPart) { forward(rows: 0 ..< n, groupSize: n, team: team) }
+    public func forward(n: Int, groupSize: Int, team: TeamPart) {
+        forward(rows: team.share(n, inUnitsOf: groupSize), groupSize: groupSize, team: .alone)
+    }
 
-    /// A team's share or the groups; ends before the last layer's sync: the caller syncs before
-    /// reading the output.
-    func forward(n: Int, team: TeamPart, groupSize: Int) {
-        precondition(n > 0 && n <= capacity && groupSize > 0)
+    /// Rows `rows` in groups of `groupSize`, the team splitting features; ends before the last
+    /// layer's sync: the caller syncs before reading the output.
+    func forward(rows: Range<Int>, groupSize: Int, team: TeamPart) {
+        precondition(rows.upperBound <= capacity && groupSize > 0)
         switch mode {
         case .layer(let k):
             // input [n,d_k] -> y = codes[k+1] [n,d_{k+1}] -> output [n,d_k]
             let hiddenPart = team.share(widths[k + 1]), outputPart = team.share(widths[k])
-            forEachGroup(0 ..< n, size: groupSize) { forward(encoders[k], x: input, y: codes[k + 1], rows: $0, outputs: hiddenPart, hidden) }
+            forEachGroup(rows, size: groupSize) { forward(encoders[k], x: input, y: codes[k + 1], rows: $0, outputs: hiddenPart, hidden) }
             team.sync()
-            forEachGroup(0 ..< n, size: groupSize) { forward(decoders[k], x: codes[k + 1], y: output, rows: $0, outputs: outputPart, outputActivation) }
+            forEachGroup(rows, size: groupSize) { forward(decoders[k], x: codes[k + 1], y: output, rows: $0, outputs: outputPart, outputActivation) }
         case .deep(let depth):
             // input [n,d0] -> codes[1..depth] -> decoded[depth-1..1] -> output [n,d0]
-            encode(input, depth: depth, n: n, team: team, groupSize: groupSize)
+            encode(input, depth: depth, rows: rows, groupSize: groupSize, team: team)
             var above = UnsafePointer(codes[depth])
             for j in (0..<depth).reversed() {
                 let out = j == 0 ? output : decoded[j], part = team.share(widths[j])
-                forEachGroup(0 ..< n, size: groupSize) { forward(decoders[j], x: above, y: out, rows: $0, outputs: part, j == 0 ? .sigmoid : hidden) }
+                forEachGroup(rows, size: groupSize) { forward(decoders[j], x: above, y: out, rows: $0, outputs: part, j == 0 ? .sigmoid : hidden) }
                 if j > 0 { team.sync() }
                 above = UnsafePointer(out)
             }
@@ -256,29 +264,36 @@ public final class StackedDenoiser: DenoisingNetwork {
     /// before reading the gradients).
     public func backward(n: Int, team: TeamPart) { backward(rows: 0 ..< n, team: team, lockstep: nil) { _ in } }
 
-    /// The groups in lockstep, reporting the gradients as they become final.
-    public func backward(n: Int, groupSize: Int, weightsFinal: (Range<Int>) -> Void) {
+    /// The groups in lockstep, reporting the gradients as they become final; with a team, from a
+    /// synced gradOutput, ending without a final sync.
+    public func backward(n: Int, groupSize: Int, team: TeamPart, weightsFinal: (Range<Int>) -> Void) {
         precondition(groupSize > 0)
         if spec.tied {
-            forEachGroup(0 ..< n, size: groupSize) { backward(rows: $0, team: .alone, lockstep: groupSize, weightsFinal: weightsFinal) }
+            precondition(team.count == 1, "tied weights run their groups alone")
+            forEachGroup(0 ..< n, size: groupSize) { backward(rows: $0, team: team, lockstep: groupSize, weightsFinal: weightsFinal) }
         } else {
-            backward(rows: 0 ..< n, team: .alone, lockstep: groupSize, weightsFinal: weightsFinal)
+            backward(rows: 0 ..< n, team: team, lockstep: groupSize, weightsFinal: weightsFinal)
         }
     }
 
-    /// The backward of `rows`, layer by layer; with `lockstep` (a group size) each layer over
-    /// the groups (see above), else over all the rows at once.
+    /// The backward of `rows`, layer by layer: without `lockstep`, the team splitting features;
+    /// with it (a group size), each layer over the groups (see above).
     func backward(rows: Range<Int>, team: TeamPart, lockstep groupSize: Int?, weightsFinal: (Range<Int>) -> Void) {
+        // in lockstep, this thread's groups (for the input gradients)
+        let mine = groupSize.map { size in
+            let part = team.share(rows.count, inUnitsOf: size)
+            return rows.lowerBound + part.lowerBound ..< rows.lowerBound + part.upperBound
+        } ?? rows
         /// One layer: weight and bias gradients, then with dx the gradient at the pre-activation
         /// of the layer below (x is that layer's activated output).
         func layer(_ layer: Linear, gradients: Range<Int>, dy: UnsafePointer<Float>, x: UnsafePointer<Float>,
-                   dx: UnsafeMutablePointer<Float>?, outputs: Range<Int>, inputs: Range<Int>, accumulate: Bool) {
+                   dx: UnsafeMutablePointer<Float>?, accumulate: Bool) {
             let out = layer.outFeatures, inp = layer.inFeatures
             if let groupSize, !spec.tied {
-                // a chunk of output features at a time, group by group: dW's rows, then db (one
-                // range each); the chunk zeroed by memset, not by a pass of OpenBLAS's beta = 0
+                // this thread's chunks of output features, each over every group: dW's rows, then
+                // db (one range each); the chunk zeroed by memset, not by OpenBLAS's beta = 0 pass
                 let weight = gradients.lowerBound, bias = weight + out * inp
-                forEachGroup(0 ..< out, size: Self.weightChunk) { chunk in
+                forEachGroup(team.share(out, inUnitsOf: Self.weightChunk), size: Self.weightChunk) { chunk in
                     forEachGroup(rows, size: groupSize) { g in
                         (layer.gradWeight + chunk.lowerBound * inp).update(repeating: 0, count: chunk.count * inp)
                         layer.backwardWeights(dy: dy + g.lowerBound * out, x: x + g.lowerBound * inp, n: g.count, outputs: chunk,
@@ -287,41 +302,41 @@ public final class StackedDenoiser: DenoisingNetwork {
                         weightsFinal(bias + chunk.lowerBound ..< bias + chunk.upperBound)
                     }
                 }
+                guard let dx else { return }
+                forEachGroup(mine, size: groupSize) { g in
+                    layer.backwardInput(dy: dy + g.lowerBound * out, dx: dx + g.lowerBound * inp, n: g.count, inputs: 0 ..< inp)
+                    activationBackward(y: x + g.lowerBound * inp, grad: dx + g.lowerBound * inp, n: g.count, width: inp, columns: 0 ..< inp)
+                }
             } else {
+                let outputs = team.share(out), inputs = team.share(inp)
                 layer.backwardWeights(dy: dy + rows.lowerBound * out, x: x + rows.lowerBound * inp, n: rows.count, outputs: outputs,
                                       accumulate: accumulate)
                 weightsFinal(gradients)
-            }
-            guard let dx else { return }
-            forEachGroup(rows, size: groupSize ?? rows.count) { g in
-                layer.backwardInput(dy: dy + g.lowerBound * out, dx: dx + g.lowerBound * inp, n: g.count, inputs: inputs)
-                activationBackward(y: x + g.lowerBound * inp, grad: dx + g.lowerBound * inp, n: g.count, width: inp, columns: inputs)
+                guard let dx else { return }
+                layer.backwardInput(dy: dy + rows.lowerBound * out, dx: dx + rows.lowerBound * inp, n: rows.count, inputs: inputs)
+                activationBackward(y: x + rows.lowerBound * inp, grad: dx + rows.lowerBound * inp, n: rows.count, width: inp, columns: inputs)
             }
         }
         // Decoders first: with tied weights they write the shared weight gradient and the
         // encoders add theirs to it (the team syncs between the two).
         switch mode {
         case .layer(let k):
-            let hiddenPart = team.share(widths[k + 1])
-            layer(decoders[k], gradients: decoderGradients[k], dy: gradOutput, x: codes[k + 1], dx: gradA,
-                  outputs: team.share(widths[k]), inputs: hiddenPart, accumulate: false)
+            layer(decoders[k], gradients: decoderGradients[k], dy: gradOutput, x: codes[k + 1], dx: gradA, accumulate: false)
             team.sync()
-            layer(encoders[k], gradients: encoderGradients[k], dy: gradA, x: input, dx: nil,
-                  outputs: hiddenPart, inputs: 0..<0, accumulate: spec.tied)
+            layer(encoders[k], gradients: encoderGradients[k], dy: gradA, x: input, dx: nil, accumulate: spec.tied)
         case .deep(let depth):
             var dy = UnsafeMutablePointer(gradOutput), spare = gradA
             for j in 0..<depth {
                 // decoder j: decoded[j+1] (or the code) -> decoded[j] (or the output)
                 let x = j == depth - 1 ? codes[depth] : decoded[j + 1]
-                layer(decoders[j], gradients: decoderGradients[j], dy: dy, x: x, dx: spare,
-                      outputs: team.share(widths[j]), inputs: team.share(widths[j + 1]), accumulate: false)
+                layer(decoders[j], gradients: decoderGradients[j], dy: dy, x: x, dx: spare, accumulate: false)
                 team.sync()
                 (dy, spare) = (spare, dy == gradOutput ? gradB : dy)
             }
             for j in (0..<depth).reversed() {
                 // encoder j: codes[j] (or the input) -> codes[j+1]; dy is the gradient at its pre-activation
                 layer(encoders[j], gradients: encoderGradients[j], dy: dy, x: j == 0 ? input : codes[j], dx: j > 0 ? spare : nil,
-                      outputs: team.share(widths[j + 1]), inputs: j > 0 ? team.share(widths[j]) : 0..<0, accumulate: spec.tied)
+                      accumulate: spec.tied)
                 if j > 0 {
                     team.sync()
                     (dy, spare) = (spare, dy)
@@ -330,7 +345,7 @@ public final class StackedDenoiser: DenoisingNetwork {
         }
     }
 
-    public func encode(n: Int) { encode(input, depth: encoderDepth, n: n) }
+    public func encode(n: Int) { encode(input, depth: encoderDepth, rows: 0 ..< n, groupSize: n) }
 
     public func copyCode(sample i: Int, n: Int, into out: UnsafeMutablePointer<Float>) {
         let d = encoderDepth

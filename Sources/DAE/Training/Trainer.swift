@@ -11,10 +11,12 @@
 //   5. backward: the micro-batch's gradient in the worker's flat gradient buffer
 //   6. exact mode: rounded to 64-bit fixed point and added to the rank's integer accumulator
 //      (ExactSum, shared with the linear probe; the workers lock a block of it at a time).
-//      A model that runs layer by layer (the stacked model) instead gives each worker a
-//      contiguous part of the rank's micro-batches in one pass, the micro-batches in lockstep,
-//      and adds each layer's gradient a chunk at a time as soon as it is final, while it is in
-//      cache (runLockstepWorker); the bits are those of a pass per micro-batch
+//      A model that runs layer by layer (the stacked model) instead runs the rank's
+//      micro-batches in one pass, in lockstep, and adds each layer's gradient a chunk at a time
+//      as soon as it is final, while it is in cache; the rank's threads as a team on one replica,
+//      each with its share of the micro-batches and of every layer's chunks (tied weights: a
+//      replica and a part of the micro-batches per thread) (runLockstepWorker); the bits are
+//      those of a pass per micro-batch
 //   7. one integer allreduce of the accumulator over all ranks (with each
 //      micro-batch's loss, the overflow count and the stop requests riding along); back to Float.
 //      With several ranks, in two buckets: the decoder's gradients (the tail of the parameters)
@@ -32,7 +34,7 @@
 // rank's share of the batch, the workers' gradients summed in Float in worker order, and a float
 // allreduce (the decoder's started during the encoder's backward, as in 7); on one rank Adam's
 // kernel sums them as it reads them. The stacked model runs instead as a team: the rank's threads
-// share one replica, each computing its part of every layer (Team.swift, runFastWorker).
+// share one replica, each computing its part of every layer's features (Team.swift, runFastWorker).
 // Workers, their threads (WorkerPool), buffers and the optimizer are built once; the loop itself
 // allocates nothing.
 
@@ -108,9 +110,9 @@ public final class Trainer: @unchecked Sendable {
     let workerLoss: UnsafeMutablePointer<Double>
     let busyGradients: UnsafeMutablePointer<UnsafePointer<Float>>
     var busyWorkers = 0
-    /// Fast mode with a model that runs layer by layer (ModelSpec.runsLayerByLayer) and several threads: the
-    /// pool's threads run the one worker's replica together, each its part of every layer; nil:
-    /// a replica per thread.
+    /// A model that runs layer by layer (ModelSpec.runsLayerByLayer; in exact mode with untied
+    /// weights) and several threads: the pool's threads run the one worker's replica together,
+    /// each its part of every layer; nil: a replica per thread.
     let team: SpinBarrier?
     /// This rank's threads, the workers (each with single-threaded BLAS). The evaluator runs on
     /// the same pool between steps.
@@ -156,12 +158,19 @@ public final class Trainer: @unchecked Sendable {
         // at these sizes that outran OpenBLAS's threading (docs/benchmarks.md).
         BLASThreads.set(1)
         let threadCount = max(1, threads)
+        // the stacked model: a team of the rank's threads on one replica (fast mode; exact mode
+        // unless its weights are tied: their micro-batches run one after another, a replica per thread)
+        var untied = true
+        if case .stacked(let spec) = config.model { untied = !spec.tied }
+        let teamed = config.model.runsLayerByLayer && threadCount > 1 && (config.reduce == .fast || untied)
         switch config.reduce {
         case .exact:
-            // a model that runs layer by layer takes a worker's micro-batches in one pass (runLockstepWorker)
+            // a model that runs layer by layer takes a worker's (or the team's) micro-batches in
+            // one pass (runLockstepWorker)
             let perRank = ((fullBatch + microBatch - 1) / microBatch + size - 1) / size
-            let capacity = config.model.runsLayerByLayer ? microBatch * ((perRank + threadCount - 1) / threadCount) : microBatch
-            workers = (0..<threadCount).map { _ in
+            let count = teamed ? 1 : threadCount
+            let capacity = config.model.runsLayerByLayer ? microBatch * ((perRank + count - 1) / count) : microBatch
+            workers = (0..<count).map { _ in
                 Worker(spec: config.model, samples: samples, capacity: capacity, parameters: params)
             }
         case .fast:
@@ -171,13 +180,13 @@ public final class Trainer: @unchecked Sendable {
                 Worker(spec: config.model, samples: samples, capacity: (share + count - 1) / count, parameters: params)
             }
         }
-        team = config.reduce == .fast && config.model.runsLayerByLayer && threadCount > 1 ? SpinBarrier(parties: threadCount) : nil
+        team = teamed ? SpinBarrier(parties: threadCount) : nil
         pool = WorkerPool(threads: team?.parties ?? workers.count)
         workerLoss = .allocate(capacity: pool.count)
         workerLoss.initialize(repeating: 0, count: pool.count)
         busyGradients = .allocate(capacity: workers.count)
         busyGradients.initialize(from: workers.map { UnsafePointer($0.model.grads.pointer) }, count: workers.count)
-        exactSum = ExactSum(capacity: layout.count, extras: (fullBatch + microBatch - 1) / microBatch, workers: workers.count)
+        exactSum = ExactSum(capacity: layout.count, extras: (fullBatch + microBatch - 1) / microBatch, workers: pool.count)
         order.reserveCapacity(perEpoch)
         let lockstep = config.model.runsLayerByLayer
         workerBody = { [unowned self] w in if lockstep { self.runLockstepWorker(w) } else { self.runWorker(w) } }
@@ -223,7 +232,7 @@ public final class Trainer: @unchecked Sendable {
     public var stepsPerEpoch: Int { (samples.perEpoch + config.batchSize - 1) / config.batchSize }
     /// Network replicas (one per worker thread, or one for a team).
     public var workerCount: Int { workers.count }
-    /// Whether the rank's threads run one replica together (fast mode, the stacked model).
+    /// Whether the rank's threads run one replica together (the stacked model; see `team`).
     public var runsAsTeam: Bool { team != nil }
     public var effectiveMicroBatch: Int { min(config.microBatch, min(config.batchSize, samples.perEpoch)) }
 
@@ -385,22 +394,33 @@ public final class Trainer: @unchecked Sendable {
     /// Exact mode with a model that runs layer by layer (the stacked model): worker w's contiguous
     /// part of the rank's micro-batches in one pass with the micro-batches in lockstep (each layer
     /// over all of them before the next; the same products, so the same bits, as a pass per
-    /// micro-batch). Each layer's gradient of a micro-batch goes into the accumulator as soon as
-    /// it is final, read from cache, and the layer's part of the accumulator stays in cache over
-    /// the micro-batches: the fixed-point pass over the whole gradient per micro-batch, from
-    /// memory, cost a third of the stacked model's step (docs/benchmarks.md).
+    /// micro-batch). Each layer's gradient of a micro-batch goes into the accumulator a chunk at a
+    /// time as soon as it is final, read from cache, and the chunk's part of the accumulator
+    /// stays in cache over the micro-batches: the fixed-point pass over the whole gradient per
+    /// micro-batch, from memory, cost a third of the stacked model's step (docs/benchmarks.md).
+    /// With a team (untied weights), thread w of it on the one replica over all of the rank's
+    /// micro-batches: its share of them through the forward and the input gradients, and its
+    /// share of every layer's chunks over all of them, so that each chunk of the accumulator is
+    /// read and written by one thread once per step, without locks.
     func runLockstepWorker(_ w: Int) {
-        let task = task, worker = workers[w], trainable = worker.model.trainable
-        let part = evenShare(task.microBatches.count, part: w, of: workers.count)
-        guard !part.isEmpty else { return }
-        let first = task.microBatches.lowerBound + part.lowerBound, last = first + part.count - 1
-        let positions = task.plan.positions(ofMicroBatch: first).lowerBound ..< task.plan.positions(ofMicroBatch: last).upperBound
-        let grads = UnsafePointer(worker.model.grads.pointer)
-        _ = forwardBackward(worker, positions: positions, epoch: task.epoch, meanOver: task.meanOver, groupSize: task.plan.microBatch,
+        let task = task
+        var micro = task.microBatches, part = TeamPart.alone
+        if let team {
+            part = TeamPart(index: w, of: team)
+        } else {
+            let mine = evenShare(micro.count, part: w, of: workers.count)
+            micro = micro.lowerBound + mine.lowerBound ..< micro.lowerBound + mine.upperBound
+        }
+        guard !micro.isEmpty else { return }
+        let worker = workers[team == nil ? w : 0], trainable = worker.model.trainable, first = micro.lowerBound
+        let positions = task.plan.positions(ofMicroBatch: first).lowerBound ..< task.plan.positions(ofMicroBatch: micro.upperBound - 1).upperBound
+        let grads = UnsafePointer(worker.model.grads.pointer), exclusive = team != nil
+        _ = forwardBackward(worker, positions: positions, epoch: task.epoch, meanOver: task.meanOver, team: part,
+                            groupSize: task.plan.microBatch,
                             groupLoss: { g, sum in exactSum.setExtra(first + g, sum) },
                             weightsFinal: { r in
                                 exactSum.add(worker: w, values: grads + r.lowerBound, count: r.count, limit: task.limit,
-                                             at: r.lowerBound - trainable.lowerBound)
+                                             at: r.lowerBound - trainable.lowerBound, exclusive: exclusive)
                             })
     }
 
@@ -529,7 +549,7 @@ public final class Trainer: @unchecked Sendable {
                          groupSize: Int? = nil, groupLoss: (Int, Double) -> Void = { _, _ in },
                          weightsFinal: (Range<Int>) -> Void = { _ in }) -> Double {
         let model = worker.model, pixels = samples.sampleSize, n = positions.count
-        let rows = team.share(n)
+        let rows = groupSize.map { team.share(n, inUnitsOf: $0) } ?? team.share(n)
         var t = profile == nil ? 0 : monotonicSeconds()
         // clean samples (images or crops); the phase's clean target (the samples, or a stacked
         // model's codes of them from the frozen layers below); its corrupted copy as the input
@@ -538,8 +558,7 @@ public final class Trainer: @unchecked Sendable {
             samples.fill(position: position, image: Int(order[position]), epoch: epoch, into: worker.clean.pointer + i * pixels)
         }
         team.sync()
-        precondition(team.count == 1 || groupSize == nil, "a team runs all its rows as one group")
-        let target = groupSize.map { model.target(images: worker.clean.pointer, n: n, groupSize: $0) }
+        let target = groupSize.map { model.target(images: worker.clean.pointer, n: n, groupSize: $0, team: team) }
             ?? model.target(images: worker.clean.pointer, n: n, team: team)
         let size = model.inputSize
         for i in rows {
@@ -549,17 +568,17 @@ public final class Trainer: @unchecked Sendable {
         }
         team.sync()
         if let profile { profile.assembly += monotonicSeconds() - t }
-        if let groupSize { model.forward(n: n, groupSize: groupSize) } else { model.forward(n: n, team: team) }
+        if let groupSize { model.forward(n: n, groupSize: groupSize, team: team) } else { model.forward(n: n, team: team) }
         team.sync()
         if profile != nil { t = monotonicSeconds() }
         let loss = Self.loss(config.loss, for: model), first = rows.lowerBound * size
         var sum = 0.0
         if let groupSize {
             // one sum per micro-batch, each over its values in order (as a pass per micro-batch sums)
-            for (g, start) in stride(from: 0, to: n, by: groupSize).enumerated() {
+            for start in stride(from: rows.lowerBound, to: rows.upperBound, by: groupSize) {
                 let values = (min(start + groupSize, n) - start) * size
                 let groupSum = loss.sum(output: model.output + start * size, target: target + start * size, count: values)
-                groupLoss(g, groupSum)
+                groupLoss(start / groupSize, groupSum)
                 sum += groupSum
             }
         } else {
@@ -570,7 +589,7 @@ public final class Trainer: @unchecked Sendable {
         team.sync()
         if let profile { profile.loss += monotonicSeconds() - t }
         if let groupSize {
-            model.backward(n: n, groupSize: groupSize, weightsFinal: weightsFinal)
+            model.backward(n: n, groupSize: groupSize, team: team, weightsFinal: weightsFinal)
         } else if team.count > 1 {
             model.backward(n: n, team: team)     // a team's model has no decoder tail to hand over
         } else {
