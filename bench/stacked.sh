@@ -6,7 +6,8 @@
 # default), exact with --micro-batch 50, --reduce fast, then PyTorch. dae-dist's figure is its
 # second epoch's samples/s; PyTorch's, bench/torch_reference.py's timed pass. Prints a Markdown
 # table: one column per round, and each row's ratio to PyTorch in the same round.
-# BEFORE=/path/to/dae-dist adds a "fast, before" row from another build (e.g. an older commit).
+# BEFORE=/path/to/dae-dist adds "exact, before" and "fast, before" rows from another build (e.g.
+# an older commit).
 # Needs torch in python3 (pip install torch==2.13.0+cpu).
 #   bench/stacked.sh [SAMPLES] [REPS]
 set -euo pipefail
@@ -28,13 +29,16 @@ train() {
 }
 
 names=("dae-dist, exact (micro-batch 25, the default)" "dae-dist, exact, \`--micro-batch 50\`" "dae-dist, \`--reduce fast\`")
-[[ -n "${BEFORE:-}" ]] && names+=("fast, before ($BEFORE)")
+[[ -n "${BEFORE:-}" ]] && names+=("exact, before ($BEFORE)" "fast, before ($BEFORE)")
 declare -A figure
 for ((r = 1; r <= reps; r++)); do
     figure[0,$r]=$(train "$bin")
     figure[1,$r]=$(train "$bin" --micro-batch 50)
     figure[2,$r]=$(train "$bin" --reduce fast)
-    [[ -n "${BEFORE:-}" ]] && figure[3,$r]=$(train "$BEFORE" --reduce fast)
+    if [[ -n "${BEFORE:-}" ]]; then
+        figure[3,$r]=$(train "$BEFORE")
+        figure[4,$r]=$(train "$BEFORE" --reduce fast)
+    fi
     figure[torch,$r]=$("$python" bench/torch_reference.py --model stacked --threads 2 --batch 100 --samples "$samples" | tail -1)
     echo "round $r done" >&2
 done

@@ -419,8 +419,10 @@ public final class Trainer: @unchecked Sendable {
                             groupSize: task.plan.microBatch,
                             groupLoss: { g, sum in exactSum.setExtra(first + g, sum) },
                             weightsFinal: { r in
+                                let t = profile == nil ? 0 : monotonicSeconds()
                                 exactSum.add(worker: w, values: grads + r.lowerBound, count: r.count, limit: task.limit,
                                              at: r.lowerBound - trainable.lowerBound, exclusive: exclusive)
+                                if let profile { profile.fixedPoint += monotonicSeconds() - t }
                             })
     }
 
