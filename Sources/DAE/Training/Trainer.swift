@@ -391,10 +391,10 @@ public final class Trainer: @unchecked Sendable {
         if let split, !decoderMarked { markDecoderFinal(split) }
     }
 
-    /// Exact mode with a model that runs layer by layer (the stacked model): worker w's contiguous
-    /// part of the rank's micro-batches in one pass with the micro-batches in lockstep (each layer
-    /// over all of them before the next; the same products, so the same bits, as a pass per
-    /// micro-batch). Each layer's gradient of a micro-batch goes into the accumulator a chunk at a
+    /// Exact mode with a model that runs layer by layer (the stacked model): the rank's
+    /// micro-batches (without a team, worker w's contiguous part of them) in one pass, in
+    /// lockstep (each layer over all of them before the next; the same products, so the same
+    /// bits, as a pass per micro-batch). Each layer's gradient of a micro-batch goes into the accumulator a chunk at a
     /// time as soon as it is final, read from cache, and the chunk's part of the accumulator
     /// stays in cache over the micro-batches: the fixed-point pass over the whole gradient per
     /// micro-batch, from memory, cost a third of the stacked model's step (docs/benchmarks.md).
@@ -538,9 +538,9 @@ public final class Trainer: @unchecked Sendable {
 
     /// Forward and backward of the samples at `positions` of the epoch order on `worker`: leaves
     /// their gradient (of a loss averaged over `meanOver` values) in the worker's gradient buffer
-    /// and returns their summed loss. With a team (fast mode, the stacked model), every thread of
-    /// it calls this with its part: it assembles and corrupts its share of the samples, computes
-    /// its share of every layer, and returns the loss of its share of the samples.
+    /// and returns their summed loss. With a team (the stacked model), every thread of it calls
+    /// this with its part: it assembles and corrupts its share of the samples (in exact mode, of
+    /// the micro-batches), computes its share of every layer, and returns the loss of its share.
     /// With `groupSize` (exact mode, a model that runs layer by layer), the samples are
     /// consecutive micro-batches of that many run in lockstep: `groupLoss(g, sum)` gets micro-batch
     /// g's summed loss, and `weightsFinal` the gradient ranges as they become final
