@@ -3,6 +3,7 @@
 // tied decoder against an explicit transposed copy; layer-wise training on a small subset.
 
 @testable import DAE
+import Foundation
 import XCTest
 
 final class StackedTests: XCTestCase {
@@ -304,6 +305,30 @@ final class StackedTests: XCTestCase {
                 }
             }
         }
+    }
+
+    /// Exact mode's team on the stacked model, stopped mid-epoch in the second pre-training phase
+    /// and resumed from its checkpoint, ends with the uninterrupted run's weights, bit for bit.
+    func testExactTeamResumesBitwise() throws {
+        let data = try Dataset.load(directory: repositoryRoot + "/data/mnist", split: .train).prefix(100)
+        var config = TrainConfig()
+        config.model = .stacked(StackedSpec(inputSize: data.imageSize, hidden: [StackedDenoiser.weightChunk + 6, 10]))
+        config.pretrainEpochs = 1
+        config.epochs = 1
+        config.batchSize = 20
+        config.microBatch = 5
+        config.noise = .mask(p: 0.25)
+        let dir = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let straight = try makeRun(config, data: data, threads: 2)
+        XCTAssertEqual(try straight.run(), .finished)
+        XCTAssertTrue(straight.trainer.runsAsTeam)
+        let stopped = try makeRun(config, data: data, directory: dir, threads: 2, stopAfter: 7)   // 5 steps a phase
+        XCTAssertEqual(try stopped.run(), .stopped)
+        XCTAssertEqual(stopped.trainer.position.phase, 1)
+        let resumed = try makeRun(config, data: data, directory: dir, resume: .auto, threads: 2)
+        XCTAssertEqual(try resumed.run(), .finished)
+        XCTAssertEqual(resumed.trainer.params.array, straight.trainer.params.array)
     }
 
     func testLayerWiseTrainingLowersEachLayersLoss() throws {

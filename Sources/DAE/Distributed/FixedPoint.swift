@@ -40,8 +40,8 @@ public enum FixedPoint {
     /// values[i] = Float(acc[i] / 2^40), as `toFloat`, and acc[i] = 0: the sum read back and the
     /// accumulator cleared for the next round in one pass. A C kernel (update.c; AVX2 where the
     /// CPU has it, converting Int64 to Double exactly below 2^51 with the same magic number as
-    /// `accumulate`), which ran the stacked model's conversion at about a third of the cost of
-    /// the Swift loop and a separate zeroing.
+    /// `accumulate`); in training a little faster than the Swift loop and a separate zeroing
+    /// (docs/benchmarks.md).
     public static func drain(_ acc: UnsafeMutablePointer<Int64>, into values: UnsafeMutablePointer<Float>, count: Int) {
         dae_fixed_point_drain(acc, values, Int64(count), UpdateKernels.avx2 ? 1 : 0)
     }

@@ -2,9 +2,11 @@
 // threads): every thread runs the same sequence of layers, each computing its part of every layer
 // (fast mode: a slice of the output features, or of the batch's rows; exact mode: some of the
 // micro-batches, or some chunks of a weight gradient), and they meet at a barrier wherever the
-// next layer reads what all of them wrote. The alternative, one network
-// replica per thread on half the batch each, packs every weight matrix and writes every weight
-// gradient once per thread; split by features, each thread packs and writes its half
+// next layer reads what all of them wrote. In fast mode the alternative, one network replica
+// per thread on half the batch each, packs every weight matrix and writes every weight gradient
+// once per thread; split by features, each thread packs and writes its half. In exact mode a
+// thread owning a chunk of every layer's weight gradient over all micro-batches owns that part of
+// the fixed-point accumulator too: read and written once a step, without locks
 // (docs/benchmarks.md has the measurements).
 
 #if canImport(Glibc)
