@@ -205,10 +205,11 @@ final class StackedTests: XCTestCase {
                     let trainable = lockstep.trainable, width = lockstep.inputSize, loss = Trainer.loss(.mse, for: lockstep)
                     /// target (from `rows` of the images), masked input, forward, loss gradient, lockstep backward,
                     /// each thread of `team` on its groups: the output, and the values the thread was
-                    /// given, in order of reports per element
+                    /// given, in order of reports per element (an empty list for all of them if a
+                    /// reported range was outside the trainable slice)
                     func run(_ model: StackedDenoiser, rows: Range<Int>, team: TeamPart = .alone) -> ([Float], [[Float]]) {
                         let m = rows.count, mine = team.share(m, inUnitsOf: size)
-                        var reports = [[Float]](repeating: [], count: trainable.count)
+                        var reports = [[Float]](repeating: [], count: trainable.count), outside = false
                         let target = images.withUnsafeBufferPointer {
                             model.target(images: $0.baseAddress! + rows.lowerBound * 12, n: m, groupSize: size, team: team)
                         }
@@ -219,11 +220,11 @@ final class StackedTests: XCTestCase {
                                       count: mine.count * width, meanOver: n * width, activation: model.outputActivation)
                         team.sync()
                         model.backward(n: m, groupSize: size, team: team) { range in
-                            XCTAssertTrue(trainable.contains(range.lowerBound) && range.upperBound <= trainable.upperBound, label)
+                            guard trainable.contains(range.lowerBound) && range.upperBound <= trainable.upperBound else { outside = true; return }
                             for i in range { reports[i - trainable.lowerBound].append(model.grads[i]) }
                         }
                         team.sync()
-                        return (Array(UnsafeBufferPointer(start: model.output, count: m * width)), reports)
+                        return (Array(UnsafeBufferPointer(start: model.output, count: m * width)), outside ? [] : reports)
                     }
                     let (output, together) = run(lockstep, rows: 0 ..< n)
                     var outputs: [Float] = [], apart = [[Float]](repeating: [], count: trainable.count)
@@ -233,22 +234,30 @@ final class StackedTests: XCTestCase {
                         for i in apart.indices { apart[i] += reports[i] }
                     }
                     XCTAssertEqual(output, outputs, "\(label): outputs")
+                    XCTAssertEqual(together.count, trainable.count, "\(label): reports inside the trainable slice")
                     XCTAssertTrue(together.allSatisfy { $0.count == groups }, "\(label): every value once per group")
                     XCTAssertEqual(together, apart, "\(label): reports")
                     for threads in tied ? [] : [2, 3] {
                         let shared = StackedDenoiser(spec, capacity: n, sharedParameters: lockstep.params)
                         shared.setPhase(phase)
                         let barrier = SpinBarrier(parties: threads), pool = WorkerPool(threads: threads)
-                        final class Results: @unchecked Sendable { var output: [Float] = []; var reports: [[[Float]]] = [] }
+                        final class Results: @unchecked Sendable {
+                            let lock = NSLock(); var output: [Float] = []; var reports: [[[Float]]] = []
+                        }
                         let results = Results()
                         results.reports = Array(repeating: [], count: threads)
                         nonisolated(unsafe) let body = { (w: Int) in
                             let (out, reports) = run(shared, rows: 0 ..< n, team: TeamPart(index: w, of: barrier))
-                            results.reports[w] = reports
-                            if w == 0 { results.output = out }
+                            results.lock.withLock {
+                                results.reports[w] = reports
+                                if w == 0 { results.output = out }
+                            }
                         }
                         pool.run { w in body(w) }
                         XCTAssertEqual(results.output, output, "\(label), \(threads) threads: outputs")
+                        guard results.reports.allSatisfy({ $0.count == trainable.count }) else {
+                            XCTFail("\(label), \(threads) threads: a report outside the trainable slice"); continue
+                        }
                         for i in together.indices {
                             let given = results.reports.map { $0[i] }.filter { !$0.isEmpty }
                             XCTAssertEqual(given, [together[i]], "\(label), \(threads) threads: value \(i) reported by one thread, the same")
