@@ -31,7 +31,8 @@ public enum FixedPoint {
         dae_fixed_point_accumulate(values, acc, Int64(count), limit, UpdateKernels.avx2 ? 1 : 0) != 0
     }
 
-    /// values[i] = Float(acc[i] / 2^40).
+    /// values[i] = Float(acc[i] / 2^40): the plain definition, which `drain`'s kernel is tested
+    /// against (training reads sums back with `drain`).
     public static func toFloat(_ acc: UnsafePointer<Int64>, into values: UnsafeMutablePointer<Float>, count: Int) {
         let inverse = 1 / scale
         for i in 0..<count { values[i] = Float(Double(acc[i]) * inverse) }
