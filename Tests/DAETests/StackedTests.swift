@@ -189,18 +189,23 @@ final class StackedTests: XCTestCase {
     /// outputs of those passes; so do teams of 2 and 3 threads, each value reported by one thread;
     /// summed, the reports are the whole batch's gradient. Untied layers wider than a weight
     /// chunk (their gradients come a chunk at a time), tied ones (group after group, alone), both
-    /// activations, every phase.
+    /// activations, every phase; the products on the C kernel (where the CPU has it) and on OpenBLAS.
     func testLockstepGroupsReportWhatOneGroupAtATimeReports() {
         let groups = 3, size = 2, n = groups * size
-        for tied in [false, true] {
+        let kernel = LockstepLinearKernel.avx2
+        defer { LockstepLinearKernel.avx2 = kernel }
+        for (tied, cKernel) in [(false, true), (true, true), (false, false), (true, false)] where kernel || !cKernel {
+            LockstepLinearKernel.avx2 = cKernel
             for activation in StackedSpec.Activation.allCases {
                 let spec = StackedSpec(inputSize: 12, hidden: [StackedDenoiser.weightChunk + 6, 20], activation: activation, tied: tied)
-                let lockstep = StackedDenoiser(spec, capacity: n), single = StackedDenoiser(spec, capacity: size, sharedParameters: lockstep.params)
+                let lockstep = StackedDenoiser(spec, capacity: n, lockstep: true)
+                let single = StackedDenoiser(spec, capacity: size, sharedParameters: lockstep.params, lockstep: true)
+                XCTAssertEqual(lockstep.packBuffer != nil, cKernel)
                 let whole = StackedDenoiser(spec, capacity: n, sharedParameters: lockstep.params)
                 lockstep.initialize(seed: 5)
                 let images = randomArray(n * 12, seed: 22).map { ($0 + 1) / 2 }
                 for phase in 0...2 {
-                    let label = "\(activation)\(tied ? " tied" : ""), phase \(phase)"
+                    let label = "\(activation)\(tied ? " tied" : ""), \(cKernel ? "" : " OpenBLAS"), phase \(phase)"
                     for model in [lockstep, single, whole] { model.setPhase(phase) }
                     let trainable = lockstep.trainable, width = lockstep.inputSize, loss = Trainer.loss(.mse, for: lockstep)
                     /// target (from `rows` of the images), masked input, forward, loss gradient, lockstep backward,
@@ -210,6 +215,8 @@ final class StackedTests: XCTestCase {
                     func run(_ model: StackedDenoiser, rows: Range<Int>, team: TeamPart = .alone) -> ([Float], [[Float]]) {
                         let m = rows.count, mine = team.share(m, inUnitsOf: size)
                         var reports = [[Float]](repeating: [], count: trainable.count), outside = false
+                        model.packForLockstep(team: team)
+                        team.sync()
                         let target = images.withUnsafeBufferPointer {
                             model.target(images: $0.baseAddress! + rows.lowerBound * 12, n: m, groupSize: size, team: team)
                         }
@@ -238,7 +245,7 @@ final class StackedTests: XCTestCase {
                     XCTAssertTrue(together.allSatisfy { $0.count == groups }, "\(label): every value once per group")
                     XCTAssertEqual(together, apart, "\(label): reports")
                     for threads in tied ? [] : [2, 3] {
-                        let shared = StackedDenoiser(spec, capacity: n, sharedParameters: lockstep.params)
+                        let shared = StackedDenoiser(spec, capacity: n, sharedParameters: lockstep.params, lockstep: true)
                         shared.setPhase(phase)
                         let barrier = SpinBarrier(parties: threads), pool = WorkerPool(threads: threads)
                         final class Results: @unchecked Sendable {
@@ -274,6 +281,57 @@ final class StackedTests: XCTestCase {
                     let sums = together.map { $0.reduce(Float(0), +) }
                     XCTAssertLessThan(relativeError(sums, Array(whole.grads.array[trainable])), 1e-5, "\(label): sum")
                 }
+            }
+        }
+    }
+
+    /// The lockstep products' C kernel: every value of the forward (with its bias) and of the input
+    /// gradient is the chain of fused multiply-adds over k in order from 0 (computed here one
+    /// value at a time), for untied and tied (stored [in, out]) layers whose widths leave partial
+    /// panels and row tiles; a call on some of the rows gives those rows the same bits; the
+    /// packing's AVX2 and scalar versions write the same panels.
+    func testLockstepLinearKernelIsOneFusedChainPerValue() throws {
+        try XCTSkipUnless(LockstepLinearKernel.avx2, "no AVX2 and FMA on this CPU: the lockstep products run on OpenBLAS")
+        let updateKernels = UpdateKernels.avx2
+        defer { UpdateKernels.avx2 = updateKernels }
+        for (inFeatures, outFeatures, n) in [(37, 21, 13), (16, 40, 6), (64, 33, 1), (5, 7, 8)] {
+            for tied in [false, true] {
+                let weights = inFeatures * outFeatures, params = FloatBuffer(count: weights + outFeatures)
+                let grads = FloatBuffer(count: weights + outFeatures)
+                for (i, v) in randomArray(weights + outFeatures, seed: UInt64(inFeatures + outFeatures)).enumerated() { params[i] = v }
+                var layer = Linear(inFeatures: inFeatures, outFeatures: outFeatures, offsets: (0, weights), params: params, grads: grads,
+                                   storedTransposed: tied)
+                let packs = FloatBuffer(count: Linear.Packs.count(inFeatures: inFeatures, outFeatures: outFeatures))
+                layer.packs = Linear.Packs(forward: packs.pointer, input: packs.pointer + Linear.Packs.panels(outFeatures) * 16 * inFeatures)
+                UpdateKernels.avx2 = false
+                layer.pack(forward: 0 ..< layer.forwardPanels, input: 0 ..< layer.inputPanels)
+                let scalar = packs.array
+                UpdateKernels.avx2 = updateKernels
+                layer.pack(forward: 0 ..< layer.forwardPanels, input: 0 ..< layer.inputPanels)
+                XCTAssertEqual(packs.array, scalar, "\(inFeatures)x\(outFeatures): the packings")
+                /// W[o, i], stored [out, in] or (tied) [in, out]
+                func w(_ o: Int, _ i: Int) -> Float { tied ? params[i * outFeatures + o] : params[o * inFeatures + i] }
+                let x = randomArray(n * inFeatures, seed: 3), dy = randomArray(n * outFeatures, seed: 4)
+                var y = [Float](repeating: .nan, count: n * outFeatures), dx = [Float](repeating: .nan, count: n * inFeatures)
+                layer.forwardPacked(x: x, y: &y, n: n)
+                layer.backwardInputPacked(dy: dy, dx: &dx, n: n)
+                for r in 0..<n {
+                    for o in 0..<outFeatures {
+                        var s: Float = 0
+                        for i in 0..<inFeatures { s = s.addingProduct(x[r * inFeatures + i], w(o, i)) }
+                        XCTAssertEqual(y[r * outFeatures + o].bitPattern, (s + params[weights + o]).bitPattern, "forward \(r), \(o)")
+                    }
+                    for i in 0..<inFeatures {
+                        var s: Float = 0
+                        for o in 0..<outFeatures { s = s.addingProduct(dy[r * outFeatures + o], w(o, i)) }
+                        XCTAssertEqual(dx[r * inFeatures + i].bitPattern, s.bitPattern, "input gradient \(r), \(i)")
+                    }
+                }
+                // the rows from the second on, in a call of their own
+                guard n > 1 else { continue }
+                var part = [Float](repeating: .nan, count: (n - 1) * outFeatures)
+                x.withUnsafeBufferPointer { layer.forwardPacked(x: $0.baseAddress! + inFeatures, y: &part, n: n - 1) }
+                XCTAssertEqual(part, Array(y[outFeatures...]), "\(inFeatures)x\(outFeatures): rows 1..<\(n) alone")
             }
         }
     }

@@ -14,6 +14,17 @@
 // A team of threads (Team.swift) splits a layer by features: the forward and the weight and bias
 // gradients over the output features (a thread packs and writes only its rows of W and dW), the
 // input gradient over the input features; each part is one GEMM on a slice of the same buffers.
+//
+// Exact mode's lockstep passes (StackedDenoiser.swift) take instead the C kernel of linear.c for
+// the forward and the input gradient, where it is available: each output value one chain of
+// fused multiply-adds in a fixed order, so one call over all of a thread's micro-batches gives
+// every row the bits of a call on its micro-batch alone. It reads the weight laid out in panels
+// (`Packs`), written once per step by `pack` (OpenBLAS lays it out again on every call):
+//
+//   forward: y[n, out] = x[n, in] . P_f + b     P_f = W^T [in, out] in panels of 16 columns
+//   input:   dx[n, in] = dy[n, out] . P_i       P_i = W   [out, in] in panels of 16 columns
+
+import CKernels
 
 public struct Linear {
     public let inFeatures: Int
@@ -34,6 +45,57 @@ public struct Linear {
         self.inFeatures = inFeatures; self.outFeatures = outFeatures; self.storedTransposed = storedTransposed
         weight = params.pointer + offsets.weight; bias = params.pointer + offsets.bias
         gradWeight = grads.pointer + offsets.weight; gradBias = grads.pointer + offsets.bias
+    }
+
+    /// The weight laid out for the C kernel (`pack`), the forward's and the input gradient's.
+    public struct Packs {
+        public let forward: UnsafeMutablePointer<Float>     // W^T [in, out], panels of 16 outputs
+        public let input: UnsafeMutablePointer<Float>       // W [out, in], panels of 16 inputs
+        /// Floats of both, for a layer of these widths.
+        public static func count(inFeatures: Int, outFeatures: Int) -> Int {
+            panels(outFeatures) * 16 * inFeatures + panels(inFeatures) * 16 * outFeatures
+        }
+        static func panels(_ columns: Int) -> Int { (columns + 15) / 16 }
+    }
+    /// Set when exact mode's lockstep passes run on the C kernel (StackedDenoiser).
+    public var packs: Packs? = nil
+
+    /// Panels of the forward's and of the input gradient's packed weight.
+    public var forwardPanels: Int { Packs.panels(outFeatures) }
+    public var inputPanels: Int { Packs.panels(inFeatures) }
+
+    /// Writes the panels `forward` of P_f and `input` of P_i from the current weight (a team
+    /// thread's part; the kernel may read them once every part is written).
+    public func pack(forward f: Range<Int>, input i: Range<Int>) {
+        guard let packs else { preconditionFailure("Linear.pack without packs") }
+        let avx2 = Int32(UpdateKernels.avx2 ? 1 : 0)
+        if storedTransposed {
+            // S [in, out] is P_f unpanelled; P_i = S^T
+            dae_pack_panels16(weight, Int64(inFeatures), Int64(outFeatures), Int64(outFeatures), packs.forward,
+                              Int64(f.lowerBound), Int64(f.upperBound))
+            dae_pack_transposed16(weight, Int64(inFeatures), Int64(outFeatures), Int64(outFeatures), packs.input,
+                                  Int64(i.lowerBound), Int64(i.upperBound), avx2)
+        } else {
+            // W [out, in] is P_i unpanelled; P_f = W^T
+            dae_pack_transposed16(weight, Int64(outFeatures), Int64(inFeatures), Int64(inFeatures), packs.forward,
+                                  Int64(f.lowerBound), Int64(f.upperBound), avx2)
+            dae_pack_panels16(weight, Int64(outFeatures), Int64(inFeatures), Int64(inFeatures), packs.input,
+                              Int64(i.lowerBound), Int64(i.upperBound))
+        }
+    }
+
+    /// y [n, out] = x [n, in] . W^T + b on the C kernel, from the packed weight.
+    public func forwardPacked(x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, n: Int) {
+        guard let packs else { preconditionFailure("Linear.forwardPacked without packs") }
+        dae_linear_avx2(Int64(n), Int64(outFeatures), Int64(inFeatures), x, Int64(inFeatures), packs.forward, 16,
+                        Int64(16 * inFeatures), bias, y, Int64(outFeatures))
+    }
+
+    /// dx [n, in] = dy [n, out] . W on the C kernel, from the packed weight.
+    public func backwardInputPacked(dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>, n: Int) {
+        guard let packs else { preconditionFailure("Linear.backwardInputPacked without packs") }
+        dae_linear_avx2(Int64(n), Int64(inFeatures), Int64(outFeatures), dy, Int64(outFeatures), packs.input, 16,
+                        Int64(16 * outFeatures), nil, dx, Int64(inFeatures))
     }
 
     /// x [n, in] -> y [n, out], or only the columns `outputs` of y (a team thread's part: it
