@@ -17,7 +17,6 @@
 // k = 1000) stays in L2 while every row tile passes over it.
 
 #include "CKernels.h"
-#include <string.h>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -36,7 +35,7 @@ AVX2FMA static inline __m256i lanes(int64_t count) {
 /// j0 ... j0 + 15). Whole panels load 16 values; a partial one loads under a mask, so nothing past
 /// B's row is read.
 AVX2FMA __attribute__((always_inline))
-static inline void tile(int R, int64_t k, const float *a, int64_t lda, const float *p, int64_t ldb, int64_t width,
+static inline void tile(int R, int64_t k, const float *a, int64_t lda, int64_t acs, const float *p, int64_t ldb, int64_t width,
                         const float *bias, float *c, int64_t ldc) {
     __m256 s0[6], s1[6];
     for (int r = 0; r < R; r++) { s0[r] = _mm256_setzero_ps(); s1[r] = _mm256_setzero_ps(); }
@@ -44,7 +43,7 @@ static inline void tile(int R, int64_t k, const float *a, int64_t lda, const flo
         for (int64_t kk = 0; kk < k; kk++) {
             const __m256 b0 = _mm256_loadu_ps(p + kk * ldb), b1 = _mm256_loadu_ps(p + kk * ldb + 8);
             for (int r = 0; r < R; r++) {
-                const __m256 x = _mm256_broadcast_ss(a + r * lda + kk);
+                const __m256 x = _mm256_broadcast_ss(a + r * lda + kk * acs);
                 s0[r] = _mm256_fmadd_ps(x, b0, s0[r]);
                 s1[r] = _mm256_fmadd_ps(x, b1, s1[r]);
             }
@@ -54,7 +53,7 @@ static inline void tile(int R, int64_t k, const float *a, int64_t lda, const flo
         for (int64_t kk = 0; kk < k; kk++) {
             const __m256 b0 = _mm256_maskload_ps(p + kk * ldb, m0), b1 = _mm256_maskload_ps(p + kk * ldb + 8, m1);
             for (int r = 0; r < R; r++) {
-                const __m256 x = _mm256_broadcast_ss(a + r * lda + kk);
+                const __m256 x = _mm256_broadcast_ss(a + r * lda + kk * acs);
                 s0[r] = _mm256_fmadd_ps(x, b0, s0[r]);
                 s1[r] = _mm256_fmadd_ps(x, b1, s1[r]);
             }
@@ -73,20 +72,20 @@ static inline void tile(int R, int64_t k, const float *a, int64_t lda, const flo
 }
 
 AVX2FMA
-void dae_linear_avx2(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const float *b, int64_t ldb,
+void dae_linear_avx2(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, int64_t acs, const float *b, int64_t ldb,
                      int64_t panel_stride, const float *bias, float *c, int64_t ldc) {
     for (int64_t j = 0; j < n; j += 16) {
         const float *p = b + (j / 16) * panel_stride;
         const float *bj = bias ? bias + j : NULL;
         const int64_t width = n - j < 16 ? n - j : 16;
         int64_t i = 0;
-        for (; i + 6 <= m; i += 6) tile(6, k, a + i * lda, lda, p, ldb, width, bj, c + i * ldc + j, ldc);
+        for (; i + 6 <= m; i += 6) tile(6, k, a + i * lda, lda, acs, p, ldb, width, bj, c + i * ldc + j, ldc);
         switch (m - i) {
-        case 5: tile(5, k, a + i * lda, lda, p, ldb, width, bj, c + i * ldc + j, ldc); break;
-        case 4: tile(4, k, a + i * lda, lda, p, ldb, width, bj, c + i * ldc + j, ldc); break;
-        case 3: tile(3, k, a + i * lda, lda, p, ldb, width, bj, c + i * ldc + j, ldc); break;
-        case 2: tile(2, k, a + i * lda, lda, p, ldb, width, bj, c + i * ldc + j, ldc); break;
-        case 1: tile(1, k, a + i * lda, lda, p, ldb, width, bj, c + i * ldc + j, ldc); break;
+        case 5: tile(5, k, a + i * lda, lda, acs, p, ldb, width, bj, c + i * ldc + j, ldc); break;
+        case 4: tile(4, k, a + i * lda, lda, acs, p, ldb, width, bj, c + i * ldc + j, ldc); break;
+        case 3: tile(3, k, a + i * lda, lda, acs, p, ldb, width, bj, c + i * ldc + j, ldc); break;
+        case 2: tile(2, k, a + i * lda, lda, acs, p, ldb, width, bj, c + i * ldc + j, ldc); break;
+        case 1: tile(1, k, a + i * lda, lda, acs, p, ldb, width, bj, c + i * ldc + j, ldc); break;
         default: break;
         }
     }
@@ -95,9 +94,9 @@ void dae_linear_avx2(int64_t m, int64_t n, int64_t k, const float *a, int64_t ld
 #else
 
 int dae_linear_avx2_built(void) { return 0; }
-void dae_linear_avx2(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const float *b, int64_t ldb,
+void dae_linear_avx2(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, int64_t acs, const float *b, int64_t ldb,
                      int64_t panel_stride, const float *bias, float *c, int64_t ldc) {
-    (void)m; (void)n; (void)k; (void)a; (void)lda; (void)b; (void)ldb; (void)panel_stride; (void)bias; (void)c; (void)ldc;
+    (void)m; (void)n; (void)k; (void)a; (void)lda; (void)acs; (void)b; (void)ldb; (void)panel_stride; (void)bias; (void)c; (void)ldc;
 }
 
 #endif
@@ -111,9 +110,14 @@ void dae_pack_panels16(const float *b, int64_t rows, int64_t cols, int64_t ldb, 
     for (int64_t p = first_panel; p < end_panel; p++) {
         float *out = packed + p * 16 * rows;
         const int64_t j0 = 16 * p, width = cols - j0 < 16 ? cols - j0 : 16;
-        for (int64_t kk = 0; kk < rows; kk++) {
-            memcpy(out + kk * 16, b + kk * ldb + j0, (size_t)width * sizeof(float));
-            if (width < 16) memset(out + kk * 16 + width, 0, (size_t)(16 - width) * sizeof(float));
+        if (width == 16) {
+            // 16 floats a row, a loop the compiler turns into vector moves (a memcpy call per 64
+            // bytes cost more than the copy)
+            for (int64_t kk = 0; kk < rows; kk++)
+                for (int jj = 0; jj < 16; jj++) out[kk * 16 + jj] = b[kk * ldb + j0 + jj];
+        } else {
+            for (int64_t kk = 0; kk < rows; kk++)
+                for (int jj = 0; jj < 16; jj++) out[kk * 16 + jj] = jj < width ? b[kk * ldb + j0 + jj] : 0;
         }
     }
 }

@@ -285,11 +285,12 @@ final class StackedTests: XCTestCase {
         }
     }
 
-    /// The lockstep products' C kernel: every value of the forward (with its bias) and of the input
-    /// gradient is the chain of fused multiply-adds over k in order from 0 (computed here one
-    /// value at a time), for untied and tied (stored [in, out]) layers whose widths leave partial
-    /// panels and row tiles; a call on some of the rows gives those rows the same bits; the
-    /// packing's AVX2 and scalar versions write the same panels.
+    /// The lockstep products' C kernel: every value of the forward (with its bias), of the input
+    /// gradient and (untied) of a chunk of the weight gradient is the chain of fused
+    /// multiply-adds over k in order from 0 (computed here one value at a time), for untied and
+    /// tied (stored [in, out]) layers whose widths leave partial panels and row tiles; a call on
+    /// some of the rows gives those rows the same bits; the packing's AVX2 and scalar versions
+    /// write the same panels.
     func testLockstepLinearKernelIsOneFusedChainPerValue() throws {
         try XCTSkipUnless(LockstepLinearKernel.avx2, "no AVX2 and FMA on this CPU: the lockstep products run on OpenBLAS")
         let updateKernels = UpdateKernels.avx2
@@ -313,8 +314,8 @@ final class StackedTests: XCTestCase {
                 func w(_ o: Int, _ i: Int) -> Float { tied ? params[i * outFeatures + o] : params[o * inFeatures + i] }
                 let x = randomArray(n * inFeatures, seed: 3), dy = randomArray(n * outFeatures, seed: 4)
                 var y = [Float](repeating: .nan, count: n * outFeatures), dx = [Float](repeating: .nan, count: n * inFeatures)
-                layer.forwardPacked(x: x, y: &y, n: n)
-                layer.backwardInputPacked(dy: dy, dx: &dx, n: n)
+                layer.forwardLockstep(x: x, y: &y, n: n)
+                layer.backwardInputLockstep(dy: dy, dx: &dx, n: n)
                 for r in 0..<n {
                     for o in 0..<outFeatures {
                         var s: Float = 0
@@ -327,10 +328,25 @@ final class StackedTests: XCTestCase {
                         XCTAssertEqual(dx[r * inFeatures + i].bitPattern, s.bitPattern, "input gradient \(r), \(i)")
                     }
                 }
+                if !tied {
+                    // output features 1 ..< out - 1 (leaving the rest of dW as it was)
+                    let chunk = 1 ..< outFeatures - 1
+                    for i in 0..<weights { grads[i] = .nan }
+                    layer.backwardWeightsLockstep(dy: dy, x: x, n: n, outputs: chunk)
+                    for o in 0..<outFeatures {
+                        for i in 0..<inFeatures {
+                            var s: Float = 0
+                            for r in 0..<n { s = s.addingProduct(dy[r * outFeatures + o], x[r * inFeatures + i]) }
+                            let value = grads[o * inFeatures + i]
+                            if chunk.contains(o) { XCTAssertEqual(value.bitPattern, s.bitPattern, "weight gradient \(o), \(i)") }
+                            else { XCTAssertTrue(value.isNaN, "weight gradient \(o), \(i): outside the chunk") }
+                        }
+                    }
+                }
                 // the rows from the second on, in a call of their own
                 guard n > 1 else { continue }
                 var part = [Float](repeating: .nan, count: (n - 1) * outFeatures)
-                x.withUnsafeBufferPointer { layer.forwardPacked(x: $0.baseAddress! + inFeatures, y: &part, n: n - 1) }
+                x.withUnsafeBufferPointer { layer.forwardLockstep(x: $0.baseAddress! + inFeatures, y: &part, n: n - 1) }
                 XCTAssertEqual(part, Array(y[outFeatures...]), "\(inFeatures)x\(outFeatures): rows 1..<\(n) alone")
             }
         }
@@ -352,13 +368,18 @@ final class StackedTests: XCTestCase {
             settings.microBatch = 5
             settings.noise = .mask(p: 0.25)
             let config = settings
-            @Sendable func train(_ communicator: Communicator, threads: Int) throws(DAEError) -> ([Float], [Double]) {
+            @Sendable func train(_ communicator: Communicator, threads: Int, reduce: ReduceMode = .exact) throws(DAEError) -> ([Float], [Double]) {
+                var config = config
+                config.reduce = reduce
                 let trainer = try Trainer(config: config, data: data, communicator: communicator, threads: threads)
                 var losses: [Double] = []
                 while !trainer.finished { losses.append(try trainer.trainEpoch().meanLoss); trainer.advancePhase() }
                 return (trainer.params.array, losses)
             }
             let one = try train(SingleProcess(), threads: 1)
+            // the same training as fast mode's (its products and sums in other orders)
+            let fast = try train(SingleProcess(), threads: 1, reduce: .fast)
+            XCTAssertLessThan(relativeError(one.0, fast.0), 1e-4, "tied \(tied): exact against fast mode")
             for threads in [2, 3] {
                 let other = try train(SingleProcess(), threads: threads)
                 XCTAssertEqual(other.0, one.0, "tied \(tied), \(threads) threads")

@@ -53,12 +53,13 @@ void dae_fixed_point_drain(int64_t *acc, float *out, int64_t n, int avx2);
 /// C[i, j] = sum over kk of A[i, kk] * B[kk, j] (+ bias[j] unless bias is NULL) for i < m, j < n
 /// (linear.c): each element one chain of fused multiply-adds over kk = 0 ..< k in order, starting
 /// from 0, then the bias added; so a row's values do not depend on m, n or which rows and columns
-/// a call holds. A is row-major (row stride lda), C row-major (ldc); B is read in panels of 16
+/// a call holds. A[i, kk] = a[i * lda + kk * acs] (acs 1: row-major; lda 1: A^T row-major), C
+/// row-major (ldc); B is read in panels of 16
 /// columns, B[kk, j] = b[(j / 16) * panel_stride + kk * ldb + j % 16] (a row-major matrix: ldb its
 /// row length, panel_stride 16; dae_pack_transposed16's output: ldb 16, panel_stride 16 * k); a
 /// last partial panel is read under a mask, nothing past column n. Call only where the CPU has
 /// AVX2 and FMA and dae_linear_avx2_built() is 1 (x86-64 builds).
-void dae_linear_avx2(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const float *b, int64_t ldb,
+void dae_linear_avx2(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, int64_t acs, const float *b, int64_t ldb,
                      int64_t panel_stride, const float *bias, float *c, int64_t ldc);
 int dae_linear_avx2_built(void);
 

@@ -224,7 +224,7 @@ public final class StackedDenoiser: DenoisingNetwork {
         let inp = layer.inFeatures, out = layer.outFeatures
         if packed {
             precondition(outputs.count == out, "a lockstep thread computes whole rows")
-            layer.forwardPacked(x: x + rows.lowerBound * inp, y: y + rows.lowerBound * out, n: rows.count)
+            layer.forwardLockstep(x: x + rows.lowerBound * inp, y: y + rows.lowerBound * out, n: rows.count)
             activate(y + rows.lowerBound * out, n: rows.count, width: out, columns: outputs, kind)
             return
         }
@@ -347,13 +347,18 @@ public final class StackedDenoiser: DenoisingNetwork {
             let out = layer.outFeatures, inp = layer.inFeatures
             if let groupSize, !spec.tied {
                 // this thread's chunks of output features, each over every group: dW's rows, then
-                // db (one range each); the chunk zeroed by memset, not by OpenBLAS's beta = 0 pass
+                // db (one range each); on OpenBLAS, the chunk zeroed by memset, not by its beta = 0
+                // pass (slower)
                 let weight = gradients.lowerBound, bias = weight + out * inp
                 forEachGroup(team.share(out, inUnitsOf: Self.weightChunk), size: Self.weightChunk) { chunk in
                     forEachGroup(rows, size: groupSize) { g in
-                        (layer.gradWeight + chunk.lowerBound * inp).update(repeating: 0, count: chunk.count * inp)
-                        layer.backwardWeights(dy: dy + g.lowerBound * out, x: x + g.lowerBound * inp, n: g.count, outputs: chunk,
-                                              accumulate: true)
+                        if packed {
+                            layer.backwardWeightsLockstep(dy: dy + g.lowerBound * out, x: x + g.lowerBound * inp, n: g.count, outputs: chunk)
+                        } else {
+                            (layer.gradWeight + chunk.lowerBound * inp).update(repeating: 0, count: chunk.count * inp)
+                            layer.backwardWeights(dy: dy + g.lowerBound * out, x: x + g.lowerBound * inp, n: g.count, outputs: chunk,
+                                                  accumulate: true)
+                        }
                         weightsFinal(weight + chunk.lowerBound * inp ..< weight + chunk.upperBound * inp)
                         weightsFinal(bias + chunk.lowerBound ..< bias + chunk.upperBound)
                     }
@@ -361,7 +366,7 @@ public final class StackedDenoiser: DenoisingNetwork {
                 guard let dx else { return }
                 if packed {
                     // this thread's groups in one call (the bits of a call per group)
-                    layer.backwardInputPacked(dy: dy + mine.lowerBound * out, dx: dx + mine.lowerBound * inp, n: mine.count)
+                    layer.backwardInputLockstep(dy: dy + mine.lowerBound * out, dx: dx + mine.lowerBound * inp, n: mine.count)
                     activationBackward(y: x + mine.lowerBound * inp, grad: dx + mine.lowerBound * inp, n: mine.count, width: inp, columns: 0 ..< inp)
                     return
                 }
@@ -377,7 +382,7 @@ public final class StackedDenoiser: DenoisingNetwork {
                 guard let dx else { return }
                 if packed {
                     precondition(team.count == 1, "tied weights run their groups alone")
-                    layer.backwardInputPacked(dy: dy + rows.lowerBound * out, dx: dx + rows.lowerBound * inp, n: rows.count)
+                    layer.backwardInputLockstep(dy: dy + rows.lowerBound * out, dx: dx + rows.lowerBound * inp, n: rows.count)
                 } else {
                     layer.backwardInput(dy: dy + rows.lowerBound * out, dx: dx + rows.lowerBound * inp, n: rows.count, inputs: inputs)
                 }

@@ -85,17 +85,27 @@ public struct Linear {
     }
 
     /// y [n, out] = x [n, in] . W^T + b on the C kernel, from the packed weight.
-    public func forwardPacked(x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, n: Int) {
-        guard let packs else { preconditionFailure("Linear.forwardPacked without packs") }
-        dae_linear_avx2(Int64(n), Int64(outFeatures), Int64(inFeatures), x, Int64(inFeatures), packs.forward, 16,
+    public func forwardLockstep(x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, n: Int) {
+        guard let packs else { preconditionFailure("Linear.forwardLockstep without packs") }
+        dae_linear_avx2(Int64(n), Int64(outFeatures), Int64(inFeatures), x, Int64(inFeatures), 1, packs.forward, 16,
                         Int64(16 * inFeatures), bias, y, Int64(outFeatures))
     }
 
     /// dx [n, in] = dy [n, out] . W on the C kernel, from the packed weight.
-    public func backwardInputPacked(dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>, n: Int) {
-        guard let packs else { preconditionFailure("Linear.backwardInputPacked without packs") }
-        dae_linear_avx2(Int64(n), Int64(inFeatures), Int64(outFeatures), dy, Int64(outFeatures), packs.input, 16,
+    public func backwardInputLockstep(dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>, n: Int) {
+        guard let packs else { preconditionFailure("Linear.backwardInputLockstep without packs") }
+        dae_linear_avx2(Int64(n), Int64(inFeatures), Int64(outFeatures), dy, Int64(outFeatures), 1, packs.input, 16,
                         Int64(16 * outFeatures), nil, dx, Int64(inFeatures))
+    }
+
+    /// dW's rows `o` = dy[:, o]^T . x (n rows) on the C kernel, written (not added), and db[o]
+    /// (untied weights). x is read in place: its n rows are few and stay in cache.
+    public func backwardWeightsLockstep(dy: UnsafePointer<Float>, x: UnsafePointer<Float>, n: Int, outputs o: Range<Int>) {
+        precondition(!storedTransposed, "a tied weight's gradient is added to its encoder's")
+        guard !o.isEmpty else { return }
+        dae_linear_avx2(Int64(o.count), Int64(inFeatures), Int64(n), dy + o.lowerBound, 1, Int64(outFeatures), x, Int64(inFeatures), 16,
+                        nil, gradWeight + o.lowerBound * inFeatures, Int64(inFeatures))
+        biasGradient(dy: dy, n: n, outputs: o)
     }
 
     /// x [n, in] -> y [n, out], or only the columns `outputs` of y (a team thread's part: it
@@ -131,6 +141,11 @@ public struct Linear {
             gemm(transA: true, m: o.count, n: inFeatures, k: n, a: dy + o.lowerBound, lda: outFeatures, b: x, ldb: inFeatures,
                  beta: accumulate ? 1 : 0, c: gradWeight + o.lowerBound * inFeatures, ldc: inFeatures)
         }
+        biasGradient(dy: dy, n: n, outputs: o)
+    }
+
+    /// db[o] = the sums over the n rows of dy's columns o.
+    func biasGradient(dy: UnsafePointer<Float>, n: Int, outputs o: Range<Int>) {
         // db[j] = sum over rows of dy[r, j], in Double, row by row: 8 columns at a time, each
         // lane one column's sum in the same order as the scalar loop of the tail (the same bits;
         // a column at a time, each add waited for the previous one)
