@@ -60,14 +60,22 @@ static inline void tile(int R, int64_t k, const float *a, int64_t lda, int64_t a
         }
     }
     const __m256i m0 = lanes(width < 8 ? width : 8), m1 = lanes(width > 8 ? width - 8 : 0);
+    // whole panels store with plain moves: a masked store costs far more, which shows where k is
+    // short (a weight gradient's micro-batch of rows)
     __m256 bias0 = _mm256_setzero_ps(), bias1 = _mm256_setzero_ps();
-    if (bias) { bias0 = _mm256_maskload_ps(bias, m0); bias1 = _mm256_maskload_ps(bias + 8, m1); }
+    if (bias && width == 16) { bias0 = _mm256_loadu_ps(bias); bias1 = _mm256_loadu_ps(bias + 8); }
+    else if (bias) { bias0 = _mm256_maskload_ps(bias, m0); bias1 = _mm256_maskload_ps(bias + 8, m1); }
     for (int r = 0; r < R; r++) {
         // the bias added after the sum, as sgemm's beta = 1 adds a C that holds it
         __m256 v0 = s0[r], v1 = s1[r];
         if (bias) { v0 = _mm256_add_ps(v0, bias0); v1 = _mm256_add_ps(v1, bias1); }
-        _mm256_maskstore_ps(c + r * ldc, m0, v0);
-        _mm256_maskstore_ps(c + r * ldc + 8, m1, v1);
+        if (width == 16) {
+            _mm256_storeu_ps(c + r * ldc, v0);
+            _mm256_storeu_ps(c + r * ldc + 8, v1);
+        } else {
+            _mm256_maskstore_ps(c + r * ldc, m0, v0);
+            _mm256_maskstore_ps(c + r * ldc + 8, m1, v1);
+        }
     }
 }
 
