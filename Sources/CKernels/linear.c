@@ -1,20 +1,22 @@
-// The product of exact mode's fully connected layers in lockstep (Sources/DAE/Model/Layers/
+// The products of exact mode's fully connected layers in lockstep (Sources/DAE/Model/Layers/
 // Linear.swift): C = A . B (+ bias) where every element of C is one chain of fused multiply-adds
 // over k in order,
 //
 //   s = 0;  for kk in 0 ..< k: s = fma(A[i, kk], B[kk, j], s);  C[i, j] = s (+ bias[j])
 //
-// whatever the shapes, the row or column a value sits in, and how many rows a call holds. That is
-// what lets exact mode run all of a thread's micro-batches through a layer in one call and still
-// give each row the bits of a call on its micro-batch alone (OpenBLAS promises nothing about how
-// its result depends on the shape of the call), and it lets the weights be laid out once per step
-// instead of once per micro-batch and product, as OpenBLAS's sgemm repacks them on every call.
+// whatever the shapes, the row or column a value sits in, and how many rows or columns a call
+// holds. That is what lets exact mode run all of a rank's micro-batches through a layer in one
+// call, its threads each a part of the columns, and still give every row the bits of a call on
+// its micro-batch alone: OpenBLAS promises nothing about how its result depends on the shape of
+// the call, so exact mode had to call it once per micro-batch, and it lays out (packs) the whole
+// weight again on every call.
 //
-// B is read in panels of 16 columns: B[kk, j] = b[(j / 16) * panel_stride + kk * ldb + j % 16].
-// A row-major [k, n] matrix is that with ldb = its row length and panel_stride = 16; a matrix
-// packed by dae_pack_transposed16 is that with ldb = 16 and panel_stride = 16 * k. A tile of 6
-// rows by 16 columns keeps its 12 sums in registers over the whole of k; the panel (64 KB at
-// k = 1000) stays in L2 while every row tile passes over it.
+// The loop: for each panel of 16 columns of B, for each block of KC rows of it, copy the block
+// into a 16 KB buffer (contiguous, zero past B's last column; it stays in L1), then run every
+// row tile of C over it: a tile of 6 rows by 16 columns keeps its 12 sums in registers over the
+// block, stores them into C and loads them back for the next block (a float stored and loaded is
+// the same float, so the chain goes on exactly). B is read as B[kk, j] = b[kk * bks + j * bjs]:
+// a row-major matrix (bjs = 1) or a transposed one (bks = 1) without a copy of its own.
 
 #include "CKernels.h"
 
@@ -22,6 +24,7 @@
 #include <immintrin.h>
 
 #define AVX2FMA __attribute__((target("avx2,fma")))
+enum { KC = 256 };   // rows of B per block: 16 KB of panel
 
 int dae_linear_avx2_built(void) { return 1; }
 
@@ -31,37 +34,73 @@ AVX2FMA static inline __m256i lanes(int64_t count) {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)count), index);
 }
 
-/// Rows r0 ..< r0 + R of C, columns j0 ..< j0 + width (width 1 ... 16) of the panel p (B's columns
-/// j0 ... j0 + 15). Whole panels load 16 values; a partial one loads under a mask, so nothing past
-/// B's row is read.
-AVX2FMA __attribute__((always_inline))
-static inline void tile(int R, int64_t k, const float *a, int64_t lda, int64_t acs, const float *p, int64_t ldb, int64_t width,
-                        const float *bias, float *c, int64_t ldc) {
-    __m256 s0[6], s1[6];
-    for (int r = 0; r < R; r++) { s0[r] = _mm256_setzero_ps(); s1[r] = _mm256_setzero_ps(); }
-    if (width == 16) {
-        for (int64_t kk = 0; kk < k; kk++) {
-            const __m256 b0 = _mm256_loadu_ps(p + kk * ldb), b1 = _mm256_loadu_ps(p + kk * ldb + 8);
-            for (int r = 0; r < R; r++) {
-                const __m256 x = _mm256_broadcast_ss(a + r * lda + kk * acs);
-                s0[r] = _mm256_fmadd_ps(x, b0, s0[r]);
-                s1[r] = _mm256_fmadd_ps(x, b1, s1[r]);
-            }
+/// panel[kk * 16 + jj] = B[k0 + kk, j0 + jj] for kk < kc, jj < width; 0 for jj >= width.
+AVX2FMA static void copy_block(const float *b, int64_t bks, int64_t bjs, int64_t k0, int64_t kc, int64_t j0, int64_t width,
+                               float *panel) {
+    if (bjs == 1 && width == 16) {
+        for (int64_t kk = 0; kk < kc; kk++) {
+            const float *row = b + (k0 + kk) * bks + j0;
+            _mm256_store_ps(panel + kk * 16, _mm256_loadu_ps(row));
+            _mm256_store_ps(panel + kk * 16 + 8, _mm256_loadu_ps(row + 8));
         }
-    } else {
-        const __m256i m0 = lanes(width < 8 ? width : 8), m1 = lanes(width > 8 ? width - 8 : 0);
-        for (int64_t kk = 0; kk < k; kk++) {
-            const __m256 b0 = _mm256_maskload_ps(p + kk * ldb, m0), b1 = _mm256_maskload_ps(p + kk * ldb + 8, m1);
-            for (int r = 0; r < R; r++) {
-                const __m256 x = _mm256_broadcast_ss(a + r * lda + kk * acs);
-                s0[r] = _mm256_fmadd_ps(x, b0, s0[r]);
-                s1[r] = _mm256_fmadd_ps(x, b1, s1[r]);
+        return;
+    }
+    int64_t kk = 0;
+    if (bks == 1 && width == 16) {
+        // B^T is row-major: 8 x 8 blocks transposed in registers
+        for (; kk + 8 <= kc; kk += 8) {
+            for (int half = 0; half < 2; half++) {
+                const float *in = b + (j0 + 8 * half) * bjs + k0 + kk;
+                __m256 r0 = _mm256_loadu_ps(in), r1 = _mm256_loadu_ps(in + bjs), r2 = _mm256_loadu_ps(in + 2 * bjs);
+                __m256 r3 = _mm256_loadu_ps(in + 3 * bjs), r4 = _mm256_loadu_ps(in + 4 * bjs), r5 = _mm256_loadu_ps(in + 5 * bjs);
+                __m256 r6 = _mm256_loadu_ps(in + 6 * bjs), r7 = _mm256_loadu_ps(in + 7 * bjs);
+                __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+                __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+                __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+                __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+                __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+                __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+                __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+                __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+                float *o = panel + kk * 16 + 8 * half;
+                _mm256_store_ps(o + 0 * 16, _mm256_permute2f128_ps(u0, u4, 0x20));
+                _mm256_store_ps(o + 1 * 16, _mm256_permute2f128_ps(u1, u5, 0x20));
+                _mm256_store_ps(o + 2 * 16, _mm256_permute2f128_ps(u2, u6, 0x20));
+                _mm256_store_ps(o + 3 * 16, _mm256_permute2f128_ps(u3, u7, 0x20));
+                _mm256_store_ps(o + 4 * 16, _mm256_permute2f128_ps(u0, u4, 0x31));
+                _mm256_store_ps(o + 5 * 16, _mm256_permute2f128_ps(u1, u5, 0x31));
+                _mm256_store_ps(o + 6 * 16, _mm256_permute2f128_ps(u2, u6, 0x31));
+                _mm256_store_ps(o + 7 * 16, _mm256_permute2f128_ps(u3, u7, 0x31));
             }
         }
     }
+    for (; kk < kc; kk++)
+        for (int64_t jj = 0; jj < 16; jj++) panel[kk * 16 + jj] = jj < width ? b[(k0 + kk) * bks + (j0 + jj) * bjs] : 0;
+}
+
+/// R rows of C (row i of A at a + i * lda, its kk-th value kk * acs further) by the panel's
+/// `width` columns, over kc rows of the block: the sums start at 0 (`first`) or at what C holds,
+/// and end in C, plus the bias where given (the last block). Whole panels store with plain
+/// moves; a masked store costs far more, which shows where k is short (a weight gradient's
+/// micro-batch of rows).
+AVX2FMA __attribute__((always_inline))
+static inline void tile(int R, int64_t kc, const float *a, int64_t lda, int64_t acs, const float *panel, int64_t width,
+                        int first, const float *bias, float *c, int64_t ldc) {
+    __m256 s0[6], s1[6];
     const __m256i m0 = lanes(width < 8 ? width : 8), m1 = lanes(width > 8 ? width - 8 : 0);
-    // whole panels store with plain moves: a masked store costs far more, which shows where k is
-    // short (a weight gradient's micro-batch of rows)
+    for (int r = 0; r < R; r++) {
+        if (first) { s0[r] = _mm256_setzero_ps(); s1[r] = _mm256_setzero_ps(); }
+        else if (width == 16) { s0[r] = _mm256_loadu_ps(c + r * ldc); s1[r] = _mm256_loadu_ps(c + r * ldc + 8); }
+        else { s0[r] = _mm256_maskload_ps(c + r * ldc, m0); s1[r] = _mm256_maskload_ps(c + r * ldc + 8, m1); }
+    }
+    for (int64_t kk = 0; kk < kc; kk++) {
+        const __m256 b0 = _mm256_load_ps(panel + kk * 16), b1 = _mm256_load_ps(panel + kk * 16 + 8);
+        for (int r = 0; r < R; r++) {
+            const __m256 x = _mm256_broadcast_ss(a + r * lda + kk * acs);
+            s0[r] = _mm256_fmadd_ps(x, b0, s0[r]);
+            s1[r] = _mm256_fmadd_ps(x, b1, s1[r]);
+        }
+    }
     __m256 bias0 = _mm256_setzero_ps(), bias1 = _mm256_setzero_ps();
     if (bias && width == 16) { bias0 = _mm256_loadu_ps(bias); bias1 = _mm256_loadu_ps(bias + 8); }
     else if (bias) { bias0 = _mm256_maskload_ps(bias, m0); bias1 = _mm256_maskload_ps(bias + 8, m1); }
@@ -80,21 +119,31 @@ static inline void tile(int R, int64_t k, const float *a, int64_t lda, int64_t a
 }
 
 AVX2FMA
-void dae_linear_avx2(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, int64_t acs, const float *b, int64_t ldb,
-                     int64_t panel_stride, const float *bias, float *c, int64_t ldc) {
+void dae_linear_avx2(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, int64_t acs, const float *b, int64_t bks,
+                     int64_t bjs, const float *bias, float *c, int64_t ldc) {
+    float panel[KC * 16] __attribute__((aligned(64)));
+    if (k == 0) {   // empty sums
+        for (int64_t i = 0; i < m; i++)
+            for (int64_t j = 0; j < n; j++) c[i * ldc + j] = bias ? 0.0f + bias[j] : 0.0f;
+        return;
+    }
     for (int64_t j = 0; j < n; j += 16) {
-        const float *p = b + (j / 16) * panel_stride;
-        const float *bj = bias ? bias + j : NULL;
         const int64_t width = n - j < 16 ? n - j : 16;
-        int64_t i = 0;
-        for (; i + 6 <= m; i += 6) tile(6, k, a + i * lda, lda, acs, p, ldb, width, bj, c + i * ldc + j, ldc);
-        switch (m - i) {
-        case 5: tile(5, k, a + i * lda, lda, acs, p, ldb, width, bj, c + i * ldc + j, ldc); break;
-        case 4: tile(4, k, a + i * lda, lda, acs, p, ldb, width, bj, c + i * ldc + j, ldc); break;
-        case 3: tile(3, k, a + i * lda, lda, acs, p, ldb, width, bj, c + i * ldc + j, ldc); break;
-        case 2: tile(2, k, a + i * lda, lda, acs, p, ldb, width, bj, c + i * ldc + j, ldc); break;
-        case 1: tile(1, k, a + i * lda, lda, acs, p, ldb, width, bj, c + i * ldc + j, ldc); break;
-        default: break;
+        for (int64_t k0 = 0; k0 < k; k0 += KC) {
+            const int64_t kc = k - k0 < KC ? k - k0 : KC;
+            copy_block(b, bks, bjs, k0, kc, j, width, panel);
+            const float *ak = a + k0 * acs, *bj = bias && k0 + kc == k ? bias + j : NULL;
+            const int first = k0 == 0;
+            int64_t i = 0;
+            for (; i + 6 <= m; i += 6) tile(6, kc, ak + i * lda, lda, acs, panel, width, first, bj, c + i * ldc + j, ldc);
+            switch (m - i) {
+            case 5: tile(5, kc, ak + i * lda, lda, acs, panel, width, first, bj, c + i * ldc + j, ldc); break;
+            case 4: tile(4, kc, ak + i * lda, lda, acs, panel, width, first, bj, c + i * ldc + j, ldc); break;
+            case 3: tile(3, kc, ak + i * lda, lda, acs, panel, width, first, bj, c + i * ldc + j, ldc); break;
+            case 2: tile(2, kc, ak + i * lda, lda, acs, panel, width, first, bj, c + i * ldc + j, ldc); break;
+            case 1: tile(1, kc, ak + i * lda, lda, acs, panel, width, first, bj, c + i * ldc + j, ldc); break;
+            default: break;
+            }
         }
     }
 }
@@ -102,88 +151,9 @@ void dae_linear_avx2(int64_t m, int64_t n, int64_t k, const float *a, int64_t ld
 #else
 
 int dae_linear_avx2_built(void) { return 0; }
-void dae_linear_avx2(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, int64_t acs, const float *b, int64_t ldb,
-                     int64_t panel_stride, const float *bias, float *c, int64_t ldc) {
-    (void)m; (void)n; (void)k; (void)a; (void)lda; (void)acs; (void)b; (void)ldb; (void)panel_stride; (void)bias; (void)c; (void)ldc;
+void dae_linear_avx2(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, int64_t acs, const float *b, int64_t bks,
+                     int64_t bjs, const float *bias, float *c, int64_t ldc) {
+    (void)m; (void)n; (void)k; (void)a; (void)lda; (void)acs; (void)b; (void)bks; (void)bjs; (void)bias; (void)c; (void)ldc;
 }
 
 #endif
-
-// The packings. Both write whole panels of 16 columns, zero past the matrix's last column, so the
-// kernel's loads stay inside them.
-
-/// packed[p * 16 * rows + kk * 16 + jj] = b[kk * ldb + 16 p + jj] (b is [rows, cols]): B itself.
-void dae_pack_panels16(const float *b, int64_t rows, int64_t cols, int64_t ldb, float *packed, int64_t first_panel,
-                       int64_t end_panel) {
-    for (int64_t p = first_panel; p < end_panel; p++) {
-        float *out = packed + p * 16 * rows;
-        const int64_t j0 = 16 * p, width = cols - j0 < 16 ? cols - j0 : 16;
-        if (width == 16) {
-            // 16 floats a row, a loop the compiler turns into vector moves (a memcpy call per 64
-            // bytes cost more than the copy)
-            for (int64_t kk = 0; kk < rows; kk++)
-                for (int jj = 0; jj < 16; jj++) out[kk * 16 + jj] = b[kk * ldb + j0 + jj];
-        } else {
-            for (int64_t kk = 0; kk < rows; kk++)
-                for (int jj = 0; jj < 16; jj++) out[kk * 16 + jj] = jj < width ? b[kk * ldb + j0 + jj] : 0;
-        }
-    }
-}
-
-/// packed[p * 16 * cols + kk * 16 + jj] = w[(16 p + jj) * ldw + kk] (w is [rows, cols]): B = w^T.
-static void pack_transposed_scalar(const float *w, int64_t rows, int64_t cols, int64_t ldw, float *out, int64_t row0,
-                                   int64_t kk0, int64_t kk1) {
-    // out is the panel of rows row0 ..< row0 + 16; columns kk0 ..< kk1
-    for (int64_t kk = kk0; kk < kk1; kk++)
-        for (int64_t jj = 0; jj < 16; jj++) out[kk * 16 + jj] = row0 + jj < rows ? w[(row0 + jj) * ldw + kk] : 0;
-}
-
-#if defined(__x86_64__)
-/// 8 x 8 blocks transposed in registers (AVX2: only shuffles and copies, so the values are the
-/// scalar loop's).
-AVX2FMA static void pack_transposed_avx2(const float *w, int64_t rows, int64_t cols, int64_t ldw, float *packed,
-                                         int64_t first_panel, int64_t end_panel) {
-    for (int64_t p = first_panel; p < end_panel; p++) {
-        float *out = packed + p * 16 * cols;
-        const int64_t row0 = 16 * p;
-        if (row0 + 16 > rows) { pack_transposed_scalar(w, rows, cols, ldw, out, row0, 0, cols); continue; }
-        int64_t kk = 0;
-        for (; kk + 8 <= cols; kk += 8) {
-            for (int half = 0; half < 2; half++) {
-                const float *in = w + (row0 + 8 * half) * ldw + kk;
-                __m256 r0 = _mm256_loadu_ps(in), r1 = _mm256_loadu_ps(in + ldw), r2 = _mm256_loadu_ps(in + 2 * ldw);
-                __m256 r3 = _mm256_loadu_ps(in + 3 * ldw), r4 = _mm256_loadu_ps(in + 4 * ldw), r5 = _mm256_loadu_ps(in + 5 * ldw);
-                __m256 r6 = _mm256_loadu_ps(in + 6 * ldw), r7 = _mm256_loadu_ps(in + 7 * ldw);
-                __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
-                __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
-                __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
-                __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
-                __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
-                __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
-                __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
-                __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-                float *o = out + kk * 16 + 8 * half;
-                _mm256_storeu_ps(o + 0 * 16, _mm256_permute2f128_ps(u0, u4, 0x20));
-                _mm256_storeu_ps(o + 1 * 16, _mm256_permute2f128_ps(u1, u5, 0x20));
-                _mm256_storeu_ps(o + 2 * 16, _mm256_permute2f128_ps(u2, u6, 0x20));
-                _mm256_storeu_ps(o + 3 * 16, _mm256_permute2f128_ps(u3, u7, 0x20));
-                _mm256_storeu_ps(o + 4 * 16, _mm256_permute2f128_ps(u0, u4, 0x31));
-                _mm256_storeu_ps(o + 5 * 16, _mm256_permute2f128_ps(u1, u5, 0x31));
-                _mm256_storeu_ps(o + 6 * 16, _mm256_permute2f128_ps(u2, u6, 0x31));
-                _mm256_storeu_ps(o + 7 * 16, _mm256_permute2f128_ps(u3, u7, 0x31));
-            }
-        }
-        pack_transposed_scalar(w, rows, cols, ldw, out, row0, kk, cols);
-    }
-}
-#endif
-
-void dae_pack_transposed16(const float *w, int64_t rows, int64_t cols, int64_t ldw, float *packed,
-                           int64_t first_panel, int64_t end_panel, int avx2) {
-#if defined(__x86_64__)
-    if (avx2) { pack_transposed_avx2(w, rows, cols, ldw, packed, first_panel, end_panel); return; }
-#endif
-    (void)avx2;
-    for (int64_t p = first_panel; p < end_panel; p++)
-        pack_transposed_scalar(w, rows, cols, ldw, packed + p * 16 * cols, 16 * p, 0, cols);
-}

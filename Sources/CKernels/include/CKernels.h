@@ -52,27 +52,12 @@ void dae_fixed_point_drain(int64_t *acc, float *out, int64_t n, int avx2);
 
 /// C[i, j] = sum over kk of A[i, kk] * B[kk, j] (+ bias[j] unless bias is NULL) for i < m, j < n
 /// (linear.c): each element one chain of fused multiply-adds over kk = 0 ..< k in order, starting
-/// from 0, then the bias added; so a row's values do not depend on m, n or which rows and columns
-/// a call holds. A[i, kk] = a[i * lda + kk * acs] (acs 1: row-major; lda 1: A^T row-major), C
-/// row-major (ldc); B is read in panels of 16
-/// columns, B[kk, j] = b[(j / 16) * panel_stride + kk * ldb + j % 16] (a row-major matrix: ldb its
-/// row length, panel_stride 16; dae_pack_transposed16's output: ldb 16, panel_stride 16 * k); a
-/// last partial panel is read under a mask, nothing past column n. Call only where the CPU has
-/// AVX2 and FMA and dae_linear_avx2_built() is 1 (x86-64 builds).
-void dae_linear_avx2(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, int64_t acs, const float *b, int64_t ldb,
-                     int64_t panel_stride, const float *bias, float *c, int64_t ldc);
+/// from 0, then the bias added; so a value does not depend on m, n or which rows and columns a
+/// call holds. A[i, kk] = a[i * lda + kk * acs], B[kk, j] = b[kk * bks + j * bjs] (a matrix or
+/// its transpose, read in place), C row-major (row stride ldc). Call only where the CPU has AVX2
+/// and FMA and dae_linear_avx2_built() is 1 (x86-64 builds).
+void dae_linear_avx2(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, int64_t acs, const float *b, int64_t bks,
+                     int64_t bjs, const float *bias, float *c, int64_t ldc);
 int dae_linear_avx2_built(void);
-
-/// Lay out B for dae_linear_avx2 (then ldb = 16, panel_stride = 16 * k): panels first_panel ..<
-/// end_panel, each 16 columns of B, zero past B's last column. dae_pack_panels16 packs B = b itself
-/// (b [rows = k, cols = n], row stride ldb): packed[p * 16 * rows + kk * 16 + jj] = b[kk * ldb +
-/// 16 p + jj], ceil(cols / 16) * 16 * rows floats. dae_pack_transposed16 packs B = w^T (w [rows =
-/// n, cols = k], row stride ldw): packed[p * 16 * cols + kk * 16 + jj] = w[(16 p + jj) * ldw + kk],
-/// ceil(rows / 16) * 16 * cols floats; with `avx2` 1 (only where the CPU has AVX2) in 8 x 8
-/// blocks transposed in registers. Copies: every version writes the same values. Any CPU.
-void dae_pack_panels16(const float *b, int64_t rows, int64_t cols, int64_t ldb, float *packed, int64_t first_panel,
-                       int64_t end_panel);
-void dae_pack_transposed16(const float *w, int64_t rows, int64_t cols, int64_t ldw, float *packed,
-                           int64_t first_panel, int64_t end_panel, int avx2);
 
 #endif

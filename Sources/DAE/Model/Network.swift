@@ -72,10 +72,6 @@ public protocol DenoisingNetwork: AnyObject {
     func target(images: UnsafePointer<Float>, n: Int, groupSize: Int, team: TeamPart) -> UnsafePointer<Float>
     func forward(n: Int, groupSize: Int, team: TeamPart)
     func backward(n: Int, groupSize: Int, team: TeamPart, weightsFinal: (Range<Int>) -> Void)
-    /// Before a step's lockstep calls, after every change of the parameters: lets the model lay
-    /// out its weights for them (StackedDenoiser), every thread of the team its part; the team
-    /// syncs before the calls.
-    func packForLockstep(team: TeamPart)
 
     /// The shape of one sample's feature vector (the encoder's output), e.g. [64, 7, 7].
     var codeShape: [Int] { get }
@@ -118,7 +114,6 @@ extension DenoisingNetwork {
         backward(n: n)
         weightsFinal(trainable)
     }
-    public func packForLockstep(team: TeamPart) {}
 }
 
 /// Which model a run trains; stored in checkpoints and weights files.
@@ -202,13 +197,12 @@ public enum ModelSpec: Sendable, Equatable {
         }
     }
 
-    /// A network for batches of up to `capacity`, reading `parameters` (shared by all replicas);
-    /// `lockstep`: for exact mode's lockstep passes (the stacked model lays out its weights for them).
-    public func makeNetwork(height: Int, width: Int, capacity: Int, parameters: FloatBuffer, lockstep: Bool = false) -> DenoisingNetwork {
+    /// A network for batches of up to `capacity`, reading `parameters` (shared by all replicas).
+    public func makeNetwork(height: Int, width: Int, capacity: Int, parameters: FloatBuffer) -> DenoisingNetwork {
         switch self {
         case .conv(let s): return ConvDenoiser(s, height: height, width: width, capacity: capacity, sharedParameters: parameters)
         case .unet(let s): return UNet(s, height: height, width: width, capacity: capacity, sharedParameters: parameters)
-        case .stacked(let s): return StackedDenoiser(s, capacity: capacity, sharedParameters: parameters, lockstep: lockstep)
+        case .stacked(let s): return StackedDenoiser(s, capacity: capacity, sharedParameters: parameters)
         }
     }
 

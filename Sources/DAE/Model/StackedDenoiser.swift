@@ -41,9 +41,9 @@ public final class StackedDenoiser: DenoisingNetwork {
     let decoded: [UnsafeMutablePointer<Float>]           // decoded[j] [n, d_j] for j = 1..<L: decoder j's output
     let gradA: UnsafeMutablePointer<Float>, gradB: UnsafeMutablePointer<Float>   // [n, max width] ping-pong
     let arena: Arena<Float>
-    /// Every layer's weight laid out for the lockstep passes' C kernel (Linear.Packs), when the
-    /// model was made for them and the CPU has the kernel; nil otherwise (OpenBLAS per group).
-    let packBuffer: FloatBuffer?
+    /// Whether the lockstep passes run on the C kernel (linear.c) or on OpenBLAS, a call per group
+    /// (LockstepLinearKernel, read once: a model's passes never mix the two).
+    let lockstepKernel = LockstepLinearKernel.avx2
 
     public static func makeLayout(_ spec: StackedSpec) -> ParameterLayout {
         var layout = ParameterLayout()
@@ -59,9 +59,7 @@ public final class StackedDenoiser: DenoisingNetwork {
         return layout
     }
 
-    /// `lockstep`: the model runs exact mode's lockstep passes (`packForLockstep`, then the
-    /// `groupSize` calls), for which it lays out its weights once per step.
-    public init(_ spec: StackedSpec, capacity: Int, sharedParameters: FloatBuffer? = nil, lockstep: Bool = false) {
+    public init(_ spec: StackedSpec, capacity: Int, sharedParameters: FloatBuffer? = nil) {
         precondition(capacity > 0 && !spec.hidden.isEmpty)
         self.spec = spec; self.capacity = capacity
         let layout = Self.makeLayout(spec)
@@ -88,19 +86,6 @@ public final class StackedDenoiser: DenoisingNetwork {
             ranges.append(w ..< db.offset + db.count)
             encoderGradients.append(w ..< b + d[j + 1])
             decoderGradients.append((spec.tied ? db.offset : layout.slot(named: "decoders.\(j).weight")!.offset) ..< db.offset + db.count)
-        }
-        if lockstep && LockstepLinearKernel.avx2 {
-            let buffer = FloatBuffer(count: (encoders + decoders).reduce(0) { $0 + Linear.Packs.count(inFeatures: $1.inFeatures, outFeatures: $1.outFeatures) })
-            var next = buffer.pointer
-            func assign(_ layer: inout Linear) {
-                let forward = next, input = next + Linear.Packs.panels(layer.outFeatures) * 16 * layer.inFeatures
-                layer.packs = Linear.Packs(forward: forward, input: input)
-                next += Linear.Packs.count(inFeatures: layer.inFeatures, outFeatures: layer.outFeatures)
-            }
-            for j in 0..<L { assign(&encoders[j]); assign(&decoders[j]) }
-            packBuffer = buffer
-        } else {
-            packBuffer = nil
         }
         self.encoders = encoders; self.decoders = decoders; layerRanges = ranges
         self.encoderGradients = encoderGradients; self.decoderGradients = decoderGradients
@@ -214,17 +199,23 @@ public final class StackedDenoiser: DenoisingNetwork {
         }
     }
 
-    /// Rows `rows` of x [n, in] through `layer` into y [n, out], activated: `packed` (lockstep
-    /// with the packs), one call of the C kernel over all of them, which gives every row the bits
-    /// of a call on its group alone; else an OpenBLAS call per group of `groupSize` on the columns
-    /// `outputs` (the team's part).
+    /// The team's part of a layer's `width` features: whole panels of the C kernel's 16 columns
+    /// when it runs the products (`kernel`).
+    @inline(__always)
+    func features(_ width: Int, _ team: TeamPart, kernel: Bool) -> Range<Int> {
+        kernel ? team.share(width, inUnitsOf: 16) : team.share(width)
+    }
+
+    /// Rows `rows` of x [n, in] through `layer` into y [n, out]'s columns `outputs` (the team's
+    /// part), activated: with `kernel`, one call of the C kernel over all the rows, which gives
+    /// every value the bits of a call on its group alone; else an OpenBLAS call per group of
+    /// `groupSize`.
     @inline(__always)
     func forward(_ layer: Linear, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, rows: Range<Int>, groupSize: Int,
-                 outputs: Range<Int>, _ kind: OutputActivation, packed: Bool) {
+                 outputs: Range<Int>, _ kind: OutputActivation, kernel: Bool) {
         let inp = layer.inFeatures, out = layer.outFeatures
-        if packed {
-            precondition(outputs.count == out, "a lockstep thread computes whole rows")
-            layer.forwardLockstep(x: x + rows.lowerBound * inp, y: y + rows.lowerBound * out, n: rows.count)
+        if kernel {
+            layer.forwardLockstep(x: x + rows.lowerBound * inp, y: y + rows.lowerBound * out, n: rows.count, outputs: outputs)
             activate(y + rows.lowerBound * out, n: rows.count, width: out, columns: outputs, kind)
             return
         }
@@ -237,11 +228,11 @@ public final class StackedDenoiser: DenoisingNetwork {
 
     /// Encoders 0..<depth on rows `rows` of x [n, d0], in groups of `groupSize`, the team
     /// splitting features; codes[j] holds layer j's output. Ends synced.
-    func encode(_ x: UnsafePointer<Float>, depth: Int, rows: Range<Int>, groupSize: Int, team: TeamPart = .alone, packed: Bool = false) {
+    func encode(_ x: UnsafePointer<Float>, depth: Int, rows: Range<Int>, groupSize: Int, team: TeamPart = .alone, kernel: Bool = false) {
         var below = x
         for j in 0..<depth {
-            forward(encoders[j], x: below, y: codes[j + 1], rows: rows, groupSize: groupSize, outputs: team.share(widths[j + 1]), hidden,
-                    packed: packed)
+            forward(encoders[j], x: below, y: codes[j + 1], rows: rows, groupSize: groupSize, outputs: features(widths[j + 1], team, kernel: kernel),
+                    hidden, kernel: kernel)
             team.sync()
             below = UnsafePointer(codes[j + 1])
         }
@@ -250,42 +241,44 @@ public final class StackedDenoiser: DenoisingNetwork {
     public func target(images: UnsafePointer<Float>, n: Int) -> UnsafePointer<Float> { target(images: images, rows: 0 ..< n, groupSize: n, team: .alone) }
     public func target(images: UnsafePointer<Float>, n: Int, team: TeamPart) -> UnsafePointer<Float> { target(images: images, rows: 0 ..< n, groupSize: n, team: team) }
     public func target(images: UnsafePointer<Float>, n: Int, groupSize: Int, team: TeamPart) -> UnsafePointer<Float> {
-        target(images: images, rows: team.share(n, inUnitsOf: groupSize), groupSize: groupSize, team: .alone, packed: packBuffer != nil)
+        if lockstepKernel { return target(images: images, rows: 0 ..< n, groupSize: groupSize, team: team, kernel: true) }
+        return target(images: images, rows: team.share(n, inUnitsOf: groupSize), groupSize: groupSize, team: .alone)
     }
 
     /// The target of `rows`, the team splitting features.
-    func target(images: UnsafePointer<Float>, rows: Range<Int>, groupSize: Int, team: TeamPart, packed: Bool = false) -> UnsafePointer<Float> {
+    func target(images: UnsafePointer<Float>, rows: Range<Int>, groupSize: Int, team: TeamPart, kernel: Bool = false) -> UnsafePointer<Float> {
         guard case .layer(let k) = mode, k > 0 else { return images }
-        encode(images, depth: k, rows: rows, groupSize: groupSize, team: team, packed: packed)      // the frozen layers' clean codes
+        encode(images, depth: k, rows: rows, groupSize: groupSize, team: team, kernel: kernel)      // the frozen layers' clean codes
         return UnsafePointer(codes[k])
     }
 
     public func forward(n: Int) { forward(rows: 0 ..< n, groupSize: n, team: .alone) }
     public func forward(n: Int, team: TeamPart) { forward(rows: 0 ..< n, groupSize: n, team: team) }
     public func forward(n: Int, groupSize: Int, team: TeamPart) {
-        forward(rows: team.share(n, inUnitsOf: groupSize), groupSize: groupSize, team: .alone, packed: packBuffer != nil)
+        if lockstepKernel { forward(rows: 0 ..< n, groupSize: groupSize, team: team, kernel: true); return }
+        forward(rows: team.share(n, inUnitsOf: groupSize), groupSize: groupSize, team: .alone)
     }
 
     /// Rows `rows` in groups of `groupSize`, the team splitting features; ends before the last
     /// layer's sync: the caller syncs before reading the output.
-    func forward(rows: Range<Int>, groupSize: Int, team: TeamPart, packed: Bool = false) {
+    func forward(rows: Range<Int>, groupSize: Int, team: TeamPart, kernel: Bool = false) {
         precondition(rows.upperBound <= capacity && groupSize > 0)
         switch mode {
         case .layer(let k):
             // input [n,d_k] -> y = codes[k+1] [n,d_{k+1}] -> output [n,d_k]
-            forward(encoders[k], x: input, y: codes[k + 1], rows: rows, groupSize: groupSize, outputs: team.share(widths[k + 1]), hidden,
-                    packed: packed)
+            forward(encoders[k], x: input, y: codes[k + 1], rows: rows, groupSize: groupSize,
+                    outputs: features(widths[k + 1], team, kernel: kernel), hidden, kernel: kernel)
             team.sync()
-            forward(decoders[k], x: codes[k + 1], y: output, rows: rows, groupSize: groupSize, outputs: team.share(widths[k]),
-                    outputActivation, packed: packed)
+            forward(decoders[k], x: codes[k + 1], y: output, rows: rows, groupSize: groupSize,
+                    outputs: features(widths[k], team, kernel: kernel), outputActivation, kernel: kernel)
         case .deep(let depth):
             // input [n,d0] -> codes[1..depth] -> decoded[depth-1..1] -> output [n,d0]
-            encode(input, depth: depth, rows: rows, groupSize: groupSize, team: team, packed: packed)
+            encode(input, depth: depth, rows: rows, groupSize: groupSize, team: team, kernel: kernel)
             var above = UnsafePointer(codes[depth])
             for j in (0..<depth).reversed() {
                 let out = j == 0 ? output : decoded[j]
-                forward(decoders[j], x: above, y: out, rows: rows, groupSize: groupSize, outputs: team.share(widths[j]),
-                        j == 0 ? .sigmoid : hidden, packed: packed)
+                forward(decoders[j], x: above, y: out, rows: rows, groupSize: groupSize, outputs: features(widths[j], team, kernel: kernel),
+                        j == 0 ? .sigmoid : hidden, kernel: kernel)
                 if j > 0 { team.sync() }
                 above = UnsafePointer(out)
             }
@@ -293,27 +286,6 @@ public final class StackedDenoiser: DenoisingNetwork {
     }
 
     public func backward(n: Int) { backward(rows: 0 ..< n, team: .alone, lockstep: nil) { _ in } }
-
-    /// Lays out the weights of the layers the current mode's lockstep passes use for the C
-    /// kernel (Linear.pack), the team's threads each a part of every layer's panels; the team
-    /// syncs before those passes. Called at the start of every step (the weights change with
-    /// every update). Without packs (not made for lockstep, or no kernel on this CPU), nothing.
-    public func packForLockstep(team: TeamPart) {
-        guard packBuffer != nil else { return }
-        func pack(_ layer: Linear, forward: Bool, input: Bool) {
-            layer.pack(forward: forward ? team.share(layer.forwardPanels) : 0 ..< 0, input: input ? team.share(layer.inputPanels) : 0 ..< 0)
-        }
-        switch mode {
-        case .layer(let k):
-            for j in 0...k { pack(encoders[j], forward: true, input: false) }   // below k: the frozen layers' codes
-            pack(decoders[k], forward: true, input: true)
-        case .deep(let depth):
-            for j in 0..<depth {
-                pack(encoders[j], forward: true, input: j > 0)
-                pack(decoders[j], forward: true, input: true)
-            }
-        }
-    }
 
     /// A team's share; from a synced gradOutput, ends without a final sync (the caller syncs
     /// before reading the gradients).
@@ -339,7 +311,7 @@ public final class StackedDenoiser: DenoisingNetwork {
             let part = team.share(rows.count, inUnitsOf: size)
             return rows.lowerBound + part.lowerBound ..< rows.lowerBound + part.upperBound
         } ?? rows
-        let packed = groupSize != nil && packBuffer != nil
+        let kernel = groupSize != nil && lockstepKernel
         /// One layer: weight and bias gradients, then with dx the gradient at the pre-activation
         /// of the layer below (x is that layer's activated output).
         func layer(_ layer: Linear, gradients: Range<Int>, dy: UnsafePointer<Float>, x: UnsafePointer<Float>,
@@ -352,7 +324,7 @@ public final class StackedDenoiser: DenoisingNetwork {
                 let weight = gradients.lowerBound, bias = weight + out * inp
                 forEachGroup(team.share(out, inUnitsOf: Self.weightChunk), size: Self.weightChunk) { chunk in
                     forEachGroup(rows, size: groupSize) { g in
-                        if packed {
+                        if kernel {
                             layer.backwardWeightsLockstep(dy: dy + g.lowerBound * out, x: x + g.lowerBound * inp, n: g.count, outputs: chunk)
                         } else {
                             (layer.gradWeight + chunk.lowerBound * inp).update(repeating: 0, count: chunk.count * inp)
@@ -364,10 +336,11 @@ public final class StackedDenoiser: DenoisingNetwork {
                     }
                 }
                 guard let dx else { return }
-                if packed {
-                    // this thread's groups in one call (the bits of a call per group)
-                    layer.backwardInputLockstep(dy: dy + mine.lowerBound * out, dx: dx + mine.lowerBound * inp, n: mine.count)
-                    activationBackward(y: x + mine.lowerBound * inp, grad: dx + mine.lowerBound * inp, n: mine.count, width: inp, columns: 0 ..< inp)
+                if kernel {
+                    // all the groups in one call, the team splitting the input features
+                    let inputs = features(inp, team, kernel: true)
+                    layer.backwardInputLockstep(dy: dy + rows.lowerBound * out, dx: dx + rows.lowerBound * inp, n: rows.count, inputs: inputs)
+                    activationBackward(y: x + rows.lowerBound * inp, grad: dx + rows.lowerBound * inp, n: rows.count, width: inp, columns: inputs)
                     return
                 }
                 forEachGroup(mine, size: groupSize) { g in
@@ -380,9 +353,8 @@ public final class StackedDenoiser: DenoisingNetwork {
                                       accumulate: accumulate)
                 weightsFinal(gradients)
                 guard let dx else { return }
-                if packed {
-                    precondition(team.count == 1, "tied weights run their groups alone")
-                    layer.backwardInputLockstep(dy: dy + rows.lowerBound * out, dx: dx + rows.lowerBound * inp, n: rows.count)
+                if kernel {
+                    layer.backwardInputLockstep(dy: dy + rows.lowerBound * out, dx: dx + rows.lowerBound * inp, n: rows.count, inputs: inputs)
                 } else {
                     layer.backwardInput(dy: dy + rows.lowerBound * out, dx: dx + rows.lowerBound * inp, n: rows.count, inputs: inputs)
                 }

@@ -48,9 +48,8 @@ final class Worker: @unchecked Sendable {
     let model: DenoisingNetwork
     let clean: FloatBuffer                          // [capacity, C, H, W] clean samples
 
-    init(spec: ModelSpec, samples: TrainingSamples, capacity: Int, parameters: FloatBuffer, lockstep: Bool = false) {
-        model = spec.makeNetwork(height: samples.height, width: samples.width, capacity: capacity, parameters: parameters,
-                                 lockstep: lockstep)
+    init(spec: ModelSpec, samples: TrainingSamples, capacity: Int, parameters: FloatBuffer) {
+        model = spec.makeNetwork(height: samples.height, width: samples.width, capacity: capacity, parameters: parameters)
         clean = FloatBuffer(count: capacity * samples.sampleSize)
     }
 }
@@ -172,8 +171,7 @@ public final class Trainer: @unchecked Sendable {
             let count = teamed ? 1 : threadCount
             let capacity = config.model.runsLayerByLayer ? microBatch * ((perRank + count - 1) / count) : microBatch
             workers = (0..<count).map { _ in
-                Worker(spec: config.model, samples: samples, capacity: capacity, parameters: params,
-                       lockstep: config.model.runsLayerByLayer)
+                Worker(spec: config.model, samples: samples, capacity: capacity, parameters: params)
             }
         case .fast:
             let share = (fullBatch + size - 1) / size
@@ -554,7 +552,6 @@ public final class Trainer: @unchecked Sendable {
                          weightsFinal: (Range<Int>) -> Void = { _ in }) -> Double {
         let model = worker.model, pixels = samples.sampleSize, n = positions.count
         let rows = groupSize.map { team.share(n, inUnitsOf: $0) } ?? team.share(n)
-        if groupSize != nil { model.packForLockstep(team: team) }    // synced below, before the target (timed with the layers)
         var t = profile == nil ? 0 : monotonicSeconds()
         // clean samples (images or crops); the phase's clean target (the samples, or a stacked
         // model's codes of them from the frozen layers below); its corrupted copy as the input

@@ -15,14 +15,10 @@
 // gradients over the output features (a thread packs and writes only its rows of W and dW), the
 // input gradient over the input features; each part is one GEMM on a slice of the same buffers.
 //
-// Exact mode's lockstep passes (StackedDenoiser.swift) take instead the C kernel of linear.c for
-// the forward and the input gradient, where it is available: each output value one chain of
-// fused multiply-adds in a fixed order, so one call over all of a thread's micro-batches gives
-// every row the bits of a call on its micro-batch alone. It reads the weight laid out in panels
-// (`Packs`), written once per step by `pack` (OpenBLAS lays it out again on every call):
-//
-//   forward: y[n, out] = x[n, in] . P_f + b     P_f = W^T [in, out] in panels of 16 columns
-//   input:   dx[n, in] = dy[n, out] . P_i       P_i = W   [out, in] in panels of 16 columns
+// Exact mode's lockstep passes (StackedDenoiser.swift) take instead, where the CPU has it, the C
+// kernel of linear.c (the `Lockstep` functions): each output value one chain of fused
+// multiply-adds in a fixed order, so a call over all of a rank's micro-batches, a team's threads
+// each a part of the columns, gives every value the bits of a call on its micro-batch alone.
 
 import CKernels
 
@@ -47,55 +43,25 @@ public struct Linear {
         gradWeight = grads.pointer + offsets.weight; gradBias = grads.pointer + offsets.bias
     }
 
-    /// The weight laid out for the C kernel (`pack`), the forward's and the input gradient's.
-    public struct Packs {
-        public let forward: UnsafeMutablePointer<Float>     // W^T [in, out], panels of 16 outputs
-        public let input: UnsafeMutablePointer<Float>       // W [out, in], panels of 16 inputs
-        /// Floats of both, for a layer of these widths.
-        public static func count(inFeatures: Int, outFeatures: Int) -> Int {
-            panels(outFeatures) * 16 * inFeatures + panels(inFeatures) * 16 * outFeatures
-        }
-        static func panels(_ columns: Int) -> Int { (columns + 15) / 16 }
-    }
-    /// Set when exact mode's lockstep passes run on the C kernel (StackedDenoiser).
-    public var packs: Packs? = nil
-
-    /// Panels of the forward's and of the input gradient's packed weight.
-    public var forwardPanels: Int { Packs.panels(outFeatures) }
-    public var inputPanels: Int { Packs.panels(inFeatures) }
-
-    /// Writes the panels `forward` of P_f and `input` of P_i from the current weight (a team
-    /// thread's part; the kernel may read them once every part is written).
-    public func pack(forward f: Range<Int>, input i: Range<Int>) {
-        guard let packs else { preconditionFailure("Linear.pack without packs") }
-        let avx2 = Int32(UpdateKernels.avx2 ? 1 : 0)
-        if storedTransposed {
-            // S [in, out] is P_f unpanelled; P_i = S^T
-            dae_pack_panels16(weight, Int64(inFeatures), Int64(outFeatures), Int64(outFeatures), packs.forward,
-                              Int64(f.lowerBound), Int64(f.upperBound))
-            dae_pack_transposed16(weight, Int64(inFeatures), Int64(outFeatures), Int64(outFeatures), packs.input,
-                                  Int64(i.lowerBound), Int64(i.upperBound), avx2)
-        } else {
-            // W [out, in] is P_i unpanelled; P_f = W^T
-            dae_pack_transposed16(weight, Int64(outFeatures), Int64(inFeatures), Int64(inFeatures), packs.forward,
-                                  Int64(f.lowerBound), Int64(f.upperBound), avx2)
-            dae_pack_panels16(weight, Int64(outFeatures), Int64(inFeatures), Int64(inFeatures), packs.input,
-                              Int64(i.lowerBound), Int64(i.upperBound))
-        }
+    /// y[:, o] = x . W^T[:, o] + b[o] on the C kernel: columns `o` of y [n, out] (a team
+    /// thread's part), from all of x [n, in].
+    public func forwardLockstep(x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, n: Int, outputs o: Range<Int>) {
+        guard !o.isEmpty else { return }
+        // B = W^T: B[i, o] = W[o, i] (stored [out, in]) or S[i, o] (stored [in, out])
+        let b = storedTransposed ? weight + o.lowerBound : weight + o.lowerBound * inFeatures
+        dae_linear_avx2(Int64(n), Int64(o.count), Int64(inFeatures), x, Int64(inFeatures), 1,
+                        b, storedTransposed ? Int64(outFeatures) : 1, storedTransposed ? 1 : Int64(inFeatures),
+                        bias + o.lowerBound, y + o.lowerBound, Int64(outFeatures))
     }
 
-    /// y [n, out] = x [n, in] . W^T + b on the C kernel, from the packed weight.
-    public func forwardLockstep(x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, n: Int) {
-        guard let packs else { preconditionFailure("Linear.forwardLockstep without packs") }
-        dae_linear_avx2(Int64(n), Int64(outFeatures), Int64(inFeatures), x, Int64(inFeatures), 1, packs.forward, 16,
-                        Int64(16 * inFeatures), bias, y, Int64(outFeatures))
-    }
-
-    /// dx [n, in] = dy [n, out] . W on the C kernel, from the packed weight.
-    public func backwardInputLockstep(dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>, n: Int) {
-        guard let packs else { preconditionFailure("Linear.backwardInputLockstep without packs") }
-        dae_linear_avx2(Int64(n), Int64(inFeatures), Int64(outFeatures), dy, Int64(outFeatures), 1, packs.input, 16,
-                        Int64(16 * outFeatures), nil, dx, Int64(inFeatures))
+    /// dx[:, i] = dy . W[:, i] on the C kernel: columns `i` of dx [n, in], from all of dy [n, out].
+    public func backwardInputLockstep(dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>, n: Int, inputs i: Range<Int>) {
+        guard !i.isEmpty else { return }
+        // B = W: B[o, i] = W[o, i] (stored [out, in]) or S[i, o] (stored [in, out])
+        let b = storedTransposed ? weight + i.lowerBound * outFeatures : weight + i.lowerBound
+        dae_linear_avx2(Int64(n), Int64(i.count), Int64(outFeatures), dy, Int64(outFeatures), 1,
+                        b, storedTransposed ? 1 : Int64(inFeatures), storedTransposed ? Int64(outFeatures) : 1,
+                        nil, dx + i.lowerBound, Int64(inFeatures))
     }
 
     /// dW's rows `o` = dy[:, o]^T . x (n rows) on the C kernel, written (not added), and db[o]
@@ -103,7 +69,7 @@ public struct Linear {
     public func backwardWeightsLockstep(dy: UnsafePointer<Float>, x: UnsafePointer<Float>, n: Int, outputs o: Range<Int>) {
         precondition(!storedTransposed, "a tied weight's gradient is added to its encoder's")
         guard !o.isEmpty else { return }
-        dae_linear_avx2(Int64(o.count), Int64(inFeatures), Int64(n), dy + o.lowerBound, 1, Int64(outFeatures), x, Int64(inFeatures), 16,
+        dae_linear_avx2(Int64(o.count), Int64(inFeatures), Int64(n), dy + o.lowerBound, 1, Int64(outFeatures), x, Int64(inFeatures), 1,
                         nil, gradWeight + o.lowerBound * inFeatures, Int64(inFeatures))
         biasGradient(dy: dy, n: n, outputs: o)
     }
