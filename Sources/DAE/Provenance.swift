@@ -25,18 +25,22 @@ public struct BuildInfo: Codable, Sendable, Equatable {
     /// Where Adam's update and the fixed-point conversion run: "avx2" or "baseline" (same bits;
     /// absent in files written before they were C kernels).
     public var updateKernels: String?
+    /// Where exact mode's fully connected products run in lockstep: "avx2_fma" (linear.c) or
+    /// "openblas" (they round differently; absent in files written before the C kernel existed).
+    public var lockstepLinear: String?
     public var mpi: String            // the first line of MPI_Get_library_version, or "built without MPI"
     public var os: String             // uname: system, release, machine
     public var cpu: String?           // /proc/cpuinfo's first "model name" (absent on some CPUs, e.g. ARM)
 
     enum CodingKeys: String, CodingKey {
-        case daeDist = "dae_dist", swift, openblas, openblasCore = "openblas_core", winogradTransforms = "winograd_transforms", updateKernels = "update_kernels", mpi, os, cpu
+        case daeDist = "dae_dist", swift, openblas, openblasCore = "openblas_core", winogradTransforms = "winograd_transforms", updateKernels = "update_kernels", lockstepLinear = "lockstep_linear", mpi, os, cpu
     }
 
     public init(daeDist: String, swift: String, openblas: String, openblasCore: String, winogradTransforms: String? = nil,
-                updateKernels: String? = nil, mpi: String, os: String, cpu: String?) {
+                updateKernels: String? = nil, lockstepLinear: String? = nil, mpi: String, os: String, cpu: String?) {
         self.daeDist = daeDist; self.swift = swift; self.openblas = openblas; self.openblasCore = openblasCore
         self.winogradTransforms = winogradTransforms; self.updateKernels = updateKernels
+        self.lockstepLinear = lockstepLinear
         self.mpi = mpi; self.os = os; self.cpu = cpu
     }
 
@@ -44,7 +48,8 @@ public struct BuildInfo: Codable, Sendable, Equatable {
     /// is one of the few MPI calls allowed before it (and after MPI_Finalize).
     public static let current = BuildInfo(
         daeDist: daeDistVersion, swift: swiftCompilerVersion, openblas: openBLASConfig(), openblasCore: openBLASCore(),
-        winogradTransforms: Winograd.avx512 ? "avx512" : "swift", updateKernels: UpdateKernels.name, mpi: mpiLibraryVersion(), os: operatingSystem(), cpu: cpuModel())
+        winogradTransforms: Winograd.avx512 ? "avx512" : "swift", updateKernels: UpdateKernels.name,
+        lockstepLinear: LockstepLinearKernel.name, mpi: mpiLibraryVersion(), os: operatingSystem(), cpu: cpuModel())
 
     /// The lines of `dae-dist --version`.
     public var versionText: String {
@@ -52,7 +57,7 @@ public struct BuildInfo: Codable, Sendable, Equatable {
                      "Swift     \(swift)",
                      // openblas_get_config() starts with "OpenBLAS <version>"
                      "OpenBLAS  \(openblas.hasPrefix("OpenBLAS ") ? String(openblas.dropFirst(9)) : openblas) (core: \(openblasCore))",
-                     "Kernels   Winograd transforms: \(winogradTransforms ?? "none"), Adam and fixed point: \(updateKernels ?? "none")",
+                     "Kernels   Winograd transforms: \(winogradTransforms ?? "none"), Adam and fixed point: \(updateKernels ?? "none"), lockstep linear: \(lockstepLinear ?? "none")",
                      "MPI       \(mpi)",
                      "OS        \(os)"]
         if let cpu { lines.append("CPU       \(cpu)") }
@@ -69,13 +74,14 @@ public struct BuildInfo: Codable, Sendable, Equatable {
                    "openblas_core": openblasCore, "os": os]
         if let winogradTransforms { out["winograd_transforms"] = winogradTransforms }
         if let updateKernels { out["update_kernels"] = updateKernels }
+        if let lockstepLinear { out["lockstep_linear"] = lockstepLinear }
         if withMPI { out["mpi"] = mpi }
         if let cpu { out["cpu"] = cpu }
         return out
     }
 
     /// The metadata keys above, in the order `dae-dist info` shows them.
-    public static let metadataKeys = ["dae_dist_version", "swift", "openblas", "openblas_core", "winograd_transforms", "update_kernels", "mpi", "os", "cpu"]
+    public static let metadataKeys = ["dae_dist_version", "swift", "openblas", "openblas_core", "winograd_transforms", "update_kernels", "lockstep_linear", "mpi", "os", "cpu"]
 
     /// The compiler's version. It is known only at compile time, through `#if compiler(...)`, so
     /// this ladder names the minor version; add a rung when a new compiler comes out.

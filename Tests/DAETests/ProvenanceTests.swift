@@ -105,6 +105,8 @@ final class ProvenanceTests: XCTestCase {
         XCTAssertEqual(info.metadata()["winograd_transforms"], info.winogradTransforms)
         XCTAssertTrue(["avx2", "baseline"].contains(info.updateKernels ?? ""), "\(String(describing: info.updateKernels))")
         XCTAssertEqual(info.metadata()["update_kernels"], info.updateKernels)
+        XCTAssertTrue(["avx2_fma", "openblas"].contains(info.lockstepLinear ?? ""), "\(String(describing: info.lockstepLinear))")
+        XCTAssertEqual(info.metadata()["lockstep_linear"], info.lockstepLinear)
         XCTAssertFalse(info.mpi.isEmpty)
         XCTAssertFalse(info.mpi.contains("\n"))
         XCTAssertTrue(info.os.hasPrefix("Linux") || info.os.hasPrefix("Darwin"), info.os)
