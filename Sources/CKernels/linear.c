@@ -17,8 +17,15 @@
 // block, stores them into C and loads them back for the next block (a float stored and loaded is
 // the same float, so the chain goes on exactly). B is read as B[kk, j] = b[kk * bks + j * bjs]:
 // a row-major matrix (bjs = 1) or a transposed one (bks = 1) without a copy of its own.
+//
+// A weight gradient can go straight into exact mode's Int64 accumulator instead of C: each tile's
+// sums rounded to fixed point and added while in registers, where a separate pass would read the
+// gradient back from memory together with the accumulator (dae_fixed_point_accumulate's rounding
+// and checks, the same bits).
 
 #include "CKernels.h"
+#include <math.h>
+#include <string.h>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -78,14 +85,50 @@ AVX2FMA static void copy_block(const float *b, int64_t bks, int64_t bjs, int64_t
         for (int64_t jj = 0; jj < 16; jj++) panel[kk * 16 + jj] = jj < width ? b[(k0 + kk) * bks + (j0 + jj) * bjs] : 0;
 }
 
+/// acc[j] += round_half_even(v[j] * 2^40) for j < width, as dae_fixed_point_accumulate does (the
+/// same bits: update.c): 16 at a time by the 1.5 * 2^52 magic number where all are below 2^11 and
+/// within `limit`, else one at a time, leaving out (and returning 0 for) any beyond `limit` or
+/// not finite.
+AVX2FMA static inline int add_fixed_point(__m256 v0, __m256 v1, int64_t width, int64_t *acc, double limit) {
+    const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    const float bound = limit < 2048.0 ? (float)limit : 2048.0f;
+    // |v| < 2^11 and (as a double) <= limit: below `bound`, or equal to it when limit is smaller
+    // (a float equal to (float)limit may still exceed limit: then the careful loop decides)
+    const __m256 b = _mm256_set1_ps(bound);
+    __m256 ok0 = _mm256_cmp_ps(_mm256_and_ps(v0, abs_mask), b, _CMP_LT_OQ);
+    __m256 ok1 = _mm256_cmp_ps(_mm256_and_ps(v1, abs_mask), b, _CMP_LT_OQ);
+    if (width == 16 && _mm256_movemask_ps(_mm256_and_ps(ok0, ok1)) == 0xff) {
+        const __m256d scale = _mm256_set1_pd(1099511627776.0), magic = _mm256_set1_pd(6755399441055744.0);
+        double md = 6755399441055744.0; int64_t mb; memcpy(&mb, &md, 8);
+        const __m256i bits = _mm256_set1_epi64x(mb);
+        const __m128 q[4] = {_mm256_castps256_ps128(v0), _mm256_extractf128_ps(v0, 1), _mm256_castps256_ps128(v1), _mm256_extractf128_ps(v1, 1)};
+        for (int h = 0; h < 4; h++) {
+            __m256i t = _mm256_sub_epi64(_mm256_castpd_si256(_mm256_add_pd(_mm256_mul_pd(_mm256_cvtps_pd(q[h]), scale), magic)), bits);
+            __m256i *p = (__m256i *)(acc + 4 * h);
+            _mm256_storeu_si256(p, _mm256_add_epi64(_mm256_loadu_si256(p), t));
+        }
+        return 1;
+    }
+    float v[16];
+    _mm256_storeu_ps(v, v0); _mm256_storeu_ps(v + 8, v1);
+    int ok = 1;
+    for (int64_t j = 0; j < width; j++) {
+        double x = (double)v[j];
+        if (!(fabs(x) <= limit)) { ok = 0; continue; }            // also NaN
+        acc[j] = (int64_t)((uint64_t)acc[j] + (uint64_t)(int64_t)nearbyint(x * 1099511627776.0));
+    }
+    return ok;
+}
+
 /// R rows of C (row i of A at a + i * lda, its kk-th value kk * acs further) by the panel's
 /// `width` columns, over kc rows of the block: the sums start at 0 (`first`) or at what C holds,
-/// and end in C, plus the bias where given (the last block). Whole panels store with plain
-/// moves; a masked store costs far more, which shows where k is short (a weight gradient's
-/// micro-batch of rows).
+/// and end in C, plus the bias where given (the last block); or, with `acc` (the last block),
+/// go into the Int64 accumulator acc (row stride ldacc) in fixed point instead, returning 0 if
+/// some value was left out. Whole panels store with plain moves; a masked store costs far more,
+/// which shows where k is short (a weight gradient's micro-batch of rows).
 AVX2FMA __attribute__((always_inline))
-static inline void tile(int R, int64_t kc, const float *a, int64_t lda, int64_t acs, const float *panel, int64_t width,
-                        int first, const float *bias, float *c, int64_t ldc) {
+static inline int tile(int R, int64_t kc, const float *a, int64_t lda, int64_t acs, const float *panel, int64_t width,
+                       int first, const float *bias, float *c, int64_t ldc, int64_t *acc, int64_t ldacc, double limit) {
     __m256 s0[6], s1[6];
     const __m256i m0 = lanes(width < 8 ? width : 8), m1 = lanes(width > 8 ? width - 8 : 0);
     for (int r = 0; r < R; r++) {
@@ -100,6 +143,11 @@ static inline void tile(int R, int64_t kc, const float *a, int64_t lda, int64_t 
             s0[r] = _mm256_fmadd_ps(x, b0, s0[r]);
             s1[r] = _mm256_fmadd_ps(x, b1, s1[r]);
         }
+    }
+    if (acc) {
+        int ok = 1;
+        for (int r = 0; r < R; r++) ok &= add_fixed_point(s0[r], s1[r], width, acc + r * ldacc, limit);
+        return ok;
     }
     __m256 bias0 = _mm256_setzero_ps(), bias1 = _mm256_setzero_ps();
     if (bias && width == 16) { bias0 = _mm256_loadu_ps(bias); bias1 = _mm256_loadu_ps(bias + 8); }
@@ -116,44 +164,53 @@ static inline void tile(int R, int64_t kc, const float *a, int64_t lda, int64_t 
             _mm256_maskstore_ps(c + r * ldc + 8, m1, v1);
         }
     }
+    return 1;
 }
 
 AVX2FMA
-void dae_linear_avx2(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, int64_t acs, const float *b, int64_t bks,
-                     int64_t bjs, const float *bias, float *c, int64_t ldc) {
+int dae_linear_avx2(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, int64_t acs, const float *b, int64_t bks,
+                    int64_t bjs, const float *bias, float *c, int64_t ldc, int64_t *acc, int64_t ldacc, double limit) {
     float panel[KC * 16] __attribute__((aligned(64)));
-    if (k == 0) {   // empty sums
-        for (int64_t i = 0; i < m; i++)
-            for (int64_t j = 0; j < n; j++) c[i * ldc + j] = bias ? 0.0f + bias[j] : 0.0f;
-        return;
+    int ok = 1;
+    if (k == 0) {   // empty sums: C is the bias (or 0); nothing to add to acc
+        if (!acc)
+            for (int64_t i = 0; i < m; i++)
+                for (int64_t j = 0; j < n; j++) c[i * ldc + j] = bias ? 0.0f + bias[j] : 0.0f;
+        return 1;
     }
     for (int64_t j = 0; j < n; j += 16) {
         const int64_t width = n - j < 16 ? n - j : 16;
         for (int64_t k0 = 0; k0 < k; k0 += KC) {
             const int64_t kc = k - k0 < KC ? k - k0 : KC;
             copy_block(b, bks, bjs, k0, kc, j, width, panel);
-            const float *ak = a + k0 * acs, *bj = bias && k0 + kc == k ? bias + j : NULL;
-            const int first = k0 == 0;
+            const int last = k0 + kc == k, first = k0 == 0;
+            const float *ak = a + k0 * acs, *bj = bias && last ? bias + j : NULL;
+            int64_t *aj = acc && last ? acc + j : NULL;
+#define TILE(R) ok &= tile(R, kc, ak + i * lda, lda, acs, panel, width, first, bj, c + i * ldc + j, ldc, aj ? aj + i * ldacc : NULL, ldacc, limit)
             int64_t i = 0;
-            for (; i + 6 <= m; i += 6) tile(6, kc, ak + i * lda, lda, acs, panel, width, first, bj, c + i * ldc + j, ldc);
+            for (; i + 6 <= m; i += 6) TILE(6);
             switch (m - i) {
-            case 5: tile(5, kc, ak + i * lda, lda, acs, panel, width, first, bj, c + i * ldc + j, ldc); break;
-            case 4: tile(4, kc, ak + i * lda, lda, acs, panel, width, first, bj, c + i * ldc + j, ldc); break;
-            case 3: tile(3, kc, ak + i * lda, lda, acs, panel, width, first, bj, c + i * ldc + j, ldc); break;
-            case 2: tile(2, kc, ak + i * lda, lda, acs, panel, width, first, bj, c + i * ldc + j, ldc); break;
-            case 1: tile(1, kc, ak + i * lda, lda, acs, panel, width, first, bj, c + i * ldc + j, ldc); break;
+            case 5: TILE(5); break;
+            case 4: TILE(4); break;
+            case 3: TILE(3); break;
+            case 2: TILE(2); break;
+            case 1: TILE(1); break;
             default: break;
             }
+#undef TILE
         }
     }
+    return ok;
 }
 
 #else
 
 int dae_linear_avx2_built(void) { return 0; }
-void dae_linear_avx2(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, int64_t acs, const float *b, int64_t bks,
-                     int64_t bjs, const float *bias, float *c, int64_t ldc) {
+int dae_linear_avx2(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, int64_t acs, const float *b, int64_t bks,
+                    int64_t bjs, const float *bias, float *c, int64_t ldc, int64_t *acc, int64_t ldacc, double limit) {
     (void)m; (void)n; (void)k; (void)a; (void)lda; (void)acs; (void)b; (void)bks; (void)bjs; (void)bias; (void)c; (void)ldc;
+    (void)acc; (void)ldacc; (void)limit;
+    return 0;
 }
 
 #endif

@@ -212,7 +212,8 @@ final class StackedTests: XCTestCase {
                     /// each thread of `team` on its groups: the output, and the values the thread was
                     /// given, in order of reports per element (an empty list for all of them if a
                     /// reported range was outside the trainable slice)
-                    func run(_ model: StackedDenoiser, rows: Range<Int>, team: TeamPart = .alone) -> ([Float], [[Float]]) {
+                    func run(_ model: StackedDenoiser, rows: Range<Int>, team: TeamPart = .alone,
+                             fixedPoint: FixedPointTarget? = nil) -> ([Float], [[Float]]) {
                         let m = rows.count, mine = team.share(m, inUnitsOf: size)
                         var reports = [[Float]](repeating: [], count: trainable.count), outside = false
                         let target = images.withUnsafeBufferPointer {
@@ -226,7 +227,7 @@ final class StackedTests: XCTestCase {
                         loss.backward(output: model.output + first, target: target + first, gradient: model.gradOutput + first,
                                       count: mine.count * width, meanOver: n * width, activation: model.outputActivation)
                         team.sync()
-                        model.backward(n: m, groupSize: size, team: team) { range in
+                        model.backward(n: m, groupSize: size, team: team, fixedPoint: fixedPoint) { range in
                             guard trainable.contains(range.lowerBound) && range.upperBound <= trainable.upperBound else { outside = true; return }
                             for i in range { reports[i - trainable.lowerBound].append(model.grads[i]) }
                         }
@@ -244,6 +245,34 @@ final class StackedTests: XCTestCase {
                     XCTAssertEqual(together.count, trainable.count, "\(label): reports inside the trainable slice")
                     XCTAssertTrue(together.allSatisfy { $0.count == groups }, "\(label): every value once per group")
                     XCTAssertEqual(together, apart, "\(label): reports")
+                    if cKernel && !tied {
+                        // the kernel adding the weight gradients to a fixed-point target itself
+                        // (the rest reported): the integers of the reports, alone and in teams
+                        var expected = [Int64](repeating: 0, count: trainable.count)
+                        for (i, values) in together.enumerated() { for v in values { _ = FixedPoint.accumulate([v], into: &expected[i], count: 1, limit: 1e6) } }
+                        for threads in [1, 2] {
+                            let acc = UnsafeMutablePointer<Int64>.allocate(capacity: trainable.count), flag = UnsafeMutablePointer<Int64>.allocate(capacity: 1)
+                            defer { acc.deallocate(); flag.deallocate() }
+                            acc.initialize(repeating: 0, count: trainable.count); flag.pointee = 0
+                            let target = FixedPointTarget(accumulator: acc, first: trainable.lowerBound, limit: 1e6, overflowFlag: flag)
+                            let shared = StackedDenoiser(spec, capacity: n, sharedParameters: lockstep.params)
+                            shared.setPhase(phase)
+                            let barrier = SpinBarrier(parties: threads), pool = WorkerPool(threads: threads)
+                            final class Reports: @unchecked Sendable { let lock = NSLock(); var byThread: [[[Float]]] = [] }
+                            let reports = Reports()
+                            reports.byThread = Array(repeating: [], count: threads)
+                            nonisolated(unsafe) let body = { (w: Int) in
+                                let mine = run(shared, rows: 0 ..< n, team: TeamPart(index: w, of: barrier), fixedPoint: target).1
+                                reports.lock.withLock { reports.byThread[w] = mine }
+                            }
+                            pool.run { w in body(w) }
+                            for (i, values) in reports.byThread.flatMap({ $0.enumerated() }) {
+                                for v in values { _ = FixedPoint.accumulate([v], into: acc + i, count: 1, limit: 1e6) }
+                            }
+                            XCTAssertEqual(Array(UnsafeBufferPointer(start: acc, count: trainable.count)), expected, "\(label), \(threads) threads: fixed point")
+                            XCTAssertEqual(flag.pointee, 0, "\(label): no overflow")
+                        }
+                    }
                     for threads in tied ? [] : [2, 3] {
                         let shared = StackedDenoiser(spec, capacity: n, sharedParameters: lockstep.params)
                         shared.setPhase(phase)
@@ -337,6 +366,32 @@ final class StackedTests: XCTestCase {
                             if chunk.contains(o) { XCTAssertEqual(value.bitPattern, s.bitPattern, "\(label): weight gradient \(o), \(i)") }
                             else { XCTAssertTrue(value.isNaN, "\(label): weight gradient \(o), \(i) outside the chunk") }
                         }
+                    }
+                    // added to a fixed-point target instead: what FixedPoint.accumulate makes of the
+                    // values above, with values of 2^11 and more (a row of x scaled up), beyond the
+                    // limit (left out, the overflow marked) and not finite
+                    for (scale, limit, special) in [(Float(1), 1e6, Float(0)), (4000, 1e9, 0), (4000, 30, 0), (1, 1e6, .nan)] {
+                        var big = x
+                        for i in 0..<inFeatures { big[i] *= scale }
+                        big[inFeatures / 2] += special
+                        for i in 0..<weights { grads[i] = .nan }
+                        layer.backwardWeightsLockstep(dy: dy, x: big, n: n, outputs: chunk)
+                        let stored = grads.array
+                        var expected = (0..<weights).map { Int64($0) * 1_000_003 }, acc = expected
+                        let start = inFeatures * chunk.lowerBound
+                        let expectedOK = expected.withUnsafeMutableBufferPointer {
+                            FixedPoint.accumulate(Array(stored[start...]), into: $0.baseAddress! + start, count: chunk.count * inFeatures, limit: limit)
+                        }
+                        var flag: Int64 = 0
+                        let ok = acc.withUnsafeMutableBufferPointer { a in
+                            withUnsafeMutablePointer(to: &flag) { f in
+                                layer.backwardWeightsLockstep(dy: dy, x: big, n: n, outputs: chunk,
+                                                              into: FixedPointTarget(accumulator: a.baseAddress!, first: 0, limit: limit, overflowFlag: f))
+                            }
+                        }
+                        XCTAssertEqual(acc, expected, "\(label), scale \(scale), limit \(limit), \(special): fixed point")
+                        XCTAssertEqual(ok, expectedOK, "\(label), scale \(scale), limit \(limit), \(special): within the limit")
+                        if scale > 1 && limit < 100 { XCTAssertFalse(ok, "\(label): some value beyond the limit") }
                     }
                 }
                 // the rows from the second on, in a call of their own

@@ -54,10 +54,13 @@ void dae_fixed_point_drain(int64_t *acc, float *out, int64_t n, int avx2);
 /// (linear.c): each element one chain of fused multiply-adds over kk = 0 ..< k in order, starting
 /// from 0, then the bias added; so a value does not depend on m, n or which rows and columns a
 /// call holds. A[i, kk] = a[i * lda + kk * acs], B[kk, j] = b[kk * bks + j * bjs] (a matrix or
-/// its transpose, read in place), C row-major (row stride ldc). Call only where the CPU has AVX2
-/// and FMA and dae_linear_avx2_built() is 1 (x86-64 builds).
-void dae_linear_avx2(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, int64_t acs, const float *b, int64_t bks,
-                     int64_t bjs, const float *bias, float *c, int64_t ldc);
+/// its transpose, read in place), C row-major (row stride ldc). With `acc` (not NULL), C's values
+/// are not stored but added to acc[i * ldacc + j] as dae_fixed_point_accumulate(.., limit) would
+/// add them (the same bits; C's memory may be written as scratch); the return value is then 0 if
+/// some value exceeded `limit` or was not finite (left out), else 1 (always 1 without acc). Call
+/// only where the CPU has AVX2 and FMA and dae_linear_avx2_built() is 1 (x86-64 builds).
+int dae_linear_avx2(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, int64_t acs, const float *b, int64_t bks,
+                    int64_t bjs, const float *bias, float *c, int64_t ldc, int64_t *acc, int64_t ldacc, double limit);
 int dae_linear_avx2_built(void);
 
 #endif

@@ -129,6 +129,15 @@ public final class ExactSum: @unchecked Sendable {
         if !ok { overflowed[w * 8] = 1 }
     }
 
+    /// Worker w's way to add values in fixed point itself (FixedPointTarget), the values of a
+    /// flat parameter buffer from index `first` on being this round's values from 0 on: what
+    /// `add(worker: w, ..., limit: limit, at: i - first, exclusive: true)` would do. Only for values
+    /// no other worker adds to meanwhile.
+    public func directTarget(worker w: Int, limit: Double, first: Int) -> FixedPointTarget {
+        precondition(w < workers)
+        return FixedPointTarget(accumulator: values, first: first, limit: limit, overflowFlag: overflowed + w * 8)
+    }
+
     /// Extra slot j (0 ..< extras) holds `value`'s bit pattern. Only one rank and worker may write
     /// a given slot in a round.
     @inline(__always)

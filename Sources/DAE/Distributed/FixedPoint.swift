@@ -12,6 +12,19 @@
 
 import CKernels
 
+/// Where a computation may add its results in fixed point itself, as `ExactSum.add` would (the
+/// stacked model's lockstep weight gradients, added by linear.c as they are computed): value i of
+/// the flat parameter buffer goes to `accumulator[i - first]`; values beyond `limit` or not
+/// finite are left out and the worker marked as overflowed (`markOverflow`). Only for values no
+/// other thread adds to meanwhile (ExactSum.directTarget).
+public struct FixedPointTarget {
+    public let accumulator: UnsafeMutablePointer<Int64>
+    public let first: Int
+    public let limit: Double
+    let overflowFlag: UnsafeMutablePointer<Int64>
+    public func markOverflow() { overflowFlag.pointee = 1 }
+}
+
 public enum FixedPoint {
     public static let fractionBits = 40
     public static let scale = Double(sign: .plus, exponent: fractionBits, significand: 1)   // 2^40

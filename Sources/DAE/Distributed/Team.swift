@@ -1,7 +1,8 @@
 // Several threads running one network's forward and backward together (the stacked model's
 // threads): every thread runs the same sequence of layers, each computing its part of every layer
-// (fast mode: a slice of the output features, or of the batch's rows; exact mode: some of the
-// micro-batches, or some chunks of a weight gradient), and they meet at a barrier wherever the
+// (fast mode: a slice of the output features, or of the batch's rows; exact mode: the same
+// slices over all the micro-batches, or some chunks of a weight gradient; without the C kernel,
+// some of the micro-batches instead of slices), and they meet at a barrier wherever the
 // next layer reads what all of them wrote. In fast mode the alternative, one network replica
 // per thread on half the batch each, packs every weight matrix and writes every weight gradient
 // once per thread; split by features, each thread packs and writes its half. In exact mode a

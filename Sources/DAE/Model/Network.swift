@@ -58,20 +58,22 @@ public protocol DenoisingNetwork: AnyObject {
     ///   `gradOutput`); they return before a final sync. Alone (`TeamPart.alone`) they are the
     ///   calls above.
     /// - over groups (exact mode's micro-batches in lockstep): the n rows are consecutive groups
-    ///   of `groupSize` rows, every layer runs over the groups before the next, each group's
-    ///   products the calls a pass over that group alone would make, and the backward reports
-    ///   each range of the flat gradient buffer as soon as one group's gradient there is final
-    ///   (`weightsFinal`, before the next group overwrites it). A team splits the groups and the
-    ///   reports, never a product: the bits depend only on the groups, not on the team or on how
-    ///   many groups one call holds. Each thread's target and forward cover its own groups
-    ///   (`TeamPart.share(n, inUnitsOf: groupSize)`, no sync); the backward is called after a
-    ///   sync on them and returns before a final sync.
+    ///   of `groupSize` rows, every layer runs over the groups before the next, every value the
+    ///   bits a pass over its group alone would give, and the backward reports each range of
+    ///   the flat gradient buffer as soon as one group's gradient there is final (`weightsFinal`,
+    ///   before the next group overwrites it), or adds some of it to `fixedPoint` itself, when
+    ///   given (where only this thread adds to those values), and reports only the rest. The bits depend only on the groups, not on the
+    ///   team or on how many groups one call holds. Every thread of a team calls target and
+    ///   forward after syncing on complete inputs, and syncs before reading their outputs
+    ///   (target's are complete on return); the backward is called after a sync on complete
+    ///   `gradOutput` and returns before a final sync. Each thread writes its own groups'
+    ///   inputs and loss gradients: `TeamPart.share(n, inUnitsOf: groupSize)`.
     func target(images: UnsafePointer<Float>, n: Int, team: TeamPart) -> UnsafePointer<Float>
     func forward(n: Int, team: TeamPart)
     func backward(n: Int, team: TeamPart)
     func target(images: UnsafePointer<Float>, n: Int, groupSize: Int, team: TeamPart) -> UnsafePointer<Float>
     func forward(n: Int, groupSize: Int, team: TeamPart)
-    func backward(n: Int, groupSize: Int, team: TeamPart, weightsFinal: (Range<Int>) -> Void)
+    func backward(n: Int, groupSize: Int, team: TeamPart, fixedPoint: FixedPointTarget?, weightsFinal: (Range<Int>) -> Void)
 
     /// The shape of one sample's feature vector (the encoder's output), e.g. [64, 7, 7].
     var codeShape: [Int] { get }
@@ -109,7 +111,7 @@ extension DenoisingNetwork {
         precondition(groupSize >= n && team.count == 1, "\(Self.self) does not run micro-batches in lockstep")
         forward(n: n)
     }
-    public func backward(n: Int, groupSize: Int, team: TeamPart, weightsFinal: (Range<Int>) -> Void) {
+    public func backward(n: Int, groupSize: Int, team: TeamPart, fixedPoint: FixedPointTarget?, weightsFinal: (Range<Int>) -> Void) {
         precondition(groupSize >= n && team.count == 1, "\(Self.self) does not run micro-batches in lockstep")
         backward(n: n)
         weightsFinal(trainable)

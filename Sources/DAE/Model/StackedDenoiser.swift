@@ -168,23 +168,29 @@ public final class StackedDenoiser: DenoisingNetwork {
     //   gradients), and the team meets (`sync`) before a layer reads what all wrote. Alone, the
     //   shares are whole layers and the syncs do nothing.
     // - groups (exact mode's micro-batches in lockstep): the n rows are consecutive groups of
-    //   `groupSize` rows, and every layer runs over the groups before the next layer, each
-    //   group's products the calls a pass over that group alone would make. The backward computes
-    //   an untied layer's weight gradient a chunk of `weightChunk` output features at a time, and
-    //   within a chunk group by group, reporting each as soon as it is final (`weightsFinal`):
-    //   the chunk's gradient and the caller's accumulator for it then stay in cache over the
-    //   groups, where a pass per micro-batch wrote and read the whole gradient from memory
-    //   (docs/benchmarks.md). A team here splits the groups (forward, input gradients) and the
-    //   chunks (weight gradients, each over every group), never a product, so the bits depend
-    //   on neither the team, nor how many groups a call holds, nor the world size; each chunk's
-    //   reports come from one thread. Tied weights take the groups one after another instead (a
+    //   `groupSize` rows, and every layer runs over the groups before the next layer, every
+    //   value the bits a pass over its group alone would give. Where the CPU has it, the
+    //   products run on linear.c's C kernel (`lockstepKernel`), in which each value is one chain
+    //   of fused multiply-adds in a fixed order whatever the call: the forward and the input
+    //   gradients take all the groups in one call, a team splitting the features in panels of
+    //   16 as in fast mode; each group's weight gradient is a call of its own (its rows are that
+    //   group's sum). Without the kernel, OpenBLAS makes the calls a pass per group would make
+    //   (its bits depend on the shape of a call), and a team splits the groups instead.
+    //   The backward computes an untied layer's weight gradient a chunk of `weightChunk` output
+    //   features at a time, and within a chunk group by group, reporting each as soon as it is
+    //   final (`weightsFinal`): the chunk's gradient and the caller's accumulator for it then stay
+    //   in cache over the groups, where a pass per micro-batch wrote and read the whole gradient
+    //   from memory (docs/benchmarks.md); a team splits the chunks, so each chunk's reports come
+    //   from one thread. So the bits depend on neither the team, nor how many groups a call
+    //   holds, nor the world size. Tied weights take the groups one after another instead (a
     //   tied weight's gradient is final only once its encoder has added to what its decoder
     //   wrote), each through every layer, with whole-layer weight gradients, alone.
 
     /// Output features per weight-gradient chunk in lockstep: 56 rows of a 1000-wide layer's
     /// gradient (224 KB) and their accumulator (448 KB) fit in a core's L2 cache, and MNIST's
     /// widths 784 and 1000 make 14 and 18 chunks, an even split for a team of two. Fixed (not
-    /// derived from the team), so that the bits do not depend on the threads.
+    /// derived from the team), so that the bits do not depend on the threads where OpenBLAS
+    /// computes them (the C kernel's do not depend on the chunks).
     static let weightChunk = 56
 
     /// body(rows) for the consecutive groups of `size` rows that make up `rows` (the last may be
@@ -293,19 +299,22 @@ public final class StackedDenoiser: DenoisingNetwork {
 
     /// The groups in lockstep, reporting the gradients as they become final; with a team, from a
     /// synced gradOutput, ending without a final sync.
-    public func backward(n: Int, groupSize: Int, team: TeamPart, weightsFinal: (Range<Int>) -> Void) {
+    public func backward(n: Int, groupSize: Int, team: TeamPart, fixedPoint: FixedPointTarget?, weightsFinal: (Range<Int>) -> Void) {
         precondition(groupSize > 0)
         if spec.tied {
             precondition(team.count == 1, "tied weights run their groups alone")
-            forEachGroup(0 ..< n, size: groupSize) { backward(rows: $0, team: team, lockstep: groupSize, weightsFinal: weightsFinal) }
+            forEachGroup(0 ..< n, size: groupSize) {
+                backward(rows: $0, team: team, lockstep: groupSize, fixedPoint: nil, weightsFinal: weightsFinal)
+            }
         } else {
-            backward(rows: 0 ..< n, team: team, lockstep: groupSize, weightsFinal: weightsFinal)
+            backward(rows: 0 ..< n, team: team, lockstep: groupSize, fixedPoint: fixedPoint, weightsFinal: weightsFinal)
         }
     }
 
     /// The backward of `rows`, layer by layer: without `lockstep`, the team splitting features;
     /// with it (a group size), each layer over the groups (see above).
-    func backward(rows: Range<Int>, team: TeamPart, lockstep groupSize: Int?, weightsFinal: (Range<Int>) -> Void) {
+    func backward(rows: Range<Int>, team: TeamPart, lockstep groupSize: Int?, fixedPoint: FixedPointTarget? = nil,
+                  weightsFinal: (Range<Int>) -> Void) {
         // in lockstep, this thread's groups (for the input gradients)
         let mine = groupSize.map { size in
             let part = team.share(rows.count, inUnitsOf: size)
@@ -325,13 +334,17 @@ public final class StackedDenoiser: DenoisingNetwork {
                 forEachGroup(team.share(out, inUnitsOf: Self.weightChunk), size: Self.weightChunk) { chunk in
                     forEachGroup(rows, size: groupSize) { g in
                         if kernel {
-                            layer.backwardWeightsLockstep(dy: dy + g.lowerBound * out, x: x + g.lowerBound * inp, n: g.count, outputs: chunk)
+                            // with a fixed-point target, dW's chunk goes straight into it
+                            if !layer.backwardWeightsLockstep(dy: dy + g.lowerBound * out, x: x + g.lowerBound * inp, n: g.count,
+                                                              outputs: chunk, into: fixedPoint) {
+                                fixedPoint?.markOverflow()
+                            }
                         } else {
                             (layer.gradWeight + chunk.lowerBound * inp).update(repeating: 0, count: chunk.count * inp)
                             layer.backwardWeights(dy: dy + g.lowerBound * out, x: x + g.lowerBound * inp, n: g.count, outputs: chunk,
                                                   accumulate: true)
                         }
-                        weightsFinal(weight + chunk.lowerBound * inp ..< weight + chunk.upperBound * inp)
+                        if !kernel || fixedPoint == nil { weightsFinal(weight + chunk.lowerBound * inp ..< weight + chunk.upperBound * inp) }
                         weightsFinal(bias + chunk.lowerBound ..< bias + chunk.upperBound)
                     }
                 }

@@ -14,9 +14,9 @@
 //      A model that runs layer by layer (the stacked model) instead runs the rank's
 //      micro-batches in one pass, in lockstep, and adds each layer's gradient a chunk at a time
 //      as soon as it is final, while it is in cache; the rank's threads as a team on one replica,
-//      each with its share of the micro-batches and of every layer's chunks (tied weights: a
-//      replica and a part of the micro-batches per thread) (runLockstepWorker); the bits are
-//      those of a pass per micro-batch
+//      each with its share of every layer's features and chunks (tied weights: a replica and a
+//      part of the micro-batches per thread) (runLockstepWorker); the bits are those of a pass
+//      per micro-batch (StackedDenoiser.swift says how)
 //   7. one integer allreduce of the accumulator over all ranks (with each
 //      micro-batch's loss, the overflow count and the stop requests riding along); back to Float.
 //      With several ranks, in two buckets: the decoder's gradients (the tail of the parameters)
@@ -414,10 +414,13 @@ public final class Trainer: @unchecked Sendable {
         guard !micro.isEmpty else { return }
         let worker = workers[team == nil ? w : 0], trainable = worker.model.trainable, first = micro.lowerBound
         let positions = task.plan.positions(ofMicroBatch: first).lowerBound ..< task.plan.positions(ofMicroBatch: micro.upperBound - 1).upperBound
-        let grads = UnsafePointer(worker.model.grads.pointer), exclusive = team != nil
+        let grads = UnsafePointer(worker.model.grads.pointer), exclusive = team != nil || pool.count == 1
+        // where this thread alone adds (a team's chunks, or the only worker), the model may add
+        // its weight gradients to the accumulator itself, as they are computed
+        let direct = exclusive ? exactSum.directTarget(worker: w, limit: task.limit, first: trainable.lowerBound) : nil
         _ = forwardBackward(worker, positions: positions, epoch: task.epoch, meanOver: task.meanOver, team: part,
                             groupSize: task.plan.microBatch,
-                            groupLoss: { g, sum in exactSum.setExtra(first + g, sum) },
+                            groupLoss: { g, sum in exactSum.setExtra(first + g, sum) }, fixedPoint: direct,
                             weightsFinal: { r in
                                 let t = profile == nil ? 0 : monotonicSeconds()
                                 exactSum.add(worker: w, values: grads + r.lowerBound, count: r.count, limit: task.limit,
@@ -543,13 +546,13 @@ public final class Trainer: @unchecked Sendable {
     /// the micro-batches), computes its share of every layer, and returns the loss of its share.
     /// With `groupSize` (exact mode, a model that runs layer by layer), the samples are
     /// consecutive micro-batches of that many run in lockstep: `groupLoss(g, sum)` gets micro-batch
-    /// g's summed loss, and `weightsFinal` the gradient ranges as they become final
-    /// (DenoisingNetwork's groups). `afterLayer`: called between the backward's layers (see
+    /// g's summed loss, and `weightsFinal` the gradient ranges as they become final, those the
+    /// model does not add to `fixedPoint` itself (DenoisingNetwork's groups). `afterLayer`: called between the backward's layers (see
     /// DenoisingNetwork.backward(n:afterLayer:)).
     func forwardBackward(_ worker: Worker, positions: Range<Int>, epoch: Int, meanOver: Int, team: TeamPart = .alone,
                          afterLayer: (_ decoderDone: Bool) -> Void = { _ in },
                          groupSize: Int? = nil, groupLoss: (Int, Double) -> Void = { _, _ in },
-                         weightsFinal: (Range<Int>) -> Void = { _ in }) -> Double {
+                         fixedPoint: FixedPointTarget? = nil, weightsFinal: (Range<Int>) -> Void = { _ in }) -> Double {
         let model = worker.model, pixels = samples.sampleSize, n = positions.count
         let rows = groupSize.map { team.share(n, inUnitsOf: $0) } ?? team.share(n)
         var t = profile == nil ? 0 : monotonicSeconds()
@@ -591,7 +594,7 @@ public final class Trainer: @unchecked Sendable {
         team.sync()
         if let profile { profile.loss += monotonicSeconds() - t }
         if let groupSize {
-            model.backward(n: n, groupSize: groupSize, team: team, weightsFinal: weightsFinal)
+            model.backward(n: n, groupSize: groupSize, team: team, fixedPoint: fixedPoint, weightsFinal: weightsFinal)
         } else if team.count > 1 {
             model.backward(n: n, team: team)     // a team's model has no decoder tail to hand over
         } else {

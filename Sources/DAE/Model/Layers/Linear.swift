@@ -28,6 +28,8 @@ public struct Linear {
     /// The weight is stored as [in, out] (a tied decoder reading its encoder's weight).
     public let storedTransposed: Bool
     let weight: UnsafeMutablePointer<Float>, bias: UnsafeMutablePointer<Float>
+    /// Where the weight (and its gradient) starts in the flat buffers.
+    let weightIndex: Int
     let gradWeight: UnsafeMutablePointer<Float>, gradBias: UnsafeMutablePointer<Float>
 
     public static func register(_ layout: inout ParameterLayout, prefix: String, inFeatures: Int, outFeatures: Int) -> (weight: Int, bias: Int) {
@@ -41,6 +43,7 @@ public struct Linear {
         self.inFeatures = inFeatures; self.outFeatures = outFeatures; self.storedTransposed = storedTransposed
         weight = params.pointer + offsets.weight; bias = params.pointer + offsets.bias
         gradWeight = grads.pointer + offsets.weight; gradBias = grads.pointer + offsets.bias
+        weightIndex = offsets.weight
     }
 
     /// y[:, o] = x . W^T[:, o] + b[o] on the C kernel: columns `o` of y [n, out] (a team
@@ -51,7 +54,7 @@ public struct Linear {
         let b = storedTransposed ? weight + o.lowerBound : weight + o.lowerBound * inFeatures
         dae_linear_avx2(Int64(n), Int64(o.count), Int64(inFeatures), x, Int64(inFeatures), 1,
                         b, storedTransposed ? Int64(outFeatures) : 1, storedTransposed ? 1 : Int64(inFeatures),
-                        bias + o.lowerBound, y + o.lowerBound, Int64(outFeatures))
+                        bias + o.lowerBound, y + o.lowerBound, Int64(outFeatures), nil, 0, 0)
     }
 
     /// dx[:, i] = dy . W[:, i] on the C kernel: columns `i` of dx [n, in], from all of dy [n, out].
@@ -61,17 +64,23 @@ public struct Linear {
         let b = storedTransposed ? weight + i.lowerBound * outFeatures : weight + i.lowerBound
         dae_linear_avx2(Int64(n), Int64(i.count), Int64(outFeatures), dy, Int64(outFeatures), 1,
                         b, storedTransposed ? 1 : Int64(inFeatures), storedTransposed ? Int64(outFeatures) : 1,
-                        nil, dx + i.lowerBound, Int64(inFeatures))
+                        nil, dx + i.lowerBound, Int64(inFeatures), nil, 0, 0)
     }
 
-    /// dW's rows `o` = dy[:, o]^T . x (n rows) on the C kernel, written (not added), and db[o]
-    /// (untied weights). x is read in place: its n rows are few and stay in cache.
-    public func backwardWeightsLockstep(dy: UnsafePointer<Float>, x: UnsafePointer<Float>, n: Int, outputs o: Range<Int>) {
+    /// dW's rows `o` = dy[:, o]^T . x (n rows) on the C kernel, and db[o] (untied weights): dW
+    /// written (not added), or with `target` added to its accumulator in fixed point instead
+    /// (dW's memory then scratch); false if a value was left out there (beyond the target's
+    /// limit or not finite). db is written either way.
+    public func backwardWeightsLockstep(dy: UnsafePointer<Float>, x: UnsafePointer<Float>, n: Int, outputs o: Range<Int>,
+                                        into target: FixedPointTarget? = nil) -> Bool {
         precondition(!storedTransposed, "a tied weight's gradient is added to its encoder's")
-        guard !o.isEmpty else { return }
-        dae_linear_avx2(Int64(o.count), Int64(inFeatures), Int64(n), dy + o.lowerBound, 1, Int64(outFeatures), x, Int64(inFeatures), 1,
-                        nil, gradWeight + o.lowerBound * inFeatures, Int64(inFeatures))
+        guard !o.isEmpty else { return true }
+        let first = weightIndex + o.lowerBound * inFeatures
+        let ok = dae_linear_avx2(Int64(o.count), Int64(inFeatures), Int64(n), dy + o.lowerBound, 1, Int64(outFeatures),
+                                 x, Int64(inFeatures), 1, nil, gradWeight + o.lowerBound * inFeatures, Int64(inFeatures),
+                                 target.map { $0.accumulator + (first - $0.first) }, Int64(inFeatures), target?.limit ?? 0)
         biasGradient(dy: dy, n: n, outputs: o)
+        return ok != 0
     }
 
     /// x [n, in] -> y [n, out], or only the columns `outputs` of y (a team thread's part: it
