@@ -368,11 +368,14 @@ final class StackedTests: XCTestCase {
                         }
                     }
                     // added to a fixed-point target instead: what FixedPoint.accumulate makes of the
-                    // values above, with values of 2^11 and more (a row of x scaled up), beyond the
-                    // limit (left out, the overflow marked) and not finite
-                    for (scale, limit, special) in [(Float(1), 1e6, Float(0)), (4000, 1e9, 0), (4000, 30, 0), (1, 1e6, .nan)] {
+                    // values above; with values of 2^11 and more (a row of x scaled up; or one
+                    // column, the rest scaled down to where 2^40 x is not a whole number), beyond
+                    // the limit (left out, the overflow marked) and not finite
+                    for (scale, limit, special, column) in [(Float(1), 1e6, Float(0), false), (4000, 1e9, 0, false), (4000, 30, 0, false),
+                                                           (1, 1e6, .nan, false), (4000, 1e9, 0, true)] {
                         var big = x
-                        for i in 0..<inFeatures { big[i] *= scale }
+                        if column { for i in big.indices { big[i] *= i % inFeatures == 2 ? scale : 1e-7 } }
+                        else { for i in 0..<inFeatures { big[i] *= scale } }
                         big[inFeatures / 2] += special
                         for i in 0..<weights { grads[i] = .nan }
                         layer.backwardWeightsLockstep(dy: dy, x: big, n: n, outputs: chunk)
@@ -389,7 +392,7 @@ final class StackedTests: XCTestCase {
                                                               into: FixedPointTarget(accumulator: a.baseAddress!, first: 0, limit: limit, overflowFlag: f))
                             }
                         }
-                        XCTAssertEqual(acc, expected, "\(label), scale \(scale), limit \(limit), \(special): fixed point")
+                        XCTAssertEqual(acc, expected, "\(label), scale \(scale), limit \(limit), \(special), \(column): fixed point")
                         XCTAssertEqual(ok, expectedOK, "\(label), scale \(scale), limit \(limit), \(special): within the limit")
                         if scale > 1 && limit < 100 { XCTAssertFalse(ok, "\(label): some value beyond the limit") }
                     }
