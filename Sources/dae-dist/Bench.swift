@@ -102,7 +102,8 @@ struct Bench: ParsableCommand {
 
     /// The stacked model's three GEMM shapes for a 1000-wide layer and a micro-batch of
     /// M = --micro-batch rows (Linear.swift): the forward x . W^T, the weight gradient dy^T . x and
-    /// the input gradient dy . W; best of 3 runs, as bench/torch_gemm.py times PyTorch's.
+    /// the input gradient dy . W; best of 3 runs, as bench/torch_gemm.py times PyTorch's. Then the
+    /// same products on exact mode's C kernel.
     func stackedGemmRates() {
         let rows = microBatch, width = 1000
         let x = FloatBuffer(count: rows * width), w = FloatBuffer(count: width * width), out = FloatBuffer(count: width * width)
@@ -116,6 +117,25 @@ struct Bench: ParsableCommand {
         for (name, call) in shapes {
             let rate = gflops(multiplyAdds: rows * width * width, runs: 3, call)
             say(String(format: "sgemm %@ (M = %d, 1000 x 1000), 1 thread: %.1f GFLOP/s", name, rows, rate))
+        }
+        // exact mode's products on the C kernel (linear.c), as a rank's lockstep pass calls them:
+        // the forward and the input gradient over all of a batch's rows (--batch-size) in one
+        // call, the weight gradient over one micro-batch
+        guard LockstepLinearKernel.avx2 else { say("lockstep kernel (linear.c): not on this CPU (no AVX2 and FMA)"); return }
+        let all = batchSize
+        let params = FloatBuffer(count: width * width + width), grads = FloatBuffer(count: width * width + width)
+        for i in 0..<params.count { params[i] = Float(i % 5) * 0.1 }
+        let layer = Linear(inFeatures: width, outFeatures: width, offsets: (0, width * width), params: params, grads: grads)
+        let xs = FloatBuffer(count: all * width), ys = FloatBuffer(count: all * width)
+        for i in 0..<xs.count { xs[i] = Float(i % 7) * 0.1 }
+        let kernelShapes: [(String, Int, () -> Void)] = [
+            ("forward x . W^T", all, { layer.forwardLockstep(x: xs.pointer, y: ys.pointer, n: all, outputs: 0 ..< width) }),
+            ("weight gradient dy^T . x", rows, { _ = layer.backwardWeightsLockstep(dy: xs.pointer, x: xs.pointer, n: rows, outputs: 0 ..< width) }),
+            ("input gradient dy . W", all, { layer.backwardInputLockstep(dy: xs.pointer, dx: ys.pointer, n: all, inputs: 0 ..< width) }),
+        ]
+        for (name, m, call) in kernelShapes {
+            let rate = gflops(multiplyAdds: m * width * width, runs: 3, call)
+            say(String(format: "lockstep kernel %@ (M = %d, 1000 x 1000), 1 thread: %.1f GFLOP/s", name, m, rate))
         }
     }
 
