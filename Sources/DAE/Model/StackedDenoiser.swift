@@ -315,7 +315,7 @@ public final class StackedDenoiser: DenoisingNetwork {
     /// with it (a group size), each layer over the groups (see above).
     func backward(rows: Range<Int>, team: TeamPart, lockstep groupSize: Int?, fixedPoint: FixedPointTarget? = nil,
                   weightsFinal: (Range<Int>) -> Void) {
-        // in lockstep, this thread's groups (for the input gradients)
+        // in lockstep on OpenBLAS, this thread's groups (for the input gradients)
         let mine = groupSize.map { size in
             let part = team.share(rows.count, inUnitsOf: size)
             return rows.lowerBound + part.lowerBound ..< rows.lowerBound + part.upperBound
