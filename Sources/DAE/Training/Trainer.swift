@@ -547,8 +547,8 @@ public final class Trainer: @unchecked Sendable {
     /// With `groupSize` (exact mode, a model that runs layer by layer), the samples are
     /// consecutive micro-batches of that many run in lockstep: `groupLoss(g, sum)` gets micro-batch
     /// g's summed loss, and `weightsFinal` the gradient ranges as they become final, those the
-    /// model does not add to `fixedPoint` itself (DenoisingNetwork's groups). `afterLayer`: called between the backward's layers (see
-    /// DenoisingNetwork.backward(n:afterLayer:)).
+    /// model does not add to `fixedPoint` itself (DenoisingNetwork's groups). `afterLayer`:
+    /// called between the backward's layers (see DenoisingNetwork.backward(n:afterLayer:)).
     func forwardBackward(_ worker: Worker, positions: Range<Int>, epoch: Int, meanOver: Int, team: TeamPart = .alone,
                          afterLayer: (_ decoderDone: Bool) -> Void = { _ in },
                          groupSize: Int? = nil, groupLoss: (Int, Double) -> Void = { _, _ in },
