@@ -8,8 +8,8 @@
 // holds. That is what lets exact mode run all of a rank's micro-batches through a layer in one
 // call, its threads each a part of the columns, and still give every row the bits of a call on
 // its micro-batch alone: OpenBLAS promises nothing about how its result depends on the shape of
-// the call, so exact mode had to call it once per micro-batch, and it lays out (packs) the whole
-// weight again on every call.
+// the call, so exact mode calls it once per micro-batch where this kernel cannot run (no AVX2 and
+// FMA), and OpenBLAS lays out (packs) the whole weight again on every call.
 //
 // The loop: for each panel of 16 columns of B, for each block of KC rows of it, copy the block
 // into a 16 KB buffer (contiguous, zero past B's last column; it stays in L1), then run every
