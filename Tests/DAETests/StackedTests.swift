@@ -205,7 +205,7 @@ final class StackedTests: XCTestCase {
                 lockstep.initialize(seed: 5)
                 let images = randomArray(n * 12, seed: 22).map { ($0 + 1) / 2 }
                 for phase in 0...2 {
-                    let label = "\(activation)\(tied ? " tied" : ""), \(cKernel ? "" : " OpenBLAS"), phase \(phase)"
+                    let label = "\(activation)\(tied ? " tied" : "")\(cKernel ? "" : " OpenBLAS"), phase \(phase)"
                     for model in [lockstep, single, whole] { model.setPhase(phase) }
                     let trainable = lockstep.trainable, width = lockstep.inputSize, loss = Trainer.loss(.mse, for: lockstep)
                     /// target (from `rows` of the images), masked input, forward, loss gradient, lockstep backward,
@@ -317,12 +317,12 @@ final class StackedTests: XCTestCase {
     /// The lockstep products' C kernel: every value of the forward (with its bias), of the input
     /// gradient and (untied) of the weight gradient is the chain of fused multiply-adds over k in
     /// order from 0 (computed here one value at a time), for untied and tied (stored [in, out])
-    /// layers whose widths leave partial panels and row tiles and, at 300 and 260, more than one
-    /// block of k; a call on some of the columns writes only those, a call on some of the rows
-    /// gives them the same bits.
+    /// layers whose widths leave partial panels and row tiles and, at 300 and 260 features or 300
+    /// rows (the weight gradient's k), more than one block of k; a call on some of the columns
+    /// writes only those, a call on some of the rows gives them the same bits.
     func testLockstepLinearKernelIsOneFusedChainPerValue() throws {
         try XCTSkipUnless(LockstepLinearKernel.avx2, "no AVX2 and FMA on this CPU: the lockstep products run on OpenBLAS")
-        for (inFeatures, outFeatures, n) in [(37, 21, 13), (16, 40, 6), (300, 33, 1), (5, 260, 8)] {
+        for (inFeatures, outFeatures, n) in [(37, 21, 13), (16, 40, 6), (300, 33, 1), (5, 260, 8), (9, 20, 300)] {
             for tied in [false, true] {
                 let label = "\(inFeatures) -> \(outFeatures)\(tied ? " tied" : "")"
                 let weights = inFeatures * outFeatures, params = FloatBuffer(count: weights + outFeatures)
