@@ -24,8 +24,7 @@
 // and checks, the same bits).
 
 #include "CKernels.h"
-#include <math.h>
-#include <string.h>
+#include "fixed_point.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -85,10 +84,10 @@ AVX2FMA static void copy_block(const float *b, int64_t bks, int64_t bjs, int64_t
         for (int64_t jj = 0; jj < 16; jj++) panel[kk * 16 + jj] = jj < width ? b[(k0 + kk) * bks + (j0 + jj) * bjs] : 0;
 }
 
-/// acc[j] += round_half_even(v[j] * 2^40) for j < width, as dae_fixed_point_accumulate does (the
-/// same bits: update.c): 16 at a time by the 1.5 * 2^52 magic number where all are below 2^11 and
-/// within `limit`, else one at a time, leaving out (and returning 0 for) any beyond `limit` or
-/// not finite.
+/// acc[j] += round_half_even(v[j] * 2^40) for j < width, as dae_fixed_point_accumulate does
+/// (fixed_point.h, shared with update.c): 16 at a time by the magic number where all are below
+/// 2^11 and within `limit`, else one at a time, leaving out (and returning 0 for) any beyond
+/// `limit` or not finite.
 AVX2FMA static inline int add_fixed_point(__m256 v0, __m256 v1, int64_t width, int64_t *acc, double limit) {
     const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
     const float bound = limit < 2048.0 ? (float)limit : 2048.0f;
@@ -98,26 +97,15 @@ AVX2FMA static inline int add_fixed_point(__m256 v0, __m256 v1, int64_t width, i
     __m256 ok0 = _mm256_cmp_ps(_mm256_and_ps(v0, abs_mask), b, _CMP_LT_OQ);
     __m256 ok1 = _mm256_cmp_ps(_mm256_and_ps(v1, abs_mask), b, _CMP_LT_OQ);
     if (width == 16 && _mm256_movemask_ps(_mm256_and_ps(ok0, ok1)) == 0xff) {
-        const __m256d scale = _mm256_set1_pd(1099511627776.0), magic = _mm256_set1_pd(6755399441055744.0);
-        double md = 6755399441055744.0; int64_t mb; memcpy(&mb, &md, 8);
-        const __m256i bits = _mm256_set1_epi64x(mb);
-        const __m128 q[4] = {_mm256_castps256_ps128(v0), _mm256_extractf128_ps(v0, 1), _mm256_castps256_ps128(v1), _mm256_extractf128_ps(v1, 1)};
-        for (int h = 0; h < 4; h++) {
-            __m256i t = _mm256_sub_epi64(_mm256_castpd_si256(_mm256_add_pd(_mm256_mul_pd(_mm256_cvtps_pd(q[h]), scale), magic)), bits);
-            __m256i *p = (__m256i *)(acc + 4 * h);
-            _mm256_storeu_si256(p, _mm256_add_epi64(_mm256_loadu_si256(p), t));
-        }
+        add4_magic_avx2(_mm256_castps256_ps128(v0), acc);
+        add4_magic_avx2(_mm256_extractf128_ps(v0, 1), acc + 4);
+        add4_magic_avx2(_mm256_castps256_ps128(v1), acc + 8);
+        add4_magic_avx2(_mm256_extractf128_ps(v1, 1), acc + 12);
         return 1;
     }
     float v[16];
     _mm256_storeu_ps(v, v0); _mm256_storeu_ps(v + 8, v1);
-    int ok = 1;
-    for (int64_t j = 0; j < width; j++) {
-        double x = (double)v[j];
-        if (!(fabs(x) <= limit)) { ok = 0; continue; }            // also NaN
-        acc[j] = (int64_t)((uint64_t)acc[j] + (uint64_t)(int64_t)nearbyint(x * 1099511627776.0));
-    }
-    return ok;
+    return accumulate_careful(v, acc, width, limit);
 }
 
 /// R rows of C (row i of A at a + i * lda, its kk-th value kk * acs further) by the panel's

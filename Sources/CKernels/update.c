@@ -12,6 +12,7 @@
 // same bits, and the choice changes speed only (Tests/DAETests check it).
 
 #include "CKernels.h"
+#include "fixed_point.h"
 #include <math.h>
 #include <string.h>
 
@@ -94,26 +95,8 @@ void dae_adam_avx2(const DaeAdamStep *s, float *p, const float *const *g, int32_
 // and t = x * 2^40 + 1.5 * 2^52 lands where doubles are 1 apart, so the FPU's default rounding
 // rounds x * 2^40 half to even and t's bits are those of 1.5 * 2^52 plus the rounded value: integer
 // arithmetic from there (before AVX-512 there is no Double -> Int64 conversion in SIMD). Larger or
-// non-finite values take the scalar loop, which rounds the same way and checks the limit.
-
-#define SCALE 1099511627776.0            /* 2^40 */
-#define MAGIC 6755399441055744.0         /* 1.5 * 2^52 */
-
-static inline int64_t magic_bits(void) { double d = MAGIC; int64_t b; memcpy(&b, &d, 8); return b; }
-
-// a + b as two's complement, as the SIMD adds do (and Swift's &+): C leaves signed overflow
-// undefined. The limits keep sums below 2^62, so it never wraps in practice.
-static inline int64_t wrapping_add(int64_t a, int64_t b) { return (int64_t)((uint64_t)a + (uint64_t)b); }
-
-static int accumulate_careful(const float *values, int64_t *acc, int64_t n, double limit) {
-    int ok = 1;
-    for (int64_t i = 0; i < n; i++) {
-        double x = (double)values[i];
-        if (!(fabs(x) <= limit)) { ok = 0; continue; }          // also NaN
-        acc[i] = wrapping_add(acc[i], (int64_t)nearbyint(x * SCALE));   // default rounding: half to even
-    }
-    return ok;
-}
+// non-finite values take the scalar loop, which rounds the same way and checks the limit. The
+// rounding itself is in fixed_point.h, shared with linear.c.
 
 static inline float largest_scalar(const float *values, int64_t from, int64_t n, float largest) {
     for (int64_t i = from; i < n; i++) {
@@ -168,13 +151,7 @@ static int accumulate_block_avx2(const float *values, int64_t *acc, int64_t n, d
     float largest = largest_scalar(lanes, 0, 8, 0);
     largest = largest_scalar(values, i, n, largest);
     if (!(largest < 0x1p11f && (double)largest <= limit)) return accumulate_careful(values, acc, n, limit);
-    const __m256d scale = _mm256_set1_pd(SCALE), magic = _mm256_set1_pd(MAGIC);
-    const __m256i bits = _mm256_set1_epi64x(magic_bits());
-    for (i = 0; i + 4 <= n; i += 4) {
-        __m256d x = _mm256_cvtps_pd(_mm_loadu_ps(values + i));
-        __m256i t = _mm256_sub_epi64(_mm256_castpd_si256(_mm256_add_pd(_mm256_mul_pd(x, scale), magic)), bits);
-        _mm256_storeu_si256((__m256i *)(acc + i), _mm256_add_epi64(_mm256_loadu_si256((const __m256i *)(acc + i)), t));
-    }
+    for (i = 0; i + 4 <= n; i += 4) add4_magic_avx2(_mm_loadu_ps(values + i), acc + i);
     for (; i < n; i++) {
         double t = (double)values[i] * SCALE + MAGIC; int64_t b; memcpy(&b, &t, 8);
         acc[i] = wrapping_add(acc[i], b - magic_bits());

@@ -62,12 +62,13 @@ public protocol DenoisingNetwork: AnyObject {
     ///   bits a pass over its group alone would give, and the backward reports each range of
     ///   the flat gradient buffer as soon as one group's gradient there is final (`weightsFinal`,
     ///   before the next group overwrites it), or adds some of it to `fixedPoint` itself, when
-    ///   given (where only this thread adds to those values), and reports only the rest. The bits depend only on the groups, not on the
-    ///   team or on how many groups one call holds. Every thread of a team calls target and
-    ///   forward after syncing on complete inputs, and syncs before reading their outputs
-    ///   (target's are complete on return); the backward is called after a sync on complete
-    ///   `gradOutput` and returns before a final sync. Each thread writes its own groups'
-    ///   inputs and loss gradients: `TeamPart.share(n, inUnitsOf: groupSize)`.
+    ///   given (where only this thread adds to those values), and reports only the rest. The
+    ///   bits depend only on the groups, not on the team or on how many groups one call holds.
+    ///   Every thread of a team calls target and forward after syncing on complete inputs, and
+    ///   syncs before reading their outputs (target's are complete on return); the backward is
+    ///   called after a sync on complete `gradOutput` and returns before a final sync. Each
+    ///   thread writes its own groups' inputs and loss gradients: `TeamPart.share(n, inUnitsOf:
+    ///   groupSize)`.
     func target(images: UnsafePointer<Float>, n: Int, team: TeamPart) -> UnsafePointer<Float>
     func forward(n: Int, team: TeamPart)
     func backward(n: Int, team: TeamPart)
