@@ -70,6 +70,8 @@ final class Progress: TrainingObserver {
             line("resuming from \(path): step \(p.globalStep), \(phaseName(p))epoch \(p.epoch) at step \(p.stepInEpoch)/\(steps)", always: true)
         case .skippedCheckpoint(let path, let problem):
             FileHandle.standardError.write(Data("warning: skipping \(path): \(problem)\n".utf8))
+        case .diverging(let step, let largest, let start):
+            FileHandle.standardError.write(Data(String(format: "warning: the weights are diverging: by step %d the largest is %.3g (%.3g at the start); the network is likely dead, try a smaller --lr\n", step, largest, start).utf8))
         case .noCheckpoint(let directory):
             line("no checkpoint in \(directory): starting afresh", always: true)
         case .stepDone(let s):

@@ -61,7 +61,7 @@ struct Train: ParsableCommand {
     /// Every flag checked before anything is loaded; each error names its flag.
     func validate() throws {
         try validating { () throws(DAEError) in
-            let previous = readPrevious()
+            let previous = (try? readPrevious()) ?? nil     // an unreadable config.json: run() names it
             try makeConfig(previous).validate()
             try makeSettings(directory: runDir, previous).validate()
         }
@@ -73,7 +73,7 @@ struct Train: ParsableCommand {
         try runReportingErrors { communicatorSlot in
             let communicator = try Launch.makeCommunicator()
             communicatorSlot = communicator
-            let previous = readPrevious()
+            let previous = try readPrevious()
             var config = try makeConfig(previous)
             let settings = makeSettings(directory: runDir ?? RunSettings.defaultDirectory(), previous)
             let (dataPath, valFraction) = (dataPath(previous), valFraction(previous))
@@ -92,6 +92,9 @@ struct Train: ParsableCommand {
                                       communicator: communicator, threads: threads.count(for: communicator, training: config, images: samples))
             run.stopRequested = { StopSignals.requested }
             if communicator.rank == 0, let directory = settings.directory {
+                if resume != nil && previous == nil && !quiet {
+                    FileHandle.standardOutput.write(Data("note: \(directory) has no config.json: this run's settings are the flags given and the defaults\n".utf8))
+                }
                 let progress = Progress(quiet: quiet, config: config, runDirectory: directory)
                 progress.header(run)
                 let logEvery = self.logEvery ?? previous?.logEvery ?? 0
@@ -99,7 +102,12 @@ struct Train: ParsableCommand {
                                               valFraction: valFraction, evalLimit: evalLimit, logEvery: logEvery)
                 run.observers = [progress, RunOutputs(directory: directory, configuration: record, logEvery: logEvery)]
             }
-            try run.run()
+            do {
+                try run.run()
+            } catch DAEError.badFlag(let flag, let problem) where previous == nil && resume != nil {
+                // the run's own settings were not there to fill in the flags not given
+                throw DAEError.badFlag(flag, problem + " (\(settings.directory ?? "the run directory") has no config.json, so flags not given took their defaults: give the run's flags again)")
+            }
         }
     }
 }

@@ -10,9 +10,16 @@ import Foundation
 extension Train {
     /// The configuration of the run being resumed, if any (read once by validate() and run(),
     /// and handed to the functions below).
-    func readPrevious() -> RunConfiguration? {
-        guard resume != nil, let runDir else { return nil }
-        return RunConfiguration.read(directory: runDir)
+    /// With --resume PATH into a directory that has no config.json (a run branched from another
+    /// directory's checkpoint), the checkpoint's own run directory's. A config.json that cannot be
+    /// read is an error (RunConfiguration.load), never silently the defaults.
+    func readPrevious() throws(DAEError) -> RunConfiguration? {
+        guard let resume else { return nil }
+        if let runDir, let own = try RunConfiguration.load(directory: runDir) { return own }
+        if resume != "auto", let origin = RunDirectoryLock.runDirectory(ofCheckpoint: resume) {
+            return try RunConfiguration.load(directory: origin)
+        }
+        return nil
     }
 
     /// The data path: the flag, or when resuming without it, the run's own.

@@ -106,11 +106,16 @@ final class CheckpointTests: XCTestCase {
         XCTAssertThrowsError(try Checkpoint.checkCompatible(state, path: path, config: other, data: Self.data, dataFingerprint: fingerprint, stepsPerEpoch: 5)) {
             XCTAssertTrue("\($0)".hasPrefix("--noise:"), "\($0)")
         }
+        // fewer images: another --limit is named as such, the same --limit on other data as the data
+        other = config; other.limit = 60
+        XCTAssertThrowsError(try Checkpoint.checkCompatible(state, path: path, config: other, data: Self.data.prefix(60), dataFingerprint: fingerprint, stepsPerEpoch: 3)) {
+            XCTAssertTrue("\($0)".hasPrefix("--limit: the checkpoint \(path) was trained with no --limit, this run has --limit 60; resume it with no --limit"), "\($0)")
+        }
         XCTAssertThrowsError(try Checkpoint.checkCompatible(state, path: path, config: config, data: Self.data.prefix(60), dataFingerprint: fingerprint, stepsPerEpoch: 3)) {
-            XCTAssertTrue("\($0)".hasPrefix("--limit:"), "\($0)")
+            XCTAssertTrue("\($0)".contains("--data: \(Self.data.source) is not the training data of the checkpoint \(path): it had 100 image(s) of 28x28, this run has 60 image(s) of 28x28"), "\($0)")
         }
         XCTAssertThrowsError(try Checkpoint.checkCompatible(state, path: path, config: config, data: Self.data, dataFingerprint: fingerprint ^ 1, stepsPerEpoch: 5)) {
-            XCTAssertTrue("\($0)".contains("training data (fingerprint)"), "\($0)")
+            XCTAssertTrue("\($0)".contains("the same 100 image(s) of 28x28, but their pixels differ"), "\($0)")
         }
         other = config; other.lrSchedule = .cosine
         XCTAssertThrowsError(try Checkpoint.checkCompatible(state, path: path, config: other, data: Self.data, dataFingerprint: fingerprint, stepsPerEpoch: 5)) {

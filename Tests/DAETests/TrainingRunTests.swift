@@ -26,7 +26,7 @@ final class TrainingRunTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/run/model.safetensors"))
     }
 
-    func testPruningNeverDeletesTheCheckpointJustWritten() throws {
+    func testPruningKeepsTheCheckpointJustWrittenAndNeverALaterOne() throws {
         var config = TrainConfig()
         config.epochs = 2                                   // 5 steps per epoch
         let first = try makeRun(config, data: Self.data, directory: dir + "/a", stopAfter: 3)
@@ -48,8 +48,10 @@ final class TrainingRunTests: XCTestCase {
             if case .checkpointWritten(let path, _) = event { return (path as NSString).lastPathComponent } else { return nil }
         }
         XCTAssertEqual(written, ["step-000000005.safetensors", "step-000000010.safetensors"])
-        // keep 2: the one just written and the newest other
+        // keep 2 of this timeline: the one just written and the newest earlier one; the later
+        // checkpoints are not this run's to delete (a newer dae-dist's, or skipped as damaged)
         XCTAssertEqual(Checkpoint.list(in: dir + "/a/checkpoints").map { ($0 as NSString).lastPathComponent },
-                       ["step-000000099.safetensors", "step-000000010.safetensors"])
+                       ["step-000000099.safetensors", "step-000000098.safetensors", "step-000000097.safetensors",
+                        "step-000000010.safetensors", "step-000000005.safetensors"])
     }
 }

@@ -93,6 +93,9 @@ public enum Checkpoint {
             "world_size": String(trainer.communicator.size),
         ]
         for (key, value) in config.model.metadata where key != "model" { metadata[key] = value }
+        // what the data was, so that a resume on other data can say what changed (checkSettings)
+        metadata["limit"] = config.limit.map(String.init) ?? "none"
+        if let names = trainer.data.names { metadata["data_names_crc32"] = hex(namesChecksum(names)) }
         for setting in fixedSettings(config, data: trainer.data, dataFingerprint: dataFingerprint) {
             metadata[setting.key] = setting.value
         }
@@ -249,6 +252,9 @@ public enum Checkpoint {
                                      data: Dataset, dataFingerprint: UInt32) throws(DAEError) {
         for setting in fixedSettings(config, data: data, dataFingerprint: dataFingerprint) {
             let stored = metadata[setting.key] ?? valuesOfEarlierFiles[setting.key] ?? "(missing)"
+            if stored != setting.value && dataKeys.contains(setting.key) {
+                throw dataChanged(metadata, path: path, config: config, data: data, dataFingerprint: dataFingerprint)
+            }
             if stored != setting.value {
                 let what = setting.key == "data_fingerprint" ? "training data (fingerprint)" : setting.key.replacingOccurrences(of: "_", with: " ")
                 throw DAEError.badFlag(setting.flag, "the checkpoint \(path) was trained with \(what) \(stored), this run has \(setting.value); use the same setting to resume, or a new --run-dir to start afresh")
@@ -262,6 +268,52 @@ public enum Checkpoint {
         return names.filter { $0.hasPrefix("step-") && $0.hasSuffix(".safetensors") }
             .sorted(by: >)
             .map { (directory as NSString).appendingPathComponent($0) }
+    }
+
+    /// The settings that describe the training data rather than a flag of their own.
+    static let dataKeys: Set<String> = ["image_size", "train_samples", "data_fingerprint"]
+
+    /// CRC-32 of the images' names (relative paths, in order): which files a folder's split holds.
+    static func namesChecksum(_ names: [String]) -> UInt32 {
+        Array(names.joined(separator: "\n").utf8).withUnsafeBytes { crc32(bytes: $0[...]) }
+    }
+
+    /// The training data differ from the checkpoint's: says what changed, as far as the checkpoint
+    /// tells (its --limit, its files, their pixels), naming the flag that would bring it back.
+    static func dataChanged(_ metadata: [String: String], path: String, config: TrainConfig,
+                            data: Dataset, dataFingerprint: UInt32) -> DAEError {
+        let thisLimit = config.limit.map(String.init) ?? "none"
+        if let limit = metadata["limit"], limit != thisLimit {
+            func described(_ value: String) -> String { value == "none" ? "no --limit" : "--limit \(value)" }
+            return .badFlag("--limit", "the checkpoint \(path) was trained with \(described(limit)), this run has \(described(thisLimit)); resume it with \(described(limit))")
+        }
+        let then = metadata["train_samples"] ?? "?", size = metadata["image_size"] ?? "?"
+        let now = "\(data.count) image(s) of \(data.height)x\(data.width)"
+        let what: String
+        if then != String(data.count) || size != "\(data.height)x\(data.width)" {
+            what = "it had \(then) image(s) of \(size), this run has \(now)"
+        } else if let names = metadata["data_names_crc32"], let current = data.names, names != hex(namesChecksum(current)) {
+            what = "the same number of images (\(then)) but other files (renamed, replaced, or another --val-fraction)"
+        } else {
+            what = "the same \(now), but their pixels differ (fingerprint \(metadata["data_fingerprint"] ?? "?"), this run \(String(format: "%08x", dataFingerprint)))"
+        }
+        let split = data.names != nil ? " (files added or removed, or another --val-fraction)" : ""
+        return .badFlag("--data", "\(data.source) is not the training data of the checkpoint \(path): \(what)\(what.hasPrefix("it had") ? split : ""); resume on the data it was trained on, or start afresh in a new --run-dir")
+    }
+
+    /// The global step in a checkpoint's file name (step-000000050.safetensors: 50).
+    public static func globalStep(ofFile path: String) -> Int? {
+        let name = (path as NSString).lastPathComponent
+        guard name.hasPrefix("step-"), name.hasSuffix(".safetensors") else { return nil }
+        return Int(name.dropFirst(5).dropLast(12))
+    }
+
+    /// The format version of a dae-dist checkpoint this binary cannot read, from its header alone
+    /// (nil for a readable version, another file, or a header that cannot be read).
+    public static func newerFormatVersion(path: String) -> String? {
+        guard let header = try? SafeTensors.readHeader(path: path), header.metadata["format"] == format,
+              let stored = header.metadata["format_version"], stored != version else { return nil }
+        return stored
     }
 
     /// Deletes all but the newest `keep` checkpoints in `directory`.

@@ -86,11 +86,33 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
         build = BuildInfo.current
     }
 
-    /// <directory>/config.json, or nil when there is none or it cannot be read as one (a file
-    /// from an older dae-dist, say): resuming then takes its settings from the flags alone.
+    /// <directory>/config.json, or nil when there is none or it cannot be read as one.
     public static func read(directory: String) -> RunConfiguration? {
-        guard let data = FileManager.default.contents(atPath: (directory as NSString).appendingPathComponent("config.json")) else { return nil }
-        return try? JSONDecoder().decode(RunConfiguration.self, from: data)
+        try? load(directory: directory)
+    }
+
+    /// <directory>/config.json, nil when the directory has none; a file that is there but cannot
+    /// be read as a run's configuration (truncated, edited, another program's) is an error, not a
+    /// run without settings: resuming would otherwise train the defaults on the wrong data.
+    public static func load(directory: String) throws(DAEError) -> RunConfiguration? {
+        let path = (directory as NSString).appendingPathComponent("config.json")
+        guard FileManager.default.fileExists(atPath: path) else { return nil }
+        let advice = "fix it, or move it away and give the run's flags again"
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw .data(path: path, problem: "\(unreadableReason(path)); \(advice)")
+        }
+        do {
+            return try JSONDecoder().decode(RunConfiguration.self, from: data)
+        } catch {
+            let problem: String
+            switch error as? DecodingError {
+            case .keyNotFound(let key, _)?: problem = "has no '\(key.stringValue)'"
+            case .typeMismatch(_, let context)?, .valueNotFound(_, let context)?:
+                problem = "has a value of the wrong type at '\(context.codingPath.map(\.stringValue).joined(separator: "."))'"
+            default: problem = data.isEmpty ? "is empty" : "is not valid JSON (truncated?)"
+            }
+            throw .data(path: path, problem: "\(problem): it is not a dae-dist run configuration; \(advice)")
+        }
     }
 
     /// The training settings it records (the model's input size is set when the data is loaded).

@@ -47,22 +47,88 @@ public final class RunDirectoryLock {
         return text.isEmpty ? "holder unknown" : text
     }
 
-    /// What a fresh start would collide with: the checkpoints and the final weights of an earlier run.
-    public func earlierRun() -> [String] {
-        let checkpoints = Checkpoint.list(in: (directory as NSString).appendingPathComponent("checkpoints"))
-        let weights = (directory as NSString).appendingPathComponent("model.safetensors")
-        return checkpoints + (FileManager.default.fileExists(atPath: weights) ? [weights] : [])
+    /// Whether `checkpoint` lies in this directory's checkpoints/ folder (symbolic links and
+    /// relative paths resolved).
+    public func owns(checkpoint: String) -> Bool {
+        let folder = (checkpoint as NSString).deletingLastPathComponent
+        let own = (directory as NSString).appendingPathComponent("checkpoints")
+        guard let resolved = Self.realPath(folder.isEmpty ? "." : folder), let ownResolved = Self.realPath(own) else { return false }
+        return resolved == ownResolved
     }
 
-    /// --overwrite: removes an earlier run's outputs (checkpoints, weights, records, grids, event
-    /// files, report), keeping the lock and anything else the user put there.
-    public func clearEarlierRun() throws(DAEError) {
-        for name in ["checkpoints", "model.safetensors", "config.json", "metrics.jsonl", "samples", "tensorboard", "report.html"] {
-            let path = (directory as NSString).appendingPathComponent(name)
-            guard FileManager.default.fileExists(atPath: path) else { continue }
-            do { try FileManager.default.removeItem(atPath: path) } catch {
-                throw .write(path: path, problem: "cannot remove it for --overwrite")
+    /// The run directory a checkpoint at <run-dir>/checkpoints/step-N.safetensors belongs to.
+    public static func runDirectory(ofCheckpoint path: String) -> String? {
+        let folder = (path as NSString).deletingLastPathComponent
+        guard (folder as NSString).lastPathComponent == "checkpoints" else { return nil }
+        let run = (folder as NSString).deletingLastPathComponent
+        return run.isEmpty ? "." : run
+    }
+
+    static func realPath(_ path: String) -> String? {
+        guard let resolved = realpath(path, nil) else { return nil }
+        defer { free(resolved) }
+        return String(cString: resolved)
+    }
+
+    /// The files that make the directory a run's, newest checkpoint first: checkpoints (readable
+    /// or not), the final weights, config.json and metrics.jsonl. A directory with none of them is
+    /// new (or holds only the user's own files) and a run may start afresh in it.
+    public func runFiles() -> [String] {
+        let checkpoints = Checkpoint.list(in: (directory as NSString).appendingPathComponent("checkpoints"))
+        let others = ["model.safetensors", "config.json", "metrics.jsonl"].map { (directory as NSString).appendingPathComponent($0) }
+        return checkpoints + others.filter { FileManager.default.fileExists(atPath: $0) }
+    }
+
+    /// What training afresh would replace and could not be made again: the checkpoints and the
+    /// final weights.
+    public func trainedState() -> [String] {
+        runFiles().filter { $0.hasSuffix(".safetensors") }
+    }
+
+    /// Removes the temporary files of checkpoint and output writes that a killed process left
+    /// (`.NAME.tmp-PID`, see writeFileAtomically). Only the lock's holder writes here, so any
+    /// such file is stale.
+    public func removeStaleTemporaries() {
+        for folder in [directory, (directory as NSString).appendingPathComponent("checkpoints"),
+                       (directory as NSString).appendingPathComponent("samples")] {
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? [] where Self.isTemporary(name) {
+                try? FileManager.default.removeItem(atPath: (folder as NSString).appendingPathComponent(name))
             }
+        }
+    }
+
+    /// `.step-000000050.safetensors.tmp-4242`: a write in progress (or a killed one).
+    static func isTemporary(_ name: String) -> Bool {
+        guard name.hasPrefix("."), let range = name.range(of: ".tmp-", options: .backwards) else { return false }
+        return !name[range.upperBound...].isEmpty && name[range.upperBound...].allSatisfy(\.isNumber)
+    }
+
+    /// --overwrite: removes the files an earlier run wrote (checkpoints, weights, records, sample
+    /// grids, event files, report), then the folders it made if they are left empty. The lock and
+    /// anything else the user put there, in those folders too, stay.
+    public func clearEarlierRun() throws(DAEError) {
+        let fm = FileManager.default
+        func remove(_ path: String) throws(DAEError) {
+            do { try fm.removeItem(atPath: path) } catch {
+                throw .write(path: path, problem: "cannot remove it for --overwrite (\(unreadableReason(path)))")
+            }
+        }
+        func contents(_ folder: String) -> [String] { (try? fm.contentsOfDirectory(atPath: folder)) ?? [] }
+        let folders: [(name: String, written: (String) -> Bool)] = [
+            ("checkpoints", { $0.hasPrefix("step-") && $0.hasSuffix(".safetensors") }),
+            ("samples", { $0.hasSuffix(".png") && $0.range(of: #"^(layer\d+-|fine-tune-)?epoch-\d{3,}\.png$"#, options: .regularExpression) != nil }),
+            ("tensorboard", { $0.hasPrefix("events.out.tfevents.") }),
+        ]
+        for (name, written) in folders {
+            let folder = (directory as NSString).appendingPathComponent(name)
+            for file in contents(folder) where written(file) || Self.isTemporary(file) {
+                try remove((folder as NSString).appendingPathComponent(file))
+            }
+            if fm.fileExists(atPath: folder) && contents(folder).isEmpty { try remove(folder) }
+        }
+        for name in ["model.safetensors", "config.json", "metrics.jsonl", "report.html"] {
+            let path = (directory as NSString).appendingPathComponent(name)
+            if fm.fileExists(atPath: path) { try remove(path) }
         }
     }
 }

@@ -51,6 +51,14 @@ extension Trainer {
         }
     }
 
+    /// The largest magnitude among the parameters: a run whose weights grow without bound
+    /// (too large an --lr) can stay finite and never trip checkFinite, while its network is dead.
+    public func largestWeight() -> Float {
+        var largest: Float = 0
+        for i in 0..<params.count { largest = max(largest, abs(params[i])) }
+        return largest
+    }
+
     /// Whether any rank has asked to stop, agreed by all ranks (one small allreduce); for a stop
     /// that arrives before the first step.
     public func agreeOnStop() -> Bool {

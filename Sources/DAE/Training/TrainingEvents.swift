@@ -22,6 +22,9 @@ public enum TrainingEvent {
     case stepDone(StepReport)
     /// An epoch is complete, and evaluated when it was due.
     case epochEnded(EpochReport)
+    /// At an epoch's end: the weights have grown far beyond where this run started (told once per
+    /// run): the run is likely diverging while its values stay finite.
+    case diverging(globalStep: Int, largestWeight: Float, atStart: Float)
     /// A checkpoint was written (and older ones pruned).
     case checkpointWritten(path: String, position: TrainingPosition)
     /// A stacked model's next phase begins (a new layer, or fine-tuning), with a fresh Adam.

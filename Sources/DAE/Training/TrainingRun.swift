@@ -52,6 +52,7 @@ public struct RunSettings: Sendable {
 
     /// Rejects values no run could use; each error names its flag.
     public func validate() throws(DAEError) {
+        if directory?.isEmpty == true { throw .badFlag("--run-dir", "is empty; pass a folder for the run's outputs, or leave --run-dir out for runs/<date-time>") }
         guard checkpointEvery >= 0 else { throw .badFlag("--checkpoint-every", "must be 0 or more, got \(checkpointEvery)") }
         guard keep >= 1 else { throw .badFlag("--keep", "must be at least 1, got \(keep)") }
         guard evalEvery >= 0 else { throw .badFlag("--eval-every", "must be 0 or more, got \(evalEvery)") }
@@ -97,6 +98,8 @@ public final class TrainingRun {
     let isRoot: Bool
     let fingerprint: UInt32          // of the training data (rank 0), stored in checkpoints
     var lastSaved = -1               // the global step of the last checkpoint written
+    var largestWeightAtStart: Float? = nil   // rank 0: for the divergence warning (endEpoch)
+    static let divergingWeight: Float = 1e4, divergingGrowth: Float = 100
 
     /// `test`: the evaluation set (same image size as `data`). `threads`: this rank's share of the
     /// cores (see Trainer.init).
@@ -147,17 +150,9 @@ public final class TrainingRun {
     public func run() throws(DAEError) -> RunOutcome {
         // rank 0 owns the run directory for the whole run; a fresh start must not mix two runs
         var lock: RunDirectoryLock? = nil
-        if isRoot, let directory = settings.directory {
-            lock = try RunDirectoryLock(directory: directory)
-            if settings.resume == nil, let earlier = lock?.earlierRun().first {
-                guard settings.overwrite else {
-                    throw .badFlag("--run-dir", "\(directory) holds an earlier run (\(earlier)); continue it with --resume auto, start afresh in another --run-dir, or pass --overwrite to replace it")
-                }
-                try lock?.clearEarlierRun()
-            }
-        }
+        if isRoot, let directory = settings.directory { lock = try takeRunDirectory(directory) }
         defer { withExtendedLifetime(lock) {} }
-        if let request = settings.resume { try resume(request) }
+        if let request = settings.resume { try resume(request, directory: lock) }
         if trainer.finished {      // resumed from the end of training
             try emit(.alreadyTrained(position: trainer.position, epochs: config.phaseEpochs.last ?? 0))
             try finish()
@@ -169,6 +164,7 @@ public final class TrainingRun {
             communicator.barrier()
             return .stopped
         }
+        if isRoot { largestWeightAtStart = trainer.largestWeight() }
         let resumedAfter = trainer.position.globalStep > 0 ? trainer.position.globalStep : nil
         try emit(.began(BeginReport(resumedAfter: resumedAfter, position: trainer.position)))
         while !trainer.finished {
@@ -213,6 +209,36 @@ public final class TrainingRun {
         return .finished
     }
 
+    /// Rank 0 takes the run directory's lock and checks that this start loses nothing that is
+    /// saved there (docs/run-directory.md, "One run per directory"):
+    ///   - a fresh start (no --resume) needs a directory that holds no run, or --overwrite, which
+    ///     removes the earlier run's files (RunDirectoryLock.clearEarlierRun);
+    ///   - --resume PATH with a checkpoint of another directory (branching a run) needs a directory
+    ///     that holds no run: this one's checkpoints would be pruned, its config.json and
+    ///     model.safetensors replaced by another lineage's;
+    ///   - --resume auto is checked in resume(): a directory with checkpoints or final weights of
+    ///     which none can be resumed is refused rather than trained over.
+    func takeRunDirectory(_ directory: String) throws(DAEError) -> RunDirectoryLock {
+        let lock = try RunDirectoryLock(directory: directory)
+        lock.removeStaleTemporaries()
+        let held = lock.runFiles()
+        switch settings.resume {
+        case nil:
+            guard let earlier = held.first else { break }
+            guard settings.overwrite else {
+                throw .badFlag("--run-dir", "\(directory) holds an earlier run (\(earlier)); continue it with --resume auto, start afresh in another --run-dir, or pass --overwrite to replace it")
+            }
+            try lock.clearEarlierRun()
+        case .path(let path):
+            guard let own = held.first, !lock.owns(checkpoint: path) else { break }
+            let origin = RunDirectoryLock.runDirectory(ofCheckpoint: path).map { "pass --run-dir \($0) to continue its own run, or " } ?? ""
+            throw .badFlag("--resume", "\(path) is not a checkpoint of \(directory), which holds a run of its own (\(own)); \(origin)start from it in a new --run-dir (nothing was changed)")
+        case .auto:
+            break
+        }
+        return lock
+    }
+
     /// The final weights (rank 0, never non-finite ones), the finished event, every rank done.
     func finish() throws(DAEError) {
         var weights: String? = nil
@@ -240,6 +266,15 @@ public final class TrainingRun {
             report.evalSeconds = Date().timeIntervalSince(start)
         }
         try emit(.epochEnded(report))
+        // Weights far beyond any trained network's (and 100x their start) while the values are
+        // still finite: what too large an --lr does before it overflows, or instead of it.
+        if let start = largestWeightAtStart {
+            let largest = trainer.largestWeight()
+            if largest > Self.divergingWeight && largest > Self.divergingGrowth * max(start, 1e-3) {
+                try emit(.diverging(globalStep: trainer.position.globalStep, largestWeight: largest, atStart: start))
+                largestWeightAtStart = nil          // once per run
+            }
+        }
     }
 
     /// Rank 0 writes a checkpoint of the current position (once per position) and prunes old ones;
@@ -251,8 +286,12 @@ public final class TrainingRun {
         guard trainer.position.globalStep != lastSaved else { return path }
         try trainer.checkFinite()          // a diverged state is never written
         try Checkpoint.save(trainer, dataFingerprint: fingerprint, to: path)
-        // keep-K: the one just written, and the newest others
-        for old in Checkpoint.list(in: folder).filter({ $0 != path }).dropFirst(settings.keep - 1) {
+        // keep-K: the one just written, and the newest others. Only this timeline's checkpoints
+        // (at or before this step) are pruned: one past it was skipped on resume as damaged and
+        // is left for the user, until this run writes that step again.
+        let step = trainer.position.globalStep
+        let earlier = Checkpoint.list(in: folder).filter { $0 != path && (Checkpoint.globalStep(ofFile: $0) ?? Int.max) < step }
+        for old in earlier.dropFirst(settings.keep - 1) {
             try? FileManager.default.removeItem(atPath: old)
         }
         lastSaved = trainer.position.globalStep
@@ -280,8 +319,10 @@ public final class TrainingRun {
     }
 
     /// Rank 0 reads and validates the checkpoint(s), then every rank receives the state.
-    func resume(_ request: ResumeRequest) throws(DAEError) {
+    /// `directory`: rank 0's hold on the run directory (nil on other ranks and without one).
+    func resume(_ request: ResumeRequest, directory: RunDirectoryLock?) throws(DAEError) {
         var found: Int32 = 0
+        var skipped: [String] = []
         if isRoot {
             let candidates: [String]
             switch request {
@@ -306,10 +347,24 @@ public final class TrainingRun {
                 } catch {
                     if request != .auto { throw error }
                     if case .badFlag = error { throw error }      // a settings mismatch is not skipped
+                    // a newer dae-dist's checkpoint is not damaged: skipping it would train over it
+                    if let version = Checkpoint.newerFormatVersion(path: path) {
+                        throw .checkpoint(path: path, problem: "was written by a dae-dist with checkpoint format version \(version) (this one reads \(Checkpoint.version)); resume with that version (nothing was changed)")
+                    }
+                    skipped.append(path)
                     try emit(.skippedCheckpoint(path: path, problem: Self.problem(error)))
                 }
             }
-            if found == 0 { try emit(.noCheckpoint(directory: checkpointDirectory ?? "")) }
+            if found == 0, let directory {
+                // only a directory with nothing trained in it starts afresh: a finished run's
+                // weights, or checkpoints that all failed, are never trained over
+                if let kept = directory.trainedState().first {
+                    let what = skipped.isEmpty ? "no checkpoint to continue from (\(kept) is the final weights of a finished run)"
+                                               : "no checkpoint that can be resumed (\(skipped.count) skipped, see the warnings above)"
+                    throw .badFlag("--resume", "\(directory.directory) holds a run but \(what); nothing was changed. Move those files away, start in a new --run-dir, or pass --overwrite without --resume to replace the run")
+                }
+                try emit(.noCheckpoint(directory: checkpointDirectory ?? ""))
+            }
         }
         communicator.broadcast(&found, count: 4, root: 0)
         if found == 1 { trainer.broadcastState() }
