@@ -1,7 +1,8 @@
 // What --data may name, and how each becomes a Dataset of 8-bit images with 1 or 3 channels:
 //   - a folder in MNIST's IDX layout (Dataset.load(directory:split:), MNIST.swift): gray;
 //   - a folder with train.npy and test.npy, or one .npy file (NPY.swift): gray or RGB;
-//   - a folder of images (PNG, JPEG, TIFF: ImageFiles.swift), searched recursively; every page of
+//   - a folder of images (PNG, JPEG, TIFF: ImageFiles.swift), searched recursively, following
+//     links, skipping run directories (listImages); every page of
 //     a multi-page TIFF is an image. Subfolders `train/` and `test/` are the
 //     splits when both exist; otherwise a fraction of the files (valFraction) is the test split,
 //     chosen by a hash of each file's path relative to the folder, so the split is the same
@@ -16,11 +17,12 @@
 // palette PNG, a JPEG that is not gray, a TIFF page whose photometric interpretation is not
 // gray), else 1; for a .npy file its shape ([N, H, W, 3] is RGB); IDX files are gray. Asking
 // for 1 turns colour into its luma, asking for 3 repeats a gray plane (ImageFiles.swift).
-// 16-bit images are reduced to 8 bits.
+// 16-bit images are reduced to 8 bits, with a note (a warning line for the caller to print).
 //
 // Loading a folder takes two passes. First every rank reads every file's header (`plan`): the
-// images, their sizes and the bytes the dataset will hold, which are checked against the memory
-// available before anything is decoded. Then each rank decodes its evenShare of the files, its
+// images, their sizes and the bytes the dataset will hold (of the first `limit` images), which
+// are checked against the memory available before anything is decoded. An array file (IDX,
+// .npy) is planned from its header, after its declared size is checked against the file's. Then each rank decodes its evenShare of the files, its
 // threads taking one file at a time, into the places the plan gives each image; the ranks agree
 // on failure (the first failing file's message, on every rank), then each rank's block is
 // broadcast from it, so every rank holds the same bytes whatever the number of ranks and threads.
@@ -318,11 +320,6 @@ extension Dataset {
     static func isRunDirectory(_ folder: String) -> Bool {
         let has = { (name: String) in FileManager.default.fileExists(atPath: (folder as NSString).appendingPathComponent(name)) }
         return has(".lock") || (has("config.json") && (has("checkpoints") || has("samples") || has("model.safetensors")))
-    }
-
-    /// The relative paths of the image files below `folder` (see listImages), sorted.
-    static func images(under folder: String) throws(DAEError) -> [String] {
-        try listImages(under: folder).images
     }
 
     /// The system's available memory in bytes (MemAvailable of /proc/meminfo), or nil where

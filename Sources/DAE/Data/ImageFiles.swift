@@ -9,7 +9,8 @@
 //     and for TIFF 0.299 R + 0.587 G + 0.114 B (the same Rec. 601 weights);
 //   - RGB (3): a colour image's R, G, B planes; a gray image's plane repeated three times.
 // Alpha is composited onto black (as PNG's reader does), palettes are expanded, and 16-bit
-// samples are reduced to 8 bits (v/257 for PNG and TIFF): the dataset holds bytes.
+// samples are reduced to 8 bits (v/257 for PNG and TIFF): the dataset holds bytes. Headers tell
+// the bit depth, so that loaders can warn about 16-bit files (sixteenBitNote).
 
 import CPNG
 import CTIFF
