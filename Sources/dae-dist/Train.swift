@@ -80,13 +80,16 @@ struct Train: ParsableCommand {
             let channels = self.channels ?? previous?.channels
             let threadCount = threads.count(for: communicator)
             let loadProgress = communicator.rank == 0 && !quiet ? Progress.loading : nil
-            var train = try Dataset.load(path: dataPath, valFraction: valFraction, split: .train, channels: channels,
-                                         communicator: communicator, threads: threadCount, progress: loadProgress)
-            if let limit = config.limit { train = train.prefix(limit) }
+            // the loader's warnings on rank 0, each once (both splits list the same folder)
+            var noted = Set<String>()
+            let note = { (line: String) in if communicator.rank == 0 && noted.insert(line).inserted { warn(line) } }
+            // --limit before the memory check: a split too large for memory loads with the --limit it names
+            let train = try Dataset.load(path: dataPath, valFraction: valFraction, split: .train, channels: channels, limit: config.limit,
+                                         communicator: communicator, threads: threadCount, notes: note, progress: loadProgress)
             config.model = try completeModel(config.model, data: train)
             let evalLimit = self.evalLimit ?? previous?.evalLimit
             let test = settings.evalEvery > 0 ? try Dataset.load(path: dataPath, valFraction: valFraction, split: .test, channels: train.channels,
-                                                                 communicator: communicator, threads: threadCount).prefix(evalLimit ?? Int.max) : nil
+                                                                 limit: evalLimit, communicator: communicator, threads: threadCount, notes: note) : nil
             let samples = TrainingSamples(data: train, patches: config.patches, seed: config.seed).perEpoch
             let run = try TrainingRun(config: config, settings: settings, data: train, test: test,
                                       communicator: communicator, threads: threads.count(for: communicator, training: config, images: samples))

@@ -186,8 +186,31 @@ final class DataChannelsTests: XCTestCase {
         XCTAssertEqual(plan.labels, [0, 0, 0, 0, 1])
         XCTAssertNoThrow(try Dataset.load(path: dir, valFraction: 0, split: .train, memoryAvailable: 1 << 20))
         XCTAssertThrowsError(try Dataset.load(path: dir, valFraction: 0, split: .train, memoryAvailable: 4000)) {
-            XCTAssertEqual("\($0)", "\(dir): the train split's 5 images need 7266 bytes but 4000 bytes of memory are available (3500 bytes usable); use a smaller set of images or --limit")
+            XCTAssertEqual("\($0)", "\(dir): the train split's 5 images need 7266 bytes but 4000 bytes of memory are available (3500 bytes usable); use fewer images or --limit 2")
         }
+        // the limit it names is applied before the check: following the advice loads
+        let two = try Dataset.load(path: dir, valFraction: 0, split: .train, limit: 2, memoryAvailable: 4000)
+        XCTAssertEqual(two.names, ["x/a.png", "x/b.tif#page 1"])
+        XCTAssertEqual(two.pixels.count, 3 * (64 + 784))
+        // a limit inside a multi-page file keeps its first pages only
+        let three = try Dataset.load(path: dir, valFraction: 0, split: .train, limit: 3)
+        XCTAssertEqual(three.names, ["x/a.png", "x/b.tif#page 1", "x/b.tif#page 2"])
+        XCTAssertEqual(three.pixels, Array(try Dataset.load(path: dir, valFraction: 0, split: .train).pixels.prefix(3 * (64 + 2 * 784))))
+    }
+
+    func testSixteenBitImagesAreNoted() throws {
+        copy("gray.png", to: "a.png"); copy("sixteen.png", to: "b.png"); copy("sixteen.tif", to: "c.tif")
+        var notes: [String] = []
+        let data = try Dataset.load(path: dir, valFraction: 0, split: .train, notes: { notes.append($0) })
+        XCTAssertEqual(data.count, 3)
+        XCTAssertEqual(notes.count, 1, "\(notes)")
+        let digit = try ImageFile.decodeGray(path: fixture("gray.png"))[0].pixels
+        let range = "values \(257 * Int(digit.min()!))-\(257 * Int(digit.max()!)) of 0-65535"
+        XCTAssertEqual(notes.first, "warning: 2 files of 3 in the train split hold 16-bit images (e.g. \(dir)/b.png, \(range)); they are reduced to 8 bits (v/257), so values in a small part of the 16-bit range load dark: scale them to 8 bits first to keep their contrast")
+        // the same for files read one by one (denoise's inputs), here a TIFF's range
+        let inputs = [fixture("gray.png"), fixture("sixteen.tif")]
+        XCTAssertTrue(ImageFile.sixteenBitNote(inputs: inputs, what: "the input")?.hasPrefix("warning: 1 file of 2 in the input holds 16-bit images (e.g. \(fixture("sixteen.tif")), \(range)); ") ?? false)
+        XCTAssertNil(ImageFile.sixteenBitNote(inputs: [fixture("gray.png"), fixture("gray.jpg")], what: "the input"))
     }
 
     func testBrokenFilesAreOneLineNamingTheFile() throws {

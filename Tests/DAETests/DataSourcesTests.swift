@@ -79,6 +79,71 @@ final class DataSourcesTests: XCTestCase {
         XCTAssertThrowsError(try Dataset.load(path: dir, valFraction: 0.01, split: .test)) { XCTAssertTrue("\($0)".contains("the test split is empty"), "\($0)") }
     }
 
+    func testLinksToFoldersAreFollowedAndLoopsAreNot() throws {
+        for i in 0..<4 { writePNG("elsewhere/cats/c\(i).png", value: UInt8(i)) }
+        for i in 0..<4 { writePNG("data/train/dogs/d\(i).png", value: UInt8(100 + i)) }
+        writePNG("data/test/dogs/t.png", value: 200)
+        try FileManager.default.createSymbolicLink(atPath: dir + "/data/train/cats", withDestinationPath: dir + "/elsewhere/cats")
+        try FileManager.default.createSymbolicLink(atPath: dir + "/data/train/dogs/again", withDestinationPath: "..")   // a loop
+        try FileManager.default.createSymbolicLink(atPath: dir + "/link", withDestinationPath: dir + "/data")
+        var notes: [String] = []
+        let train = try Dataset.load(path: dir + "/link", split: .train, notes: { notes.append($0) })
+        XCTAssertEqual(firstPixels(train), [0, 1, 2, 3, 100, 101, 102, 103])
+        XCTAssertEqual(train.labels, [0, 0, 0, 0, 1, 1, 1, 1])
+        XCTAssertEqual(notes, ["warning: skipped \(dir)/link/train/dogs/again: a link to a folder above it (a loop)"])
+        // a link that leads nowhere, named as an image, is named with the reason
+        try FileManager.default.createSymbolicLink(atPath: dir + "/data/train/dogs/gone.png", withDestinationPath: dir + "/absent.png")
+        XCTAssertThrowsError(try Dataset.load(path: dir + "/data", split: .train)) {
+            XCTAssertEqual("\($0)", "\(dir)/data/train/dogs/gone.png: a dangling symbolic link (-> \(dir)/absent.png, which does not exist)")
+        }
+    }
+
+    func testARunDirectoryInsideTheDataFolderIsSkippedWithANote() throws {
+        for i in 0..<20 { writePNG("photos/p\(i).png", value: UInt8(i)) }
+        writePNG("runs/r1/samples/epoch-001.png", value: 250)        // a run directory: its lock
+        FileManager.default.createFile(atPath: dir + "/runs/r1/.lock", contents: Data())
+        writePNG("copied/samples/epoch-002.png", value: 251)          // one copied without its lock
+        FileManager.default.createFile(atPath: dir + "/copied/config.json", contents: Data("{}".utf8))
+        var notes: [String] = []
+        let train = try Dataset.load(path: dir, valFraction: 0.01, split: .train, notes: { notes.append($0) })
+        XCTAssertFalse(firstPixels(train).contains { $0 >= 250 })
+        XCTAssertEqual(notes, ["warning: skipped \(dir)/copied: a dae-dist run directory, not data (its sample grids would be read as images)",
+                               "warning: skipped \(dir)/runs/r1: a dae-dist run directory, not data (its sample grids would be read as images)"])
+    }
+
+    func testAnEmptySplitGivesAdviceThatWorks() throws {
+        // one 3-page TIFF: every image of a file goes to the same split
+        let tiff = Bundle.module.url(forResource: "Fixtures/images/pages.tif", withExtension: nil)!.path
+        try FileManager.default.copyItem(atPath: tiff, toPath: dir + "/pages.tif")
+        XCTAssertThrowsError(try Dataset.load(path: dir, valFraction: 0.999999, split: .train)) {
+            XCTAssertEqual("\($0)", "\(dir): the train split is empty: --val-fraction 0.999999 held out all 1 file (3 images); use a smaller --val-fraction or more files")
+        }
+        XCTAssertThrowsError(try Dataset.load(path: dir, valFraction: 0.000001, split: .test)) {
+            XCTAssertEqual("\($0)", "\(dir): the test split is empty: --val-fraction 1e-06 held out none of the 1 file (3 images); use a larger --val-fraction or more files")
+        }
+        let npy = writeNPY("one.npy", descr: "|u1", shape: [2, 4, 4], payload: [UInt8](repeating: 0, count: 32))
+        XCTAssertThrowsError(try Dataset.load(path: npy, valFraction: 0.999999, split: .train)) {
+            XCTAssertEqual("\($0)", "\(npy): the train split is empty: --val-fraction 0.999999 held out all 2 images; use a smaller --val-fraction")
+        }
+    }
+
+    func testBrokenFilesSayWhatIsWrong() throws {
+        // a JPEG cut to 20 bytes: truncated, not an empty image
+        let jpeg = Bundle.module.url(forResource: "Fixtures/images/gray.jpg", withExtension: nil)!.path
+        FileManager.default.createFile(atPath: dir + "/cut.jpg", contents: try Data(contentsOf: URL(fileURLWithPath: jpeg)).prefix(20))
+        XCTAssertThrowsError(try ImageFile.headers(path: dir + "/cut.jpg")) {
+            XCTAssertTrue("\($0)".hasPrefix(dir + "/cut.jpg: truncated or corrupt JPEG"), "\($0)")
+        }
+        XCTAssertThrowsError(try ImageFile.decode(path: dir + "/cut.jpg", channels: 1)) {
+            XCTAssertTrue("\($0)".hasPrefix(dir + "/cut.jpg: truncated or corrupt JPEG"), "\($0)")
+        }
+        // a link that loops, named as an image
+        try FileManager.default.createSymbolicLink(atPath: dir + "/loop.png", withDestinationPath: dir + "/loop.png")
+        XCTAssertThrowsError(try ImageFile.decode(path: dir + "/loop.png", channels: 1)) {
+            XCTAssertEqual("\($0)", "\(dir)/loop.png: a symbolic link that loops (-> \(dir)/loop.png)")
+        }
+    }
+
     func testNPYArrays() throws {
         let u8 = writeNPY("u8.npy", descr: "|u1", shape: [3, 4, 4], payload: (0..<48).map { UInt8($0) })
         let all = try NPY.readImages(path: u8)

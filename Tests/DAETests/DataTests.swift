@@ -163,12 +163,72 @@ final class DataTests: XCTestCase {
         return usage.ru_maxrss * 1024
     }
 
-    func testRejectsTrailingBytesAfterTheGzipMember() throws {
+    func testConcatenatedGzipMembersAreOneFileAndTrailingGarbageIsRefused() throws {
+        // `cat a.gz b.gz` (and pigz) make one file of several members, as gzip -d reads it; the
+        // first member ends inside the IDX header, which the plan's header read must go on into
+        let whole = idx(magic: IDX.imagesMagic, dims: [3, 4, 4], payload: 48)
+        try FileManager.default.createDirectory(atPath: dir + "/members", withIntermediateDirectories: true)
+        let path = write(try gzipped(Array(whole.prefix(6)), "part1") + gzipped(Array(whole.dropFirst(6)), "part2"),
+                         "members/train-images-idx3-ubyte.gz")
+        XCTAssertEqual(try IDX.read(path: path, expectedMagic: IDX.imagesMagic).values, Array(whole.dropFirst(16)))
+        _ = write(try gzipped(idx(magic: IDX.labelsMagic, dims: [3], payload: 3), "labels"), "members/train-labels-idx1-ubyte.gz")
+        XCTAssertEqual(try Dataset.load(path: dir + "/members", split: .train).count, 3)
+        // anything else after the last member is refused in one line
         let member = try gzipped(idx(magic: IDX.labelsMagic, dims: [5], payload: 5), "member")
         assertRejects(write(member + [UInt8](repeating: 0xAB, count: 16), "trailing.gz"), magic: IDX.labelsMagic,
-                      "16 bytes after the end of the gzip data")
-        // a second complete member is rejected too (see IDX.gunzip: MNIST's files have one)
-        assertRejects(write(member + member, "two-members.gz"), magic: IDX.labelsMagic, "after the end of the gzip data")
+                      "16 bytes of trailing garbage after the end of the gzip data")
+        // a second whole file in a second member is more data than the header declares
+        assertRejects(write(member + member, "twice.gz"), magic: IDX.labelsMagic, "more than the 5 bytes of data its IDX header declares")
+    }
+
+    func testHeadersDeclaringMoreThanTheFileHoldsAreRefusedBeforeAnythingIsSized() throws {
+        // 2^30 images of 8x8 (64 GiB) declared by files of a few KB: refused from the files' real
+        // sizes, before any array is sized by the count
+        let huge: [UInt32] = [1 << 30, 8, 8]
+        for (folder, gzip) in [("raw", false), ("gz", true)] {
+            try FileManager.default.createDirectory(atPath: dir + "/" + folder, withIntermediateDirectories: true)
+            let images = idx(magic: IDX.imagesMagic, dims: huge, payload: 3000)
+            let name = folder + "/train-images-idx3-ubyte" + (gzip ? ".gz" : "")
+            let path = write(gzip ? try gzipped(images, "huge") : images, name)
+            _ = write(idx(magic: IDX.labelsMagic, dims: [1 << 30], payload: 10), folder + "/train-labels-idx1-ubyte")
+            XCTAssertThrowsError(try Dataset.load(path: dir + "/" + folder, split: .train)) {
+                XCTAssertTrue("\($0)".hasPrefix(path + ": "), "\($0)")
+                XCTAssertTrue("\($0)".contains(gzip ? "declare 68719476736 bytes of data, more than a gzip file of" : "truncated: dimensions [1073741824, 8, 8] declare 68719476736 bytes of data, the file has 3000"), "\($0)")
+            }
+        }
+        // a .npy file declaring shape (1073741824, 8, 8) with 40,000 bytes of data
+        var header = "{'descr': '|u1', 'fortran_order': False, 'shape': (1073741824, 8, 8), }"
+        while (10 + header.utf8.count + 1) % 64 != 0 { header += " " }
+        header += "\n"
+        let npy = write([0x93] + Array("NUMPY".utf8) + [1, 0, UInt8(header.utf8.count), 0] + Array(header.utf8) + [UInt8](repeating: 1, count: 40_000), "huge.npy")
+        XCTAssertThrowsError(try Dataset.load(path: npy, split: .train)) {
+            XCTAssertEqual("\($0)", npy + ": holds 40000 bytes of data, its shape [1073741824, 8, 8] of |u1 needs 68719476736")
+        }
+    }
+
+    func testTheMemoryCheckComesBeforeAnythingSizedByTheImageCount() throws {
+        // 2^22 images of 1x1, really in the file: refused by the memory check before the plan's
+        // per-image arrays (about 100 MB) are made
+        try FileManager.default.createDirectory(atPath: dir + "/many", withIntermediateDirectories: true)
+        _ = write(idx(magic: IDX.imagesMagic, dims: [1 << 22, 1, 1], payload: 1 << 22), "many/train-images-idx3-ubyte")
+        _ = write(idx(magic: IDX.labelsMagic, dims: [1 << 22], payload: 1 << 22), "many/train-labels-idx1-ubyte")
+        let before = peakRSS()
+        XCTAssertThrowsError(try Dataset.load(path: dir + "/many", split: .train, limit: 10, memoryAvailable: 1 << 20)) {
+            // an IDX file is read whole: --limit would not help, and the advice does not offer it
+            XCTAssertTrue("\($0)".hasPrefix(dir + "/many/train-images-idx3-ubyte: the train split's images need 4.2 MB"), "\($0)")
+            XCTAssertTrue("\($0)".contains("--limit does not help; use a smaller file"), "\($0)")
+        }
+        XCTAssertLessThan(peakRSS() - before, 50 << 20, "peak memory grew by \(peakRSS() - before) bytes")
+    }
+
+    func testUnreadableFilesSayWhy() throws {
+        let link = dir + "/dangling-train-images-idx3-ubyte"
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: dir + "/absent")
+        assertRejects(link, "a dangling symbolic link")
+        let loop = dir + "/loop.npy"
+        try FileManager.default.createSymbolicLink(atPath: loop, withDestinationPath: loop)
+        XCTAssertThrowsError(try NPY.read(path: loop)) { XCTAssertTrue("\($0)".contains("a symbolic link that loops"), "\($0)") }
+        XCTAssertThrowsError(try Dataset.load(path: loop, split: .train)) { XCTAssertTrue("\($0)".contains("a symbolic link that loops"), "\($0)") }
     }
 
     func testStopsInflatingAtTheSizeTheHeaderDeclares() throws {

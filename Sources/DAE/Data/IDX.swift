@@ -86,10 +86,14 @@ public enum IDX {
     }
 
     /// The dimensions an IDX file's header declares, from its first bytes only (inflated first
-    /// when the file is gzip): what a dataset will hold, known before it is read.
+    /// when the file is gzip): what a dataset will hold, known before it is read. The sizes they
+    /// declare are checked against the file's real size first, so that nothing is ever sized by
+    /// a header alone: a raw file must hold exactly the declared bytes, a gzip file must be large
+    /// enough to inflate to them (deflate expands at most 1032:1).
     static func declaredDims(path: String, expectedMagic: UInt32) throws(DAEError) -> [Int] {
         var bytes = try readFilePrefix(path, count: 1 << 12)
-        if bytes.starts(with: [0x1F, 0x8B]) {
+        let gzip = bytes.starts(with: [0x1F, 0x8B])
+        if gzip {
             var stream = z_stream()
             guard dae_inflate_init_gzip(&stream) == Z_OK else { throw DAEError.data(path: path, problem: "zlib could not start inflating") }
             defer { inflateEnd(&stream) }
@@ -98,7 +102,11 @@ public enum IDX {
                 head.withUnsafeMutableBufferPointer { output in
                     stream.next_in = input.baseAddress; stream.avail_in = UInt32(input.count)
                     stream.next_out = output.baseAddress; stream.avail_out = UInt32(output.count)
-                    _ = inflate(&stream, Z_NO_FLUSH)
+                    // a member may end before the header does: go on into the next one (see gunzip)
+                    while inflate(&stream, Z_NO_FLUSH) == Z_STREAM_END && stream.avail_out > 0 && stream.avail_in >= 2
+                            && stream.next_in[0] == 0x1F && stream.next_in[1] == 0x8B {
+                        inflateReset(&stream)
+                    }
                     return output.count - Int(stream.avail_out)
                 }
             }
@@ -106,6 +114,18 @@ public enum IDX {
         }
         guard let header = try declaredSize(bytes, path: path, expectedMagic: expectedMagic) else {
             throw DAEError.data(path: path, problem: "truncated: too short for an IDX header")
+        }
+        guard let size = fileSize(path) else { throw DAEError.data(path: path, problem: unreadableReason(path)) }
+        let declared = header.headerSize + header.dataSize
+        if gzip {
+            let (possible, overflow) = size.multipliedReportingOverflow(by: 1032)
+            if !overflow && possible < declared {
+                throw DAEError.data(path: path, problem: "truncated or corrupt: dimensions \(header.dims) declare \(header.dataSize) bytes of data, more than a gzip file of \(size) bytes can hold; re-download or re-copy it")
+            }
+        } else if size < declared {
+            throw DAEError.data(path: path, problem: "truncated: dimensions \(header.dims) declare \(header.dataSize) bytes of data, the file has \(size - header.headerSize)")
+        } else if size > declared {
+            throw DAEError.data(path: path, problem: "\(size - declared) unexpected bytes after the \(header.dataSize) bytes declared by dimensions \(header.dims)")
         }
         return header.dims
     }
@@ -128,27 +148,25 @@ public enum IDX {
 
     static func readFile(_ path: String) throws(DAEError) -> [UInt8] {
         var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-            throw DAEError.data(path: path, problem: "no such file")
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
+            throw DAEError.data(path: path, problem: "is a directory, expected a file")
         }
-        if isDirectory.boolValue { throw DAEError.data(path: path, problem: "is a directory, expected a file") }
         guard let data = FileManager.default.contents(atPath: path) else {
-            throw DAEError.data(path: path, problem: "cannot be read (permissions?)")
+            throw DAEError.data(path: path, problem: unreadableReason(path))
         }
         return [UInt8](data)
     }
 
     /// Inflates a gzip file holding one IDX file, in bounded memory. Nothing read from the file
-    /// sizes an allocation by itself: not the gzip trailer's ISIZE (untrusted, and wrong for a
-    /// truncated file), and not the IDX header alone. zlib inflates into a fixed 64 KiB window;
-    /// as soon as the first inflated bytes hold the IDX header, the size it declares bounds the
-    /// output (reserved once, capped by what the compressed input could possibly expand to), and
-    /// inflating stops with an error the moment the stream yields more than that, or ends early.
+    /// sizes an allocation: not the gzip trailer's ISIZE (untrusted, and wrong for a truncated
+    /// file), and not the IDX header. zlib inflates into a fixed 64 KiB window and the output
+    /// grows only as inflated data actually arrives; once the first inflated bytes hold the IDX
+    /// header, the size it declares bounds the output, and inflating stops with an error the
+    /// moment the stream yields more than that, or ends early.
     ///
-    /// One gzip member only: gzip allows several concatenated members (`cat a.gz b.gz`), but
-    /// MNIST's files (and every dataset in its layout) have one, and an IDX file split over
-    /// members is not something any tool writes; so any byte after the end of the first member,
-    /// a second member or garbage alike, is rejected.
+    /// Concatenated gzip members (`cat a.gz b.gz`, pigz's output) are one file, as gzip -d reads
+    /// them: after the end of a member, input that starts with the gzip magic bytes is inflated
+    /// as the next member; any other byte after the last member is trailing garbage, refused.
     ///
     /// Returns the IDX bytes (header and data) for `parse`, which checks them again in full.
     static func gunzip(_ input: [UInt8], path: String, expectedMagic: UInt32) throws(DAEError) -> [UInt8] {
@@ -162,9 +180,6 @@ public enum IDX {
         var output: [UInt8] = []
         var limit: Int? = nil            // header + data, once the header is known
         var dataSize = 0                 // the data the header declares
-        // deflate expands at most 1032:1, so no valid stream can yield more than this
-        let (expansion, overflow) = input.count.multipliedReportingOverflow(by: 1032)
-        let possible = overflow ? Int.max : expansion
         var status: Int32 = Z_OK
         var input = input
         var failure: DAEError? = nil
@@ -186,7 +201,6 @@ public enum IDX {
                                 let size = header.headerSize + header.dataSize
                                 limit = size
                                 dataSize = header.dataSize
-                                output.reserveCapacity(min(size, possible))
                             }
                         } catch {
                             failure = error
@@ -197,7 +211,12 @@ public enum IDX {
                         failure = DAEError.data(path: path, problem: "the gzip data holds more than the \(dataSize) bytes of data its IDX header declares; re-download the file")
                         return
                     }
-                    if status == Z_STREAM_END { return }
+                    if status == Z_STREAM_END {
+                        // the next member, if the input goes on with one (see above)
+                        guard stream.avail_in >= 2, stream.next_in[0] == 0x1F, stream.next_in[1] == 0x8B else { return }
+                        inflateReset(&stream)
+                        continue
+                    }
                     // no input left and the stream not ended: the file is cut short
                     if stream.avail_in == 0 && stream.avail_out > 0 { status = Z_BUF_ERROR; return }
                 }
@@ -208,7 +227,7 @@ public enum IDX {
         case Z_STREAM_END:
             let rest = Int(stream.avail_in)
             if rest > 0 {
-                throw DAEError.data(path: path, problem: "\(rest) bytes after the end of the gzip data (a second gzip member or trailing garbage); re-download the file")
+                throw DAEError.data(path: path, problem: "\(rest) bytes of trailing garbage after the end of the gzip data (not another gzip member); re-download the file")
             }
             return output
         case Z_BUF_ERROR:
@@ -225,9 +244,17 @@ public enum IDX {
 /// reading whole files (IDX here, images in ImageFiles.swift).
 func readFilePrefix(_ path: String, count: Int) throws(DAEError) -> [UInt8] {
     guard let handle = FileHandle(forReadingAtPath: path) else {
-        throw DAEError.data(path: path, problem: "cannot be read (permissions?)")
+        throw DAEError.data(path: path, problem: unreadableReason(path))
     }
     defer { try? handle.close() }
     guard let data = try? handle.read(upToCount: count) else { return [] }
     return [UInt8](data)
+}
+
+/// The size in bytes of the file at `path` (following links), or nil when it cannot be read: what
+/// a header's declared sizes are checked against before anything is allocated from them.
+func fileSize(_ path: String) -> Int? {
+    var info = stat()
+    guard stat(path, &info) == 0 else { return nil }
+    return Int(info.st_size)
 }

@@ -9,8 +9,10 @@
 //     and for TIFF 0.299 R + 0.587 G + 0.114 B (the same Rec. 601 weights);
 //   - RGB (3): a colour image's R, G, B planes; a gray image's plane repeated three times.
 // Alpha is composited onto black (as PNG's reader does), palettes are expanded, and 16-bit
-// samples are reduced to 8 bits (v/257 for PNG and TIFF): the dataset holds bytes.
+// samples are reduced to 8 bits (v/257 for PNG and TIFF): the dataset holds bytes. Headers tell
+// the bit depth, so that loaders can warn about 16-bit files (sixteenBitNote).
 
+import CPNG
 import CTIFF
 import CTurboJPEG
 import Foundation
@@ -21,7 +23,12 @@ public struct ImageHeader: Sendable, Equatable {
     public let height: Int
     /// RGB or palette (true) or gray (false); alpha does not count.
     public let colour: Bool
-    public init(width: Int, height: Int, colour: Bool) { self.width = width; self.height = height; self.colour = colour }
+    /// Bits per sample in the file: 8 for most, 16 for a 16-bit PNG or TIFF (reduced to 8 bits
+    /// when decoded), less for a packed gray or palette image.
+    public let bitDepth: Int
+    public init(width: Int, height: Int, colour: Bool, bitDepth: Int = 8) {
+        self.width = width; self.height = height; self.colour = colour; self.bitDepth = bitDepth
+    }
 }
 
 public enum ImageFile {
@@ -39,7 +46,7 @@ public enum ImageFile {
 
     static func readAll(_ path: String) throws(DAEError) -> [UInt8] {
         guard let data = FileManager.default.contents(atPath: path) else {
-            throw DAEError.data(path: path, problem: "cannot be read (permissions?)")
+            throw DAEError.data(path: path, problem: unreadableReason(path))
         }
         return [UInt8](data)
     }
@@ -52,7 +59,7 @@ public enum ImageFile {
         switch try kind(start, path: path) {
         case .png:
             guard let h = PNG.header(start) else { throw DAEError.data(path: path, problem: "cannot read the PNG header (truncated or corrupt?)") }
-            found = [ImageHeader(width: h.width, height: h.height, colour: h.colour)]
+            found = [ImageHeader(width: h.width, height: h.height, colour: h.colour, bitDepth: Int(start[24]))]   // IHDR's bit depth
         case .jpeg:
             // the frame header usually sits in the first 64 KiB; after large metadata, read on
             if let header = try jpegHeader(start, path: path, final: false) { found = [header] }
@@ -80,6 +87,64 @@ public enum ImageFile {
         }
     }
 
+    /// The warning for the files of `paths` that hold 16-bit images, out of `total` files of
+    /// `what` ("the train split", "the input"), or nil when there are none: they are reduced to
+    /// 8 bits (v/257), so an image that uses a small part of the 16-bit range (values 0-300, say)
+    /// loads nearly black. Names the first file and, when it can be read cheaply (a PNG, a TIFF
+    /// in strips), the range of its values.
+    public static func sixteenBitNote(_ paths: [String], of total: Int, what: String) -> String? {
+        guard let first = paths.first else { return nil }
+        let range = sixteenBitRange(path: first).map { ", values \($0.lowerBound)-\($0.upperBound) of 0-65535" } ?? ""
+        let files = paths.count == 1 ? "1 file" : "\(paths.count) files"
+        return "warning: \(files) of \(total) in \(what) hold\(paths.count == 1 ? "s" : "") 16-bit images (e.g. \(first)\(range)); "
+            + "they are reduced to 8 bits (v/257), so values in a small part of the 16-bit range load dark: scale them to 8 bits first to keep their contrast"
+    }
+
+    /// The warning `sixteenBitNote` gives for the image files `paths` (denoise's inputs, say),
+    /// from their headers; nil when none is 16-bit or a header cannot be read (the decoder then
+    /// names the problem).
+    public static func sixteenBitNote(inputs paths: [String], what: String) -> String? {
+        let deep = paths.filter { path in ((try? headers(path: path)) ?? []).contains { $0.bitDepth > 8 } }
+        return sixteenBitNote(deep, of: paths.count, what: what)
+    }
+
+    /// The smallest and largest 16-bit sample of a PNG or of a TIFF's first page stored in
+    /// strips (every channel alike), or nil for anything else.
+    static func sixteenBitRange(path: String) -> ClosedRange<Int>? {
+        guard let bytes = try? readAll(path), let kind = try? kind(bytes, path: path) else { return nil }
+        var low = Int.max, high = Int.min
+        let note = { (v: UInt16) in low = min(low, Int(v)); high = max(high, Int(v)) }
+        switch kind {
+        case .png:
+            var png = png_image()
+            dae_png_image_init(&png)
+            defer { png_image_free(&png) }
+            let ok: Bool = bytes.withUnsafeBytes { file in
+                guard png_image_begin_read_from_memory(&png, file.baseAddress, file.count) != 0 else { return false }
+                // linear 16-bit is what an untagged 16-bit file holds: its values come out unchanged
+                png.format = png_uint_32(PNG_FORMAT_FLAG_LINEAR) | (png.format & png_uint_32(PNG_FORMAT_FLAG_COLOR))
+                var samples = [UInt16](repeating: 0, count: Int(png.width) * Int(png.height) * (png.format & png_uint_32(PNG_FORMAT_FLAG_COLOR) != 0 ? 3 : 1))
+                guard samples.withUnsafeMutableBytes({ png_image_finish_read(&png, nil, $0.baseAddress, 0, nil) }) != 0 else { return false }
+                for v in samples { note(v) }
+                return true
+            }
+            guard ok else { return nil }
+        case .tiff:
+            guard let tiff = try? openTIFF(path) else { return nil }
+            defer { TIFFClose(tiff) }
+            guard tiffField16(tiff, TIFFTAG_BITSPERSAMPLE) == 16, TIFFIsTiled(tiff) == 0 else { return nil }
+            var strip = [UInt16](repeating: 0, count: (Int(TIFFStripSize(tiff)) + 1) / 2)
+            for s in 0..<TIFFNumberOfStrips(tiff) {
+                let read = strip.withUnsafeMutableBytes { TIFFReadEncodedStrip(tiff, s, $0.baseAddress, tmsize_t($0.count)) }
+                guard read > 0 else { return nil }
+                for v in strip[0 ..< Int(read) / 2] { note(v) }    // libtiff gives 16-bit samples in the machine's order
+            }
+        case .jpeg:
+            return nil
+        }
+        return low <= high ? low...high : nil
+    }
+
     static func checkSize(_ width: Int, _ height: Int, path: String) throws(DAEError) {
         guard width > 0, height > 0 else { throw DAEError.data(path: path, problem: "the image is empty (\(width)x\(height))") }
         guard width * height <= PNG.maxPixels else {
@@ -100,9 +165,11 @@ public enum ImageFile {
         let status = bytes.withUnsafeBufferPointer {
             tjDecompressHeader3(handle, $0.baseAddress, UInt($0.count), &width, &height, &subsampling, &colorspace)
         }
-        guard status == 0 else {
-            if final { throw jpegFailure(handle, "cannot read the JPEG header", path: path) }
-            return nil
+        // a file cut before its frame header can "succeed" with a size of 0x0: truncated, not empty
+        guard status == 0, width > 0, height > 0 else {
+            if !final { return nil }
+            if status != 0 { throw jpegFailure(handle, "cannot read the JPEG header (truncated or corrupt?)", path: path) }
+            throw DAEError.data(path: path, problem: "truncated or corrupt JPEG: no frame header with the image's size (\(bytes.count) bytes)")
         }
         return ImageHeader(width: Int(width), height: Int(height), colour: colorspace != Int32(TJCS_GRAY.rawValue))
     }
@@ -114,7 +181,10 @@ public enum ImageFile {
         let header = bytes.withUnsafeBufferPointer {
             tjDecompressHeader3(handle, $0.baseAddress, UInt($0.count), &width, &height, &subsampling, &colorspace)
         }
-        guard header == 0 else { throw jpegFailure(handle, "cannot read the JPEG header", path: path) }
+        guard header == 0 else { throw jpegFailure(handle, "cannot read the JPEG header (truncated or corrupt?)", path: path) }
+        guard width > 0, height > 0 else {
+            throw DAEError.data(path: path, problem: "truncated or corrupt JPEG: no frame header with the image's size (\(bytes.count) bytes)")
+        }
         try checkSize(Int(width), Int(height), path: path)
         // a gray JPEG is decoded as gray and repeated: its three planes are then exactly equal
         let rgb = channels == 3 && colorspace != Int32(TJCS_GRAY.rawValue)
@@ -172,7 +242,8 @@ public enum ImageFile {
             guard dae_tiff_size(tiff, &width, &height) != 0 else {
                 throw DAEError.data(path: path, problem: "page \(pages.count + 1) has no image size")
             }
-            pages.append(ImageHeader(width: Int(width), height: Int(height), colour: tiffIsColour(tiff)))
+            pages.append(ImageHeader(width: Int(width), height: Int(height), colour: tiffIsColour(tiff),
+                                     bitDepth: Int(tiffField16(tiff, TIFFTAG_BITSPERSAMPLE) ?? 1)))
         } while TIFFReadDirectory(tiff) != 0
         return pages
     }

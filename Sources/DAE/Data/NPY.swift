@@ -42,16 +42,23 @@ public enum NPY {
     /// file's HWC pixels become planes (CHW).
     public static func read(path: String) throws(DAEError) -> NPYImages {
         guard let data = FileManager.default.contents(atPath: path) else {
-            throw DAEError.data(path: path, problem: FileManager.default.fileExists(atPath: path) ? "cannot be read (permissions?)" : "no such file")
+            throw DAEError.data(path: path, problem: unreadableReason(path))
         }
         return try parse([UInt8](data), path: path)
     }
 
-    /// What a .npy file's header declares: images, channels, height, width (no data read).
+    /// What a .npy file's header declares: images, channels, height, width (no data read). The
+    /// file's size must be what the header declares: nothing is sized by a shape the file does
+    /// not hold.
     public static func readShape(path: String) throws(DAEError) -> (count: Int, channels: Int, height: Int, width: Int) {
-        guard FileManager.default.fileExists(atPath: path) else { throw DAEError.data(path: path, problem: "no such file") }
         let start = try readFilePrefix(path, count: 12 + (1 << 20))
         let layout = try layout(start, path: path)
+        guard let size = fileSize(path) else { throw DAEError.data(path: path, problem: unreadableReason(path)) }
+        let needed = layout.dims.reduce(1, *) * layout.valueSize
+        guard size - layout.dataStart == needed else {
+            let shape = layout.dims[3] == 1 ? Array(layout.dims[0..<3]) : layout.dims
+            throw DAEError.data(path: path, problem: "holds \(size - layout.dataStart) bytes of data, its shape \(shape) of \(layout.descr) needs \(needed)")
+        }
         return (layout.dims[0], layout.dims[3], layout.dims[1], layout.dims[2])
     }
 
