@@ -23,9 +23,9 @@ struct Denoise: ParsableCommand {
     @Option(help: "Output folder (created if missing); no output may replace an input or another output.") var out: String
     @Option(name: .customLong("add-noise"), help: "Corrupt the inputs first, F >= 0 and P in [0,1].") var addNoise: NoiseKind?
     @Option(parsing: .unconditional, help: "Seed of the added noise.") var seed: UInt64 = 0
-    @Option(help: "A clean version of the (one) input image: print how far the input and the denoised image are from it.")
+    @Option(help: "A clean version of the (one) input image: print how far the input and the denoised image are from it (a multi-page TIFF input needs a reference of as many pages).")
     var reference: String?
-    @Option(parsing: .unconditional, help: "Tile side for large images (a multiple of the model's pooling; default: the largest whose network takes at most 256 MiB).")
+    @Option(parsing: .unconditional, help: "Tile side for large images (a multiple of the model's pooling; default: the largest whose network takes at most 256 MiB; at most what fits in memory).")
     var tile: Int?
     @OptionGroup var threads: ThreadOptions
 
