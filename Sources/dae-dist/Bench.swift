@@ -10,9 +10,9 @@ struct Bench: ParsableCommand {
 
     @Option(help: "What to measure: peak (one core's FP32 FMA and bf16 dot-product peaks), gemm, phases (with each layer's share of the FP32 peak), conv (the convolutions' direct and Winograd paths) or load (decoding --data's training split as train does, on every rank).") var what = "phases"
     @OptionGroup var threads: ThreadOptions
-    @Option(name: .customLong("batch-size"), help: "Global batch of the measured steps.") var batchSize = 20
-    @Option(name: .customLong("micro-batch"), help: "Micro-batch (as train's exact mode).") var microBatch = 5
-    @Option(help: "Steps to measure after 20 warm-up steps.") var steps = 200
+    @Option(name: .customLong("batch-size"), parsing: .unconditional, help: "Global batch of the measured steps.") var batchSize = 20
+    @Option(name: .customLong("micro-batch"), parsing: .unconditional, help: "Micro-batch (as train's exact mode).") var microBatch = 5
+    @Option(parsing: .unconditional, help: "Steps to measure after 20 warm-up steps.") var steps = 200
     @Option(help: "phases and gemm: the model, conv (the reference) or stacked (784-1000-1000-1000 and its mirror, fine-tuning, mask:0.25 noise; give --batch-size 100 --micro-batch 25 for train's stacked defaults).") var model = "conv"
     @OptionGroup var data: DataOptions
 

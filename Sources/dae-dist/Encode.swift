@@ -16,7 +16,7 @@ struct Encode: ParsableCommand {
     @Option(help: "Which images.") var split = Split.test
     @Option(help: "Output file (.safetensors).") var out: String
     @OptionGroup var data: DataOptions
-    @Option(help: "Encode the first N images only.") var limit: Int?
+    @Option(parsing: .unconditional, help: "Encode the first N images only.") var limit: Int?
     @OptionGroup var threads: ThreadOptions
 
     func validate() throws {
@@ -27,10 +27,11 @@ struct Encode: ParsableCommand {
         try runReportingErrors { _ in
             let threadCount = threads.count(for: SingleProcess())
             let checkpoint = try trained.file()
+            try OutputPaths.check(out, flag: "--out", reading: [("the --checkpoint file", checkpoint), ("the --data path", data.path)])
             let (model, params, stored) = try Weights.loadModel(path: checkpoint)
             var images = try Dataset.load(path: data.path, valFraction: data.fraction, split: split, channels: model.channels)
             if let limit { images = images.prefix(limit) }
-            try images.requireOneSize(flagHint: "--patch")
+            try requireOneSize(images, what: "encode writes one feature array for images", metadata: stored)
             try model.check(height: images.height, width: images.width, channels: images.channels, source: images.source)
             BLASThreads.set(1)
             let start = Date()

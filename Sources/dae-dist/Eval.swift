@@ -13,11 +13,11 @@ struct Eval: ParsableCommand {
     @Option(help: "Corruption of the test inputs, F >= 0 and P in [0,1] (default: the checkpoint's, else gaussian:0.5).")
     var noise: NoiseKind?
     @OptionGroup var data: DataOptions
-    @Option(help: "Seed of the fixed noise draw (default: the checkpoint's, else 0).") var seed: UInt64?
-    @Option(help: "Evaluate on the first N test images only.") var limit: Int?
+    @Option(parsing: .unconditional, help: "Seed of the fixed noise draw (default: the checkpoint's, else 0).") var seed: UInt64?
+    @Option(parsing: .unconditional, help: "Evaluate on the first N test images only.") var limit: Int?
     @OptionGroup var threads: ThreadOptions
     @Option(help: "Also write the sample grid (noisy / reconstructed / clean) to this PNG file.") var grid: String?
-    @Option(name: .customLong("grid-columns"), help: "Test images per row of the grid.") var gridColumns = 10
+    @Option(name: .customLong("grid-columns"), parsing: .unconditional, help: "Test images per row of the grid.") var gridColumns = 10
     @Flag(help: "Print the metrics as one JSON object.") var json = false
 
     func validate() throws {
@@ -31,6 +31,7 @@ struct Eval: ParsableCommand {
             communicatorSlot = communicator
             let threadCount = threads.count(for: communicator)
             let checkpoint = try trained.file()
+            if let grid { try OutputPaths.check(grid, flag: "--grid", reading: [("the --checkpoint file", checkpoint), ("the --data path", data.path)]) }
             let (model, params, metadata) = try Weights.loadModel(path: checkpoint)
             let noiseKind = try noise ?? NoiseKind(parsing: metadata["noise"] ?? "gaussian:0.5")
             let noiseSeed = seed ?? UInt64(metadata["seed"] ?? "") ?? 0
@@ -41,7 +42,7 @@ struct Eval: ParsableCommand {
                 try TrainingSamples(data: test, patches: PatchSampling(size: patch), seed: 0).check()
                 test = test.fixedCrops(size: patch, count: max(test.count, TrainingRun.evalPatches))
             } else {
-                try test.requireOneSize(flagHint: "--patch")
+                try requireOneSize(test, what: "eval scores whole images", metadata: metadata)
             }
             try model.check(height: test.height, width: test.width, channels: test.channels, source: test.source)
             BLASThreads.set(1)

@@ -1,6 +1,9 @@
 // Flags shared by several subcommands, declared once and included with @OptionGroup, and the
 // library's enums as argument types: swift-argument-parser then parses them, lists their values in
 // --help, and rejects a bad value or range before run() with one "Error:" line and exit code 64.
+// Every numeric option of every command is declared with `parsing: .unconditional`: otherwise a
+// negative value (`--tile -4`, `--val-fraction -0.1`) looks like a flag, and the parser answers
+// "Missing value" instead of the option's own range check naming the range.
 
 import ArgumentParser
 import DAE
@@ -15,7 +18,7 @@ struct DataOptions: ParsableArguments {
                                valueName: "path"))
     var data: String?      // nil: not given (train --resume then takes the run's own)
     @Option(name: .customLong("val-fraction"),
-            help: "Without train/ and test/ subfolders (or train.npy and test.npy): the fraction of the images held out as the test split, chosen by a hash of their paths (default 0.05).")
+            parsing: .unconditional, help: "Without train/ and test/ subfolders (or train.npy and test.npy): the fraction of the images held out as the test split, chosen by a hash of their paths (default 0.05).")
     var valFraction: Double?   // nil: not given
     /// The held-out fraction: the flag, or 0.05.
     var fraction: Double { valFraction ?? 0.05 }
@@ -37,7 +40,7 @@ struct DataOptions: ParsableArguments {
 /// Threads per rank: `--threads N` (at most the CPUs the rank may run on), or by default the
 /// node's CPUs shared among the ranks on it, within the rank's CPUs (see defaultThreadCount).
 struct ThreadOptions: ParsableArguments {
-    @Option(help: "Threads per rank, at most the CPUs the rank may run on (default: the node's CPUs shared among its ranks, within the rank's CPU affinity, at least 1).")
+    @Option(parsing: .unconditional, help: "Threads per rank, at most the CPUs the rank may run on (default: the node's CPUs shared among its ranks, within the rank's CPU affinity, at least 1).")
     var threads: Int?
 
     func validate() throws {
@@ -86,6 +89,16 @@ struct CheckpointOptions: ParsableArguments {
             let weights = (checkpoint as NSString).appendingPathComponent("model.safetensors")
             let hint = FileManager.default.fileExists(atPath: weights) ? "; did you mean \(weights)?" : ""
             throw DAEError.checkpoint(path: checkpoint, problem: "is a folder; pass --checkpoint a checkpoint file (<run-dir>/checkpoints/step-N.safetensors) or weights file (<run-dir>/model.safetensors)\(hint)")
+        }
+        guard FileManager.default.isReadableFile(atPath: checkpoint) else {
+            // A run still training (or stopped) has no model.safetensors yet, only checkpoints:
+            // name the newest of the run the path points into.
+            let folder = (checkpoint as NSString).deletingLastPathComponent
+            let newest = [folder, (folder as NSString).deletingLastPathComponent].lazy
+                .compactMap { Checkpoint.list(in: ($0 as NSString).appendingPathComponent("checkpoints")).first }.first
+            let advice = newest.map { "; the newest checkpoint of that run is \($0)" }
+                ?? "; pass a checkpoint (<run-dir>/checkpoints/step-N.safetensors) or a run's weights file (<run-dir>/model.safetensors, written when its training ends)"
+            throw DAEError.badFlag("--checkpoint", "\(checkpoint): \(unreadableReason(checkpoint))\(advice)")
         }
         return checkpoint
     }
@@ -150,4 +163,20 @@ extension NoiseKind: ExpressibleByArgument {
     }
 
     public static var allValueStrings: [String] { ["gaussian:F", "gaussian:LO-HI", "mask:P", "saltpepper:P", "none"] }
+}
+
+// MARK: - Data for models that take whole images
+
+/// Refuses data of several image sizes for a command that runs a model on whole images of one
+/// size (eval, encode, sample), with advice that applies to that command: it has no --patch
+/// (train's crops), so the way out is images of one size, or `denoise`, which takes any size.
+/// `what` says why one size is needed ("eval scores whole images"); `metadata` is the model
+/// file's, whose image_size (a checkpoint's, as HxW) names the size it was trained on.
+func requireOneSize(_ data: Dataset, what: String, metadata: [String: String]) throws(DAEError) {
+    guard let shapes = data.shapes, let first = shapes.first,
+          let other = shapes.firstIndex(where: { $0.height != first.height || $0.width != first.width }) else { return }
+    func name(_ i: Int) -> String { data.names?[i] ?? "image \(i)" }
+    func size(_ s: ImageShape) -> String { "\(s.width)x\(s.height)" }
+    let trained = metadata["image_size"].map { $0.split(separator: "x") }.flatMap { $0.count == 2 ? " (the model was trained on \($0[1])x\($0[0]) images)" : nil } ?? ""
+    throw DAEError.data(path: data.source, problem: "the images differ in size: \(name(0)) is \(size(first)) but \(name(other)) is \(size(shapes[other])); \(what) of one size\(trained): resize them to one size, or use dae-dist denoise for images of other sizes (it takes any size; --reference scores one against its clean version)")
 }

@@ -13,13 +13,13 @@ struct Probe: ParsableCommand {
             """)
 
     @OptionGroup var trained: CheckpointOptions
-    @Option(help: "Full-batch Adam iterations per classifier.") var iterations = 300
-    @Option(help: "Adam learning rate.") var lr: Float = 0.01
-    @Option(name: .customLong("weight-decay"), help: "L2 penalty on the classifier's weights (weight-decay/2 * |W|^2).") var weightDecay: Float = 1e-3
+    @Option(parsing: .unconditional, help: "Full-batch Adam iterations per classifier.") var iterations = 300
+    @Option(parsing: .unconditional, help: "Adam learning rate.") var lr: Float = 0.01
+    @Option(name: .customLong("weight-decay"), parsing: .unconditional, help: "L2 penalty on the classifier's weights (weight-decay/2 * |W|^2).") var weightDecay: Float = 1e-3
     @OptionGroup var data: DataOptions
-    @Option(help: "Train the classifier on the first N training images only.") var limit: Int?
-    @Option(name: .customLong("test-limit"), help: "Score on the first N test images only.") var testLimit: Int?
-    @Option(help: "Seed of the untrained encoder's initialisation.") var seed: UInt64 = 0
+    @Option(parsing: .unconditional, help: "Train the classifier on the first N training images only.") var limit: Int?
+    @Option(name: .customLong("test-limit"), parsing: .unconditional, help: "Score on the first N test images only.") var testLimit: Int?
+    @Option(parsing: .unconditional, help: "Seed of the untrained encoder's initialisation.") var seed: UInt64 = 0
     @Flag(name: .customLong("no-baselines"), help: "Probe only the checkpoint's features (not raw pixels nor an untrained encoder).")
     var noBaselines = false
     @OptionGroup var threads: ThreadOptions
@@ -44,8 +44,8 @@ struct Probe: ParsableCommand {
                                          communicator: communicator, threads: threadCount).prefix(limit ?? Int.max)
             let test = try Dataset.load(path: data.path, valFraction: data.fraction, split: .test, channels: model.channels,
                                         communicator: communicator, threads: threadCount).prefix(testLimit ?? Int.max)
-            try train.requireOneSize(flagHint: "--patch")
-            try test.requireOneSize(flagHint: "--patch")
+            try requireOneSize(train, what: "probe encodes whole images", metadata: metadata)
+            try requireOneSize(test, what: "probe encodes whole images", metadata: metadata)
             try model.check(height: train.height, width: train.width, channels: train.channels, source: train.source)
             if test.height != train.height || test.width != train.width {
                 throw DAEError.data(path: test.source, problem: "test images are \(test.height)x\(test.width) but training images \(train.height)x\(train.width)")

@@ -10,19 +10,19 @@ struct Sample: ParsableCommand {
         discussion: "Writes DIR/samples.png (final states), DIR/chains.png (a row per chain, a column every --every steps), DIR/samples.idx and DIR/summary.json. See docs/sampling.md. --data gives the test images (--start test, the quality line) and the classifier's training images.")
 
     @OptionGroup var trained: CheckpointOptions
-    @Option(help: "Number of chains.") var chains = 16
-    @Option(help: "Steps per chain (40: see docs/sampling.md for why not more with an MSE-trained model).") var steps = 40
-    @Option(name: .customLong("burn-in"), help: "Steps before a chain's states count as samples (the quality line measures the recorded states from then on).")
+    @Option(parsing: .unconditional, help: "Number of chains.") var chains = 16
+    @Option(parsing: .unconditional, help: "Steps per chain (40: see docs/sampling.md for why not more with an MSE-trained model).") var steps = 40
+    @Option(name: .customLong("burn-in"), parsing: .unconditional, help: "Steps before a chain's states count as samples (the quality line measures the recorded states from then on).")
     var burnIn = 10
-    @Option(help: "Keep a chain's state every N steps for chains.png.") var every = 4
+    @Option(parsing: .unconditional, help: "Keep a chain's state every N steps for chains.png.") var every = 4
     @Option(help: "Corruption of each step, F >= 0 and P in [0,1] (default: the checkpoint's training noise, else gaussian:0.5).")
     var noise: NoiseKind?
     @Option(help: "Start from uniform noise or from test images.") var start = SampleConfig.Start.noise
-    @Option(help: "Seed of the chains' randomness.") var seed: UInt64 = 0
+    @Option(parsing: .unconditional, help: "Seed of the chains' randomness.") var seed: UInt64 = 0
     @Flag(help: "Sample each pixel from Bernoulli(reconstruction) instead of taking the reconstruction itself.") var binarize = false
     @Option(help: "Output folder.") var out: String
     @OptionGroup var data: DataOptions
-    @Option(name: .customLong("classifier-epochs"), help: "Epochs of the pixel classifier used to judge the samples (0: skip the quality line).")
+    @Option(name: .customLong("classifier-epochs"), parsing: .unconditional, help: "Epochs of the pixel classifier used to judge the samples (0: skip the quality line).")
     var classifierEpochs = 3
     @Flag(name: .customLong("no-untrained-baseline"), help: "Skip the comparison with chains from an untrained model.")
     var noUntrainedBaseline = false
@@ -41,6 +41,19 @@ struct Sample: ParsableCommand {
         guard classifierEpochs >= 0 else { throw flagError("--classifier-epochs", "must be 0 or more, got \(classifierEpochs)") }
     }
 
+    /// The outputs, checked before the chains run: --out must be a folder (or not exist yet) and
+    /// none of the files written into it may be an input or a trained model's file.
+    func checkOutputs(checkpoint: String) throws(DAEError) {
+        var isFolder: ObjCBool = false
+        if FileManager.default.fileExists(atPath: out, isDirectory: &isFolder), !isFolder.boolValue {
+            throw DAEError.badFlag("--out", "\(out) is a file; sample writes a folder of outputs: choose a folder (created if missing)")
+        }
+        var outputs = OutputPaths(reading: [("the --checkpoint file", checkpoint), ("the --data path", data.path)])
+        for name in Self.outputNames { try outputs.claim(out + "/" + name, flag: "--out") }
+    }
+
+    static let outputNames = ["samples.png", "chains.png", "samples.idx", "summary.json"]
+
     func run() throws {
         try runReportingErrors { communicatorSlot in
             let communicator = try Launch.makeCommunicator()
@@ -49,6 +62,7 @@ struct Sample: ParsableCommand {
             var config = self.config
             let threadCount = threads.count(for: communicator)
             let checkpoint = try trained.file()
+            try checkOutputs(checkpoint: checkpoint)
             let (model, params, metadata) = try Weights.loadModel(path: checkpoint)
             config.noise = try noise ?? NoiseKind(parsing: metadata["noise"] ?? "gaussian:0.5")
             let layout = model.makeLayout()
@@ -57,7 +71,7 @@ struct Sample: ParsableCommand {
                 throw DAEError.checkpoint(path: checkpoint, problem: "sample runs chains of gray models; this \(model.description) model takes \(model.channels) channels")
             }
             let test = try Dataset.load(path: data.path, valFraction: data.fraction, split: .test, channels: 1)
-            try test.requireOneSize(flagHint: "--patch")
+            try requireOneSize(test, what: "sample runs its chains on images", metadata: metadata)
             try model.check(height: test.height, width: test.width, channels: 1, source: test.source)
             // The quality line's classifier learns from the training images and then judges test
             // images and samples (test-sized), so all must be of one size. Rank 0 alone writes the

@@ -20,42 +20,42 @@ struct Train: ParsableCommand {
     @Option(help: "Layer widths, comma-separated: conv two (default 32,64), unet one per level (default 32,64,128), stacked its hidden layers, input side first (default 1000,1000,1000).")
     var widths: String?
     @Option(help: "Stacked model: the same as --widths.") var hidden: String?
-    @Option(help: "Channels the model sees: 1 (gray) or 3 (RGB; gray images are repeated); default: what the data has.") var channels: Int?
-    @Option(help: "Train on random N x N crops of the images (N a multiple of the model's pooling: 4 for conv); images may then differ in size.")
+    @Option(parsing: .unconditional, help: "Channels the model sees: 1 (gray) or 3 (RGB; gray images are repeated); default: what the data has.") var channels: Int?
+    @Option(parsing: .unconditional, help: "Train on random N x N crops of the images (N a multiple of the model's pooling: 4 for conv); images may then differ in size.")
     var patch: Int?
-    @Option(name: .customLong("patches-per-epoch"), help: "With --patch: crops per epoch (default one per image, at least 10000).") var patchesPerEpoch: Int?
+    @Option(name: .customLong("patches-per-epoch"), parsing: .unconditional, help: "With --patch: crops per epoch (default one per image, at least 10000).") var patchesPerEpoch: Int?
     @Option(help: "With --patch: none, or flips (each crop flipped and rotated by one of the square's 8 symmetries; default none).") var augment: AugmentKind?
-    @Option(name: .customLong("pretrain-epochs"), help: "Stacked model: pre-training epochs per layer (default 10).") var pretrainEpochs: Int?
+    @Option(name: .customLong("pretrain-epochs"), parsing: .unconditional, help: "Stacked model: pre-training epochs per layer (default 10).") var pretrainEpochs: Int?
     @Option(help: "Stacked model: hidden units, sigmoid or relu (default sigmoid).") var activation: StackedSpec.Activation?
     @Flag(name: .customLong("tied-weights"), help: "Stacked model: each decoder uses its encoder's weight transposed.") var tiedWeights = false
-    @Option(help: "Number of epochs (stacked model: end-to-end fine-tuning epochs after pre-training; default 20, stacked 0).") var epochs: Int?
-    @Option(name: .customLong("batch-size"), help: "Samples per optimizer step, over all ranks (default 20; stacked 100).") var batchSize: Int?
-    @Option(help: "Adam learning rate (default 1e-3).") var lr: Float?
+    @Option(parsing: .unconditional, help: "Number of epochs (stacked model: end-to-end fine-tuning epochs after pre-training; default 20, stacked 0).") var epochs: Int?
+    @Option(name: .customLong("batch-size"), parsing: .unconditional, help: "Samples per optimizer step, over all ranks (default 20; stacked 100).") var batchSize: Int?
+    @Option(parsing: .unconditional, help: "Adam learning rate (default 1e-3).") var lr: Float?
     @Option(name: .customLong("lr-schedule"), help: "constant, or cosine: from --lr down to 0 over the run's steps along half a cosine (PyTorch's CosineAnnealingLR stepped every batch; default constant).")
     var lrSchedule: LRSchedule?
     @Option(help: "Input corruption: gaussian:F (clamp(x + F*N(0,1), 0, 1)), mask:P, saltpepper:P or none (default: gaussian:0.5; stacked mask:0.25).")
     var noise: NoiseKind?
     @Option(help: "Reconstruction loss: mse or bce (default mse).") var loss: LossKind?
-    @Option(help: "Seed for initialisation, shuffling and noise (default 0).") var seed: UInt64?
-    @Option(help: "Train on the first N training samples only.") var limit: Int?
+    @Option(parsing: .unconditional, help: "Seed for initialisation, shuffling and noise (default 0).") var seed: UInt64?
+    @Option(parsing: .unconditional, help: "Train on the first N training samples only.") var limit: Int?
     @OptionGroup var data: DataOptions
     @Option(name: .customLong("run-dir"), help: "Output folder (default: runs/<UTC date-time>-<pid>; in a Slurm job runs/slurm-<job id>).") var runDir: String?
     @Flag(help: "Start afresh in a --run-dir that holds an earlier run, removing its checkpoints and outputs.") var overwrite = false
     @Option(help: "Gradient reduction: exact (bitwise the same on any number of ranks; the default) or fast (float allreduce).") var reduce: ReduceMode?
-    @Option(name: .customLong("micro-batch"), help: "Samples per micro-batch in exact mode; a step needs at least one micro-batch per rank (default 5; stacked 25).")
+    @Option(name: .customLong("micro-batch"), parsing: .unconditional, help: "Samples per micro-batch in exact mode; a step needs at least one micro-batch per rank (default 5; stacked 25).")
     var microBatch: Int?
     @OptionGroup var threads: ThreadOptions
-    @Option(name: .customLong("checkpoint-every"), help: "Also write a checkpoint every N steps (default 0: only at epoch ends).") var checkpointEvery: Int?
+    @Option(name: .customLong("checkpoint-every"), parsing: .unconditional, help: "Also write a checkpoint every N steps (default 0: only at epoch ends).") var checkpointEvery: Int?
     @Flag(name: .customLong("no-epoch-checkpoints"), help: "Do not write a checkpoint at each epoch's end.") var noEpochCheckpoints = false
     @Flag(name: .customLong("no-overlap"), help: "On several ranks: reduce all gradients after the backward, instead of starting the decoder's while the encoder's backward runs (in exact mode the same bits; for measuring).")
     var noOverlap = false
-    @Option(help: "Checkpoints to keep in <run-dir>/checkpoints (the newest; default 3).") var keep: Int?
+    @Option(parsing: .unconditional, help: "Checkpoints to keep in <run-dir>/checkpoints (the newest; default 3).") var keep: Int?
     @Option(help: "Resume: 'auto' (the newest valid checkpoint in <run-dir>/checkpoints, or a fresh start) or a checkpoint path. Flags not given are then the run's own, from <run-dir>/config.json.")
     var resume: String?
-    @Option(name: .customLong("eval-every"), help: "Evaluate on the test set every E epochs, and after the last (0: never; default 1).") var evalEvery: Int?
-    @Option(name: .customLong("eval-limit"), help: "Evaluate on the first N test images only (default: all).") var evalLimit: Int?
-    @Option(name: .customLong("grid-columns"), help: "Test images per row of the sample grid (default 10).") var gridColumns: Int?
-    @Option(name: .customLong("log-every"), help: "Also log the mean training loss every N steps to metrics.jsonl and TensorBoard (default 0: off).") var logEvery: Int?
+    @Option(name: .customLong("eval-every"), parsing: .unconditional, help: "Evaluate on the test set every E epochs, and after the last (0: never; default 1).") var evalEvery: Int?
+    @Option(name: .customLong("eval-limit"), parsing: .unconditional, help: "Evaluate on the first N test images only (default: all).") var evalLimit: Int?
+    @Option(name: .customLong("grid-columns"), parsing: .unconditional, help: "Test images per row of the sample grid (default 10).") var gridColumns: Int?
+    @Option(name: .customLong("log-every"), parsing: .unconditional, help: "Also log the mean training loss every N steps to metrics.jsonl and TensorBoard (default 0: off).") var logEvery: Int?
     @Flag(help: "No progress or epoch lines on stdout.") var quiet = false
 
     /// Every flag checked before anything is loaded; each error names its flag.

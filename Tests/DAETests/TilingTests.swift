@@ -13,7 +13,7 @@ final class TilingTests: XCTestCase {
     }
 
     /// A tile side larger than every test image: the whole padded image is one tile.
-    let whole = 1024
+    let whole = 256
 
     func denoise(_ values: [Float], count: Int = 1, height: Int, width: Int, tile: Int, params: FloatBuffer,
                  geometry: TileGeometry = .conv, batch: Int = ImageDenoiser.defaultBatch) throws -> [Float] {
@@ -132,5 +132,24 @@ final class TilingTests: XCTestCase {
         // small tiles: as many per forward as the batch allows
         let small = try ImageDenoiser(model: .reference, params: convParameters(), geometry: .conv, tile: 32)
         XCTAssertEqual(small.memoryEstimate(height: 3000, width: 4000), planes + grads + 50 * 32 * 32 * 1188)
+    }
+
+    /// A tile whose network would not fit in the memory it may use is refused with the largest
+    /// that fits, before anything is allocated; a side of 10^8, whose bytes overflow Int, too.
+    func testTileBeyondTheMemoryLimitIsRefusedWithTheLargestThatFits() throws {
+        let limit = 1 << 30, bytes = TileGeometry.conv.arenaBytesPerPixel
+        let largest = ImageDenoiser.largestTile(.conv, memory: limit)
+        XCTAssertEqual(largest % 4, 0)
+        XCTAssertLessThanOrEqual(largest * largest * bytes, limit)
+        XCTAssertGreaterThan((largest + 4) * (largest + 4) * bytes, limit)
+        XCTAssertEqual(try ImageDenoiser(model: .reference, params: convParameters(), geometry: .conv, tile: largest, memoryLimit: limit).tile, largest)
+        for tile in [largest + 4, 100_000_000] {
+            XCTAssertThrowsError(try ImageDenoiser(model: .reference, params: convParameters(), geometry: .conv, tile: tile, memoryLimit: limit)) { error in
+                XCTAssertTrue("\(error)".hasPrefix("--tile: \(tile) needs "), "\(error)")
+                XCTAssertTrue("\(error)".contains("the largest tile that fits is \(largest) (the default is 472)"), "\(error)")
+            }
+        }
+        // the default side is the largest within the default budget
+        XCTAssertEqual(ImageDenoiser.defaultTile(.conv), ImageDenoiser.largestTile(.conv, memory: ImageDenoiser.memoryBudget))
     }
 }

@@ -50,6 +50,49 @@ final class BadPathTests: XCTestCase {
         try assertFails(["eval", "--checkpoint", dir + "/run", "--data", data], dir + "/run: is a folder", dir + "/run/model.safetensors")
     }
 
+    /// A missing or dangling input, --reference or --checkpoint says why it cannot be read, not
+    /// "(permissions?)"; a missing --checkpoint also says what to pass.
+    func testMissingAndDanglingPathsSayWhy() throws {
+        try FileManager.default.createSymbolicLink(atPath: dir + "/dangling.png", withDestinationPath: dir + "/gone.png")
+        let image = repositoryRoot + "/Tests/DAETests/Fixtures/images/gray.png"
+        let denoise = ["denoise", "--checkpoint", weights, "--out", dir + "/o"]
+        try assertFails(denoise + [dir + "/none.png"], dir + "/none.png: no such file")
+        try assertFails(denoise + [dir + "/dangling.png"], dir + "/dangling.png: a dangling symbolic link (-> \(dir)/gone.png")
+        try assertFails(denoise + [image, "--reference", dir + "/none.png"], "--reference: \(dir)/none.png: no such file")
+        try assertFails(denoise + [image, "--reference", dir + "/dangling.png"], "--reference: \(dir)/dangling.png: a dangling symbolic link")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/o"))
+        // in a run directory: its newest checkpoint is named (a run still training has no model.safetensors)
+        let newest = Checkpoint.list(in: dir + "/run/checkpoints").first!
+        try assertFails(["eval", "--checkpoint", dir + "/run/none.safetensors", "--data", data],
+                        "--checkpoint: \(dir)/run/none.safetensors: no such file; the newest checkpoint of that run is \(newest)")
+        for command in [["eval", "--data", data], ["encode", "--data", data, "--out", dir + "/f.safetensors"], ["sample", "--data", data, "--out", dir + "/s"],
+                        ["probe", "--data", data], ["denoise", image, "--out", dir + "/o"]] {
+            try assertFails(command + ["--checkpoint", "/nonexistent/model.safetensors"],
+                            "--checkpoint: /nonexistent/model.safetensors: no such file; pass a checkpoint (<run-dir>/checkpoints/step-N.safetensors) or a run's weights file (<run-dir>/model.safetensors")
+        }
+    }
+
+    /// eval, encode and sample have no --patch: their advice for images of several sizes is
+    /// what they can do (one size, or denoise for any size).
+    func testDataOfSeveralSizesGetsAdviceThatAppliesToTheCommand() throws {
+        let images = repositoryRoot + "/Tests/DAETests/Fixtures/images/"
+        for split in ["train", "test"] {
+            try FileManager.default.createDirectory(atPath: dir + "/mixed/" + split, withIntermediateDirectories: true)
+            try FileManager.default.copyItem(atPath: images + "gray.png", toPath: dir + "/mixed/\(split)/a.png")
+            try FileManager.default.copyItem(atPath: images + "odd.png", toPath: dir + "/mixed/\(split)/b.png")
+        }
+        for (command, what) in [(["eval"], "eval scores whole images of one size"),
+                                (["encode", "--out", dir + "/f.safetensors"], "encode writes one feature array for images of one size"),
+                                (["sample", "--out", dir + "/s"], "sample runs its chains on images of one size")] {
+            let r = try DAEDist.run(command + ["--checkpoint", weights, "--data", dir + "/mixed", "--threads", "1"])
+            XCTAssertEqual(r.status, 1, r.stderr)
+            for fragment in ["test/a.png is 28x28 but test/b.png is 45x30", what, "use dae-dist denoise for images of other sizes"] {
+                XCTAssertTrue(r.stderr.contains(fragment), "\(command[0]): stderr lacks '\(fragment)': \(r.stderr)")
+            }
+            XCTAssertFalse(r.stderr.contains("--patch"), r.stderr)
+        }
+    }
+
     func testResumeFromAFolder() throws {
         // train --resume PATH goes through the library's checkpoint reader (Checkpoint.load)
         try assertFails(["train", "--epochs", "1", "--limit", "20", "--eval-every", "0", "--threads", "1", "--quiet",

@@ -230,4 +230,24 @@ final class CLITests: XCTestCase {
             try assertFails(arguments + ["--checkpoint", "unused"], [message], status: 64)
         }
     }
+
+    /// A negative number is the option's value, not a flag: it reaches the option's range check
+    /// (swift-argument-parser would otherwise say "Missing value"), in every command.
+    func testNegativeNumbersReachTheRangeChecks() throws {
+        for (arguments, message) in [(["train", "--epochs", "-1"], "--epochs: must be at least 1, got -1"),
+                                     (["train", "--lr", "-0.1"], "--lr: must be a positive number, got -0.1"),
+                                     (["train", "--keep", "-1"], "--keep: must be at least 1, got -1"),
+                                     (["train", "--eval-every", "-1"], "--eval-every: must be 0 or more, got -1"),
+                                     (["train", "--val-fraction", "-0.1"], "--val-fraction: must be between 0 and 1, got -0.1"),
+                                     (["eval", "--checkpoint", "unused", "--val-fraction", "-0.1"], "--val-fraction: must be between 0 and 1, got -0.1"),
+                                     (["eval", "--checkpoint", "unused", "--limit", "-5"], "--limit: must be at least 1, got -5"),
+                                     (["encode", "--checkpoint", "unused", "--out", "unused", "--limit", "-5"], "--limit: must be at least 1, got -5"),
+                                     (["denoise", "--checkpoint", "unused", "in.png", "--out", "unused", "--tile", "-4"], "--tile: must be at least 1, got -4"),
+                                     (["denoise", "--checkpoint", "unused", "in.png", "--out", "unused", "--threads", "-2"], "--threads: must be at least 1, got -2"),
+                                     (["sample", "--checkpoint", "unused", "--out", "unused", "--chains", "-1"], "--chains: must be between 1 and 100000, got -1"),
+                                     (["probe", "--checkpoint", "unused", "--lr", "-1"], "--lr: must be a positive number"),
+                                     (["bench", "--steps", "-3"], "--steps: must be at least 1, got -3")] {
+            try assertFails(arguments, [message], status: 64)
+        }
+    }
 }

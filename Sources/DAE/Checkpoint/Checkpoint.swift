@@ -120,11 +120,13 @@ public enum Checkpoint {
                             settings: (([String: String]) throws(DAEError) -> Void)? = nil) throws(DAEError) -> CheckpointState {
         func fail(_ problem: String) -> DAEError { .checkpoint(path: path, problem: problem) }
         var isFolder: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) else { throw fail("no such file") }
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) else {
+            throw fail("\(unreadableReason(path)); pass a checkpoint file (<run-dir>/checkpoints/step-N.safetensors), or --resume auto with --run-dir")
+        }
         guard !isFolder.boolValue else {
             throw fail("is a folder; pass a checkpoint file (<run-dir>/checkpoints/step-N.safetensors), or --resume auto with --run-dir")
         }
-        guard let data = FileManager.default.contents(atPath: path) else { throw fail("cannot be read (permissions?)") }
+        guard let data = FileManager.default.contents(atPath: path) else { throw fail(unreadableReason(path)) }
         let bytes = [UInt8](data)
         let (tensors, metadata) = try SafeTensors.decode(bytes, path: path)
         guard metadata["format"] == format else {

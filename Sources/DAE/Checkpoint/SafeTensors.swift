@@ -255,11 +255,8 @@ public enum SafeTensors {
     }
 
     public static func read(path: String) throws(DAEError) -> (tensors: [SafeTensor], metadata: [String: String]) {
-        guard FileManager.default.fileExists(atPath: path) else {
-            throw DAEError.checkpoint(path: path, problem: "no such file")
-        }
         guard let data = FileManager.default.contents(atPath: path) else {
-            throw DAEError.checkpoint(path: path, problem: "cannot be read (permissions?)")
+            throw DAEError.checkpoint(path: path, problem: unreadableReason(path))
         }
         return try decode([UInt8](data), path: path)
     }

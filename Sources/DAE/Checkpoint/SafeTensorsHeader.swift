@@ -29,9 +29,9 @@ extension SafeTensors {
     public static func readHeader(path: String) throws(DAEError) -> SafeTensorsHeader {
         func fail(_ problem: String) -> DAEError { .checkpoint(path: path, problem: problem) }
         var isFolder: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) else { throw fail("no such file") }
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) else { throw fail(unreadableReason(path)) }
         guard !isFolder.boolValue else { throw fail("is a folder, not a safetensors file") }
-        guard let file = FileHandle(forReadingAtPath: path) else { throw fail("cannot be read (permissions?)") }
+        guard let file = FileHandle(forReadingAtPath: path) else { throw fail(unreadableReason(path)) }
         defer { try? file.close() }
         let fileLength: Int
         let prefix: Data

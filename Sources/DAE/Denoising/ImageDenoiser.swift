@@ -115,8 +115,33 @@ public final class ImageDenoiser {
     /// The largest tile side whose network fits `memoryBudget` for a single tile:
     /// tile^2 x arenaBytesPerPixel <= 256 MiB, which is 472 for the convolutional model.
     public static func defaultTile(_ geometry: TileGeometry) -> Int {
-        let side = Int(Double(memoryBudget / geometry.arenaBytesPerPixel).squareRoot())
+        largestTile(geometry, memory: memoryBudget)
+    }
+
+    /// The largest tile side whose network for a single tile fits in `memory` bytes (at least the
+    /// smallest tile).
+    public static func largestTile(_ geometry: TileGeometry, memory: Int) -> Int {
+        let side = Int(Double(max(memory, 0) / geometry.arenaBytesPerPixel).squareRoot())
         return max(side / geometry.sideMultiple * geometry.sideMultiple, geometry.smallestTile)
+    }
+
+    /// The memory a tile's network may take: three quarters of the available memory (the rest is
+    /// for the image's planes, the decoded file and everything else), or 256 MiB where the
+    /// available memory is not known.
+    public static func tileMemoryLimit(available: Int? = Dataset.availableMemory()) -> Int {
+        available.map { $0 - $0 / 4 } ?? memoryBudget
+    }
+
+    /// Refuses a tile side whose network would not fit in `limit` bytes even for one tile: an
+    /// image up to the tile's side runs whole, and the allocation would fail (or the machine
+    /// swap) instead of tiling. The message gives the largest side that fits.
+    public static func checkMemory(tile: Int, geometry: TileGeometry, limit: Int) throws(DAEError) {
+        // in floating point: a side of 10^8 squared times the bytes per pixel overflows Int
+        let needed = Double(tile) * Double(tile) * Double(geometry.arenaBytesPerPixel)
+        guard needed > Double(limit) else { return }
+        let largest = largestTile(geometry, memory: limit)
+        throw DAEError.badFlag("--tile", String(format: "%d needs %.3g GB for the network of one tile, more than the %.3g GB of memory it may use; the largest tile that fits is %d (the default is %d)",
+                                                tile, needed / 1e9, Double(limit) / 1e9, largest, defaultTile(geometry)))
     }
 
     /// `afterPhase`: for a stacked checkpoint saved during pre-training, the layers trained so far.
@@ -126,10 +151,17 @@ public final class ImageDenoiser {
     }
 
     /// A denoiser with the given geometry and tile side (nil: `defaultTile`); the tile side is
-    /// checked (`TileGeometry.check(tile:)`) and ignored for the stacked model.
+    /// checked (`TileGeometry.check(tile:)`, and its network against `memoryLimit`, by default
+    /// `tileMemoryLimit()`) and ignored for the stacked model.
     public convenience init(model: ModelSpec, params: FloatBuffer, afterPhase: Int = Int.max,
-                            geometry: TileGeometry, tile: Int?) throws(DAEError) {
-        if let tile { try geometry.check(tile: tile) }
+                            geometry: TileGeometry, tile: Int?, memoryLimit: Int? = nil) throws(DAEError) {
+        if let tile {
+            try geometry.check(tile: tile)
+            // the stacked model is not tiled: its network is for one whole image whatever the tile
+            if case .stacked = model {} else {
+                try Self.checkMemory(tile: tile, geometry: geometry, limit: memoryLimit ?? Self.tileMemoryLimit())
+            }
+        }
         self.init(model: model, params: params, phase: afterPhase, geometry: geometry, checkedTile: tile)
     }
 
@@ -146,10 +178,10 @@ public final class ImageDenoiser {
     /// possible for a convolutional model (the decoders' pixel limit bounds it).
     public func check(height: Int, width: Int, source: String) throws(DAEError) {
         guard height > 0, width > 0 else {
-            throw DAEError.data(path: source, problem: "the image is \(height)x\(width); it has no pixels")
+            throw DAEError.data(path: source, problem: "the image is \(width)x\(height); it has no pixels")
         }
         if case .stacked(let s) = model, height * width != s.inputSize {
-            throw DAEError.data(path: source, problem: "the image is \(height)x\(width) but the stacked model takes \(s.inputSize) pixels (28x28 for MNIST); use a convolutional model for other sizes")
+            throw DAEError.data(path: source, problem: "the image is \(width)x\(height) but the stacked model takes \(s.inputSize) pixels (28x28 for MNIST); use a convolutional model for other sizes")
         }
     }
 
