@@ -12,7 +12,7 @@ struct Denoise: ParsableCommand {
             Each output takes its input's file name inside --out, as a PNG (an IDX input's .gz is dropped: the output is
             uncompressed IDX); the pages of a multi-page TIFF become NAME-p1.png, NAME-p2.png, ... A folder stands for the
             images directly in it. Images are read with the model's channels (gray for a 1-channel model, RGB for a 3-channel
-            one; 16-bit is read as 8-bit; transparent pixels become black) and written the same way. Large images are denoised
+            one; 16-bit is read as 8-bit, with a warning; transparent pixels become black) and written the same way. Large images are denoised
             in overlapping tiles (--tile) with the same result as whole, in bounded memory.
             --add-noise KIND corrupts the inputs first (as training did) and also writes NAME.noisy.png (NAME.noisy for IDX),
             printing how far the noisy and the denoised images are from the originals.
@@ -46,6 +46,7 @@ struct Denoise: ParsableCommand {
             // Every output named and every size checked before anything is written, so that a bad
             // input or --reference leaves nothing half done.
             let plans = try plan(files, checkpoint: checkpoint, denoiser: denoiser)
+            if let note = ImageFile.sixteenBitNote(inputs: plans.filter(\.isImage).map(\.input), what: "the inputs") { warn(note) }
             let referencePages = try reference.map { path throws(DAEError) in try referenceImages(path, for: plans[0], channels: channels) }
             do {
                 try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)

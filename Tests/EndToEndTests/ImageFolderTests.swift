@@ -67,6 +67,10 @@ final class DataFolderWarningTests: XCTestCase {
         let lines = second.stderr.split(separator: "\n")
         XCTAssertEqual(lines.filter { $0 == "warning: skipped \(dir)/data/run: a dae-dist run directory, not data (its sample grids would be read as images)" }.count, 1, second.stderr)
         XCTAssertEqual(lines.filter { $0.hasPrefix("warning: 1 file of ") && $0.contains("hold") && $0.contains("16-bit images (e.g. \(dir)/data/sixteen.png") }.count, 1, second.stderr)
+        // denoise says the same of a 16-bit input
+        let denoised = try DAEDist.run(["denoise", "--checkpoint", dir + "/run2/model.safetensors", dir + "/data/sixteen.png", "--out", dir + "/out"])
+        XCTAssertEqual(denoised.status, 0, denoised.stderr)
+        XCTAssertTrue(denoised.stderr.contains("warning: 1 file of 1 in the inputs holds 16-bit images (e.g. \(dir)/data/sixteen.png"), denoised.stderr)
     }
 
     func testAFolderThatCannotBeListedIsAnError() throws {
