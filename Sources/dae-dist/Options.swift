@@ -18,7 +18,7 @@ struct DataOptions: ParsableArguments {
                                valueName: "path"))
     var data: String?      // nil: not given (train --resume then takes the run's own)
     @Option(name: .customLong("val-fraction"),
-            parsing: .unconditional, help: "Without train/ and test/ subfolders (or train.npy and test.npy): the fraction of the images held out as the test split, chosen by a hash of their paths (default 0.05).")
+            parsing: .unconditional, help: "Without train/ and test/ subfolders (or train.npy and test.npy): the fraction of the images held out as the test split, chosen by a hash of their paths (0: none, for train --eval-every 0; default 0.05).")
     var valFraction: Double?   // nil: not given
     /// The held-out fraction: the flag, or 0.05.
     var fraction: Double { valFraction ?? 0.05 }
@@ -33,7 +33,9 @@ struct DataOptions: ParsableArguments {
         if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), !isDirectory.boolValue, !path.lowercased().hasSuffix(".npy") {
             throw flagError("--data", "\(path) is a file, not a folder or a .npy array; pass a folder of images, a .npy file, or the folder that holds the IDX files (train-images-idx3-ubyte.gz, ...)")
         }
-        guard fraction > 0 && fraction < 1 else { throw flagError("--val-fraction", "must be between 0 and 1, got \(fraction)") }
+        // 0 holds out nothing: fine for a run without evaluation (train --eval-every 0); a command
+        // that needs the test split then says it is empty
+        guard fraction >= 0 && fraction < 1 else { throw flagError("--val-fraction", "must be at least 0 and below 1, got \(fraction)") }
     }
 }
 

@@ -76,6 +76,7 @@ struct Train: ParsableCommand {
             let previous = try readPrevious()
             var config = try makeConfig(previous)
             let settings = makeSettings(directory: runDir ?? RunSettings.defaultDirectory(), previous)
+            if communicator.rank == 0 { try settings.checkResumeFile() }
             let (dataPath, valFraction) = (dataPath(previous), valFraction(previous))
             let channels = self.channels ?? previous?.channels
             let threadCount = threads.count(for: communicator)

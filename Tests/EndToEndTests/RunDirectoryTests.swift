@@ -254,6 +254,27 @@ final class RunDirectoryTests: XCTestCase {
         XCTAssertEqual(listing(run + "/checkpoints"), ["step-000000002.safetensors", "step-000000004.safetensors"])
     }
 
+    func testValFractionZeroTrainsOnEveryImageWithoutEvaluation() throws {
+        let folder = dir + "/images"
+        try writeGrayImages(folder, count: 20, size: 16)
+        let flags = ["train", "--data", folder, "--val-fraction", "0", "--epochs", "1", "--batch-size", "10", "--threads", "1", "--quiet"]
+        let r = try DAEDist.run(flags + ["--eval-every", "0", "--run-dir", dir + "/run"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let config = try XCTUnwrap(RunConfiguration.read(directory: dir + "/run"))
+        XCTAssertEqual(config.trainSamples, 20)
+        // with evaluation there is no test split to score: said so
+        let evaluated = try DAEDist.run(flags + ["--run-dir", dir + "/run2"])
+        XCTAssertEqual(evaluated.status, 1)
+        XCTAssertTrue(evaluated.stderr.contains("the test split is empty") && evaluated.stderr.contains("larger --val-fraction"), evaluated.stderr)
+    }
+
+    func testAMissingResumeFileIsNamedBeforeTheDataIsLoaded() throws {
+        // the data does not exist either: the --resume file is what is named
+        let r = try DAEDist.run(["train", "--resume", dir + "/missing.safetensors", "--data", dir + "/no-data", "--run-dir", dir + "/run"])
+        XCTAssertEqual(r.status, 1)
+        XCTAssertEqual(errorLines(r), ["error: --resume: \(dir)/missing.safetensors: no such file; pass a checkpoint file (<run-dir>/checkpoints/step-N.safetensors), or --resume auto with the run's --run-dir"])
+    }
+
     func testEmptyRunDirIsRefused() throws {
         let r = try DAEDist.run(short + ["--run-dir", ""])
         XCTAssertNotEqual(r.status, 0)

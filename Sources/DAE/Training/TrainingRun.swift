@@ -64,6 +64,18 @@ public struct RunSettings: Sendable {
     }
 }
 
+extension RunSettings {
+    /// A --resume PATH that is not there, named before any data is loaded (rank 0, which reads it).
+    public func checkResumeFile() throws(DAEError) {
+        guard case .path(let path) = resume else { return }
+        var isFolder: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder), !isFolder.boolValue else {
+            let why = isFolder.boolValue ? "is a folder" : unreadableReason(path)
+            throw .badFlag("--resume", "\(path): \(why); pass a checkpoint file (<run-dir>/checkpoints/step-N.safetensors), or --resume auto with the run's --run-dir")
+        }
+    }
+}
+
 public enum ResumeRequest: Sendable, Equatable {
     /// The newest valid checkpoint in <run-dir>/checkpoints, or a fresh start when there is none.
     case auto
