@@ -4,9 +4,11 @@
 // ends however it ends (a kill -9 included), so a crashed job never leaves a stale lock; the file
 // itself stays, holding the last holder's host and pid for the message.
 //
-// It also guards a fresh start: a run without --resume in a directory that already holds
-// checkpoints or final weights would otherwise mix two runs (and keep-K pruning, by step number,
-// could delete the new run's checkpoint in favour of the old run's).
+// It also tells what the directory holds, so that TrainingRun.takeRunDirectory can refuse a start
+// that would lose something saved there (a fresh start over a run would mix two runs, and keep-K
+// pruning, by step number, could delete one run's checkpoints in favour of the other's); what
+// --overwrite may remove (only the files a run writes); and the stale temporary files of a write
+// that a killed process left. The rules are in docs/run-directory.md.
 
 import Foundation
 
