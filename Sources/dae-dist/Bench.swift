@@ -185,7 +185,7 @@ struct Bench: ParsableCommand {
         try run.run()
         let total = end - start
         let samples = Double(steps * batchSize)
-        guard case .conv(let spec) = config.model else {
+        guard let spec = config.model.architecture as? ConvSpec else {
             // the stacked model: its layers are one slot, "forward + backward" (what the others leave)
             say(String(format: "per-phase breakdown: %@, batch %d, micro-batch %d, 1 thread, %d steps, %.3f ms/step, %.0f samples/s",
                        config.model.description, batchSize, run.trainer.effectiveMicroBatch, steps, 1000 * total / Double(steps), samples / total))

@@ -127,14 +127,18 @@ extension CaseInsensitiveArgument {
     public init?(argument: String) { self.init(rawValue: argument.lowercased()) }
 }
 
-/// The model of `train --model`.
-enum ModelKind: String, CaseIterable, CaseInsensitiveArgument {
-    /// The reference convolutional denoiser.
-    case conv
-    /// A fully connected stacked denoising autoencoder, trained layer by layer.
-    case stacked
-    /// An encoder-decoder with skip connections, for real photos and scans.
-    case unet
+/// The model of `train --model`: a kind of the model registry (ModelSpec.registry), any case.
+struct ModelKind: ExpressibleByArgument {
+    let kind: String
+    init?(argument: String) {
+        guard let type = ModelSpec.architecture(kind: argument.lowercased()) else { return nil }
+        kind = type.kind
+    }
+    static var allValueStrings: [String] { ModelSpec.registry.map { $0.kind } }
+    /// --help's description: every registered model with its summary.
+    static var help: String {
+        "Model: " + ModelSpec.registry.map { "\($0.kind) (\($0.summary))" }.joined(separator: ", ") + "; default conv."
+    }
 }
 
 /// train --augment: what is done to each training patch.

@@ -42,7 +42,7 @@ final class Progress: TrainingObserver {
             say("  \(trainer.samples.perEpoch) random \(patches.size)x\(patches.size) crops per epoch\(patches.flips ? ", flipped and rotated" : "")")
         }
         let schedule: String
-        if case .stacked = config.model {
+        if config.model.stackedSpec != nil {
             schedule = "\(config.model.description): \(config.pretrainEpochs) pre-training epochs per layer, \(config.epochs) fine-tuning epochs"
         } else {
             schedule = "\(config.model.description), \(config.epochs) epochs"

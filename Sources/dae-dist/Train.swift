@@ -15,8 +15,7 @@ struct Train: ParsableCommand {
             Start it with mpirun (see launch/run) to train data-parallel; results are the same on any number of ranks.
             """)
 
-    @Option(help: "Model: conv (the reference ConvDenoiser), unet (skip connections; for photos and scans) or stacked (fully connected, trained layer by layer; default conv).")
-    var model: ModelKind?
+    @Option(help: ArgumentHelp(ModelKind.help)) var model: ModelKind?
     @Option(help: "Layer widths, comma-separated: conv two (default 32,64), unet one per level (default 32,64,128), stacked its hidden layers, input side first (default 1000,1000,1000).")
     var widths: String?
     @Option(help: "Stacked model: the same as --widths.") var hidden: String?

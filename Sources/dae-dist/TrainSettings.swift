@@ -31,7 +31,7 @@ extension Train {
         var config: TrainConfig
         if let previous {
             config = try previous.trainConfig()
-            if model != nil || widths != nil || hidden != nil || channels != nil || activation != nil || tiedWeights {
+            if model != nil || widths != nil || hidden != nil || channels != nil || activation != nil || tiedWeights || pretrainEpochs != nil {
                 config.model = try modelSpec(base: config.model)
             }
         } else {
@@ -59,66 +59,23 @@ extension Train {
         return config
     }
 
-    /// The model with what only the data tells: a stacked model's input size, and the channels
-    /// of a conv or U-Net model when --channels was not given (those of the data).
+    /// The model with what only the data tells: a stacked model's input size, and the channels of
+    /// an image model when --channels was not given (those of the data).
     func completeModel(_ model: ModelSpec, data: Dataset) throws(DAEError) -> ModelSpec {
-        switch model {
-        case .stacked(var spec):
-            spec.inputSize = data.imageSize
-            try spec.checkSize()
-            return .stacked(spec)
-        case .conv(var spec):
-            spec.channels = data.channels
-            return .conv(spec)
-        case .unet(var spec):
-            spec.channels = data.channels
-            return .unet(spec)
-        }
+        try model.completed(channels: data.channels, imageSize: data.imageSize)
     }
 
-    /// The model the flags name, on top of `base` (the resumed run's model) when there is one.
+    /// The model the flags name, on top of `base` (the resumed run's model) when there is one: the
+    /// registry builds it (ModelSpec.fromFlags), refusing a flag the model does not take.
     func modelSpec(base: ModelSpec?) throws(DAEError) -> ModelSpec {
-        let baseKind: ModelKind
-        switch base {
-        case .stacked?: baseKind = .stacked
-        case .unet?: baseKind = .unet
-        default: baseKind = .conv
+        var flags = ModelFlags()
+        flags.widths = widths; flags.hidden = hidden; flags.channels = channels
+        flags.activation = activation?.rawValue; flags.tiedWeights = tiedWeights
+        let spec = try ModelSpec.fromFlags(kind: model?.kind, flags, base: base)
+        if spec.stackedSpec == nil, pretrainEpochs != nil {
+            throw .badFlag("--pretrain-epochs", "applies to the stacked model only; add --model stacked")
         }
-        let kind = model ?? baseKind
-        if let channels, channels != 1 && channels != 3 { throw .badFlag("--channels", "must be 1 (gray) or 3 (RGB), got \(channels)") }
-        if kind != .stacked {
-            // stacked-only flags would be silently ignored: a forgotten --model stacked
-            for (flag, given) in [("--hidden", hidden != nil), ("--pretrain-epochs", pretrainEpochs != nil),
-                                  ("--activation", activation != nil), ("--tied-weights", tiedWeights)] where given {
-                throw .badFlag(flag, "applies to the stacked model only; add --model stacked (or use --widths)")
-            }
-        }
-        let sameKind = kind == baseKind ? base : nil
-        switch kind {
-        case .conv:
-            var spec = ConvSpec()
-            if case .conv(let previous)? = sameKind { spec = previous }
-            if let widths { spec.widths = try ModelSpec.parseWidths(widths, flag: "--widths") }
-            if let channels { spec.channels = channels }
-            try spec.checkSize(flag: "--widths")
-            return .conv(spec)
-        case .unet:
-            var spec = UNetSpec(widths: UNetSpec.defaultWidths)
-            if case .unet(let previous)? = sameKind { spec = previous }
-            if let widths { spec.widths = try ModelSpec.parseWidths(widths, flag: "--widths") }
-            if let channels { spec.channels = channels }
-            try spec.checkSize(flag: "--widths")
-            return .unet(spec)
-        case .stacked:
-            if channels != nil { throw .badFlag("--channels", "the stacked model takes gray images; use --model conv or unet for colour") }
-            if widths != nil && hidden != nil { throw .badFlag("--hidden", "is the same as --widths; give one of them") }
-            var baseStacked: StackedSpec? = nil
-            if case .stacked(let spec)? = sameKind { baseStacked = spec }
-            let layers = try (widths ?? hidden).map { text throws(DAEError) in try StackedSpec.parseHidden(text, flag: widths != nil ? "--widths" : "--hidden") }
-                ?? baseStacked?.hidden ?? [1000, 1000, 1000]
-            return .stacked(StackedSpec(inputSize: 0, hidden: layers, activation: activation ?? baseStacked?.activation ?? .sigmoid,
-                                        tied: tiedWeights || (baseStacked?.tied ?? false)))
-        }
+        return spec
     }
 
     func makeSettings(directory: String?, _ previous: RunConfiguration?) -> RunSettings {

@@ -34,7 +34,7 @@ final class OwnImagesTests: XCTestCase {
         let config = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/run/config.json"))) as? [String: Any]
         XCTAssertEqual(config?["model_kind"] as? String, "unet")
         XCTAssertEqual(config?["channels"] as? Int, 3)
-        XCTAssertEqual(config?["widths"] as? [Int], [8, 16])
+        XCTAssertEqual((config?["model_spec"] as? [String: Any])?["widths"] as? [Int], [8, 16])
         XCTAssertEqual(config?["patch"] as? Int, 16)
         // the grid is in colour
         let grids = try FileManager.default.contentsOfDirectory(atPath: dir + "/run/samples").filter { $0.hasSuffix(".png") }

@@ -41,13 +41,9 @@ public enum Checkpoint {
     /// (or, for those no flag sets, what they are).
     /// Others (epochs, threads, reduce mode, checkpoint cadence) may change on resume.
     static func fixedSettings(_ config: TrainConfig, data: Dataset, dataFingerprint: UInt32) -> [(key: String, flag: String, value: String)] {
-        var settings: [(key: String, flag: String, value: String)] = [("model", "--model", config.model.name)]
-        if case .stacked = config.model {
-            settings += [("model_shape", "--hidden, --activation or --tied-weights", config.model.description),
-                         ("pretrain_epochs", "--pretrain-epochs", String(config.pretrainEpochs))]
-        } else {
-            settings += [("model_shape", "--widths or --channels", config.model.description)]
-        }
+        var settings: [(key: String, flag: String, value: String)] = [("model", "--model", config.model.name),
+                                                                       ("model_shape", config.model.shapeFlags, config.model.description)]
+        if config.model.stackedSpec != nil { settings += [("pretrain_epochs", "--pretrain-epochs", String(config.pretrainEpochs))] }
         let patches = config.patches
         settings += [("patch", "--patch", patches.map { String($0.size) } ?? "none"),
                      ("patches_per_epoch", "--patches-per-epoch", patches.map { String($0.samplesPerEpoch(images: data.count)) } ?? "none"),
@@ -221,7 +217,7 @@ public enum Checkpoint {
         }
         var recorded = config
         recorded.epochs = try recordedEpochs("epochs")
-        if case .stacked = config.model { recorded.pretrainEpochs = try recordedEpochs("pretrain_epochs") }
+        if config.model.stackedSpec != nil { recorded.pretrainEpochs = try recordedEpochs("pretrain_epochs") }
         let p = state.position, phaseEpochs = recorded.phaseEpochs
         // An epoch's end is saved as the next epoch's step 0, so a phase of E epochs ends at E + 1.
         // (This bound also keeps the products below far from overflowing.)

@@ -50,28 +50,10 @@ public struct TileGeometry: Sendable, Equatable {
         return max(1, (bytes(2 * s) - bytes(s)) / (3 * s * s))
     }
 
-    /// The geometry of `model`: the reference analysis above for the convolutional model (whatever
-    /// its widths and channels); for the U-Net its per-pixel receptive radius as the halo (safe: an
-    /// aligned block needs no more than its farthest pixel) and tiles aligned to its deepest
-    /// pooling. Bytes per pixel are measured from a small network's arenas, as above.
+    /// The geometry of `model` (ModelArchitecture.tileGeometry: each model's own analysis); for a
+    /// model that is never tiled (the stacked model) the reference one, which it does not use.
     public init(model: ModelSpec) {
-        switch model {
-        case .conv(let spec):
-            let bytes = Self.arenaBytesPerPixel(side: 4) { side in
-                let probe = ConvDenoiser(spec, height: side, width: side, capacity: 1)
-                return (probe.arena, probe.indexArena)
-            }
-            self.init(channels: spec.channels, sideMultiple: 4, halo: 3, arenaBytesPerPixel: bytes)
-        case .unet(let spec):
-            let side = model.sideMultiple
-            let bytes = Self.arenaBytesPerPixel(side: side) { side in
-                let probe = UNet(spec, height: side, width: side, capacity: 1)
-                return (probe.arena, probe.indexArena)
-            }
-            self.init(channels: spec.channels, sideMultiple: side, halo: model.receptiveRadius, arenaBytesPerPixel: bytes)
-        case .stacked:
-            self = .conv      // not tiled: the stacked model takes whole images of its one size
-        }
+        self = model.architecture.tileGeometry() ?? .conv
     }
 
     /// The rows (and columns) at each inner edge of a tile whose output is thrown away: the halo
@@ -158,7 +140,7 @@ public final class ImageDenoiser {
         if let tile {
             try geometry.check(tile: tile)
             // the stacked model is not tiled: its network is for one whole image whatever the tile
-            if case .stacked = model {} else {
+            if model.tiled {
                 try Self.checkMemory(tile: tile, geometry: geometry, limit: memoryLimit ?? Self.tileMemoryLimit())
             }
         }
@@ -167,11 +149,7 @@ public final class ImageDenoiser {
 
     init(model: ModelSpec, params: FloatBuffer, phase: Int, geometry: TileGeometry, checkedTile: Int?) {
         self.model = model; self.params = params; self.phase = phase; self.geometry = geometry
-        if case .stacked = model {
-            tile = nil
-        } else {
-            tile = checkedTile ?? Self.defaultTile(geometry)
-        }
+        tile = model.tiled ? checkedTile ?? Self.defaultTile(geometry) : nil
     }
 
     /// Whether images of height x width can be denoised, and if not, why. Tiles make any size
@@ -180,7 +158,7 @@ public final class ImageDenoiser {
         guard height > 0, width > 0 else {
             throw DAEError.data(path: source, problem: "the image is \(width)x\(height); it has no pixels")
         }
-        if case .stacked(let s) = model, height * width != s.inputSize {
+        if let s = model.stackedSpec, height * width != s.inputSize {
             throw DAEError.data(path: source, problem: "the image is \(width)x\(height) but the stacked model takes \(s.inputSize) pixels (28x28 for MNIST); use a convolutional model for other sizes")
         }
     }
@@ -194,7 +172,7 @@ public final class ImageDenoiser {
         guard let tile else {
             // StackedDenoiser's arena per sample (input, output, gradient, two gradient
             // workspaces, codes and decoded codes), for the one-image batch
-            guard case .stacked(let s) = model else { return planes + grads }
+            guard let s = model.stackedSpec else { return planes + grads }
             let d = s.widths
             let perSample = 3 * d.dropLast().max()! + 2 * d.max()! + d.dropFirst().reduce(0, +) + d.dropFirst().dropLast().reduce(0, +)
             return planes + grads + perSample * floatSize

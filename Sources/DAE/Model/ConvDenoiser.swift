@@ -241,3 +241,48 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+
+extension ConvSpec: ModelArchitecture {
+    public static let kind = "conv"
+    public static let className = "ConvDenoiser"
+    public static let summary = "the reference convolutional denoiser, MNIST's model"
+    public static let flags: Set<String> = ["--widths", "--channels"]
+    public static let shapeFlags = "--widths or --channels"
+
+    public init(flags: ModelFlags, base: ConvSpec?) throws(DAEError) {
+        try ModelSpec.checkChannelsFlag(flags.channels)
+        self = base ?? ConvSpec()
+        if let widths = flags.widths { self.widths = try ModelSpec.parseWidths(widths, flag: "--widths") }
+        if let channels = flags.channels { self.channels = channels }
+        try checkSize(flag: "--widths")
+    }
+
+    /// ConvDenoiser files without channels and widths are the reference model.
+    public init(metadata: [String: String], path: String) throws(DAEError) {
+        self.init(channels: try ModelSpec.channels(metadata["channels"] ?? "1", path: path),
+                  widths: try ModelSpec.parseWidths(metadata["widths"] ?? "32,64", flag: path))
+        do { try checkSize(flag: "widths") } catch { throw DAEError.checkpoint(path: path, problem: "its ConvDenoiser \(error)") }
+    }
+
+    public var metadata: [String: String] { ["channels": String(channels), "widths": ModelSpec.widthsText(widths)] }
+    public var description: String { "\(Self.className) \(channels)->\(ModelSpec.widthsText(widths))" }
+    public func completed(channels: Int, imageSize: Int) -> ConvSpec { ConvSpec(channels: channels, widths: widths) }
+    /// Two 2x2 pools.
+    public var sideMultiple: Int { 4 }
+    public var receptiveRadius: Int { ReceptiveField.convDenoiser }
+    public func check(height: Int, width: Int, source: String) throws(DAEError) {
+        try ModelSpec.checkSides(height: height, width: width, multiple: 4, model: "the convolutional model", source: source)
+    }
+    public func makeLayout() -> ParameterLayout { ConvDenoiser.makeLayout(self) }
+    public func makeNetwork(height: Int, width: Int, capacity: Int, parameters: FloatBuffer) -> DenoisingNetwork {
+        ConvDenoiser(self, height: height, width: width, capacity: capacity, sharedParameters: parameters)
+    }
+    /// The reference analysis (TileGeometry.conv): a halo of 3 on tiles aligned to 4.
+    public func tileGeometry() -> TileGeometry? {
+        let bytes = TileGeometry.arenaBytesPerPixel(side: 4) { side in
+            let probe = ConvDenoiser(self, height: side, width: side, capacity: 1)
+            return (probe.arena, probe.indexArena)
+        }
+        return TileGeometry(channels: channels, sideMultiple: 4, halo: 3, arenaBytesPerPixel: bytes)
+    }
+}

@@ -300,3 +300,52 @@ public final class UNet: DenoisingNetwork {
         }
     }
 }
+
+extension UNetSpec: ModelArchitecture {
+    public static let kind = "unet"
+    public static let className = "UNet"
+    public static let summary = "skip connections, 2 to 5 levels; for photos and scans"
+    public static let flags: Set<String> = ["--widths", "--channels"]
+    public static let shapeFlags = "--widths or --channels"
+
+    public init(flags: ModelFlags, base: UNetSpec?) throws(DAEError) {
+        try ModelSpec.checkChannelsFlag(flags.channels)
+        self = base ?? UNetSpec(widths: Self.defaultWidths)
+        if let widths = flags.widths { self.widths = try ModelSpec.parseWidths(widths, flag: "--widths") }
+        if let channels = flags.channels { self.channels = channels }
+        try checkSize(flag: "--widths")
+    }
+
+    public init(metadata: [String: String], path: String) throws(DAEError) {
+        guard let channelsText = metadata["channels"], let widthsText = metadata["widths"] else {
+            throw DAEError.checkpoint(path: path, problem: "a UNet file needs channels and widths in its metadata")
+        }
+        self.init(channels: try ModelSpec.channels(channelsText, path: path), widths: try ModelSpec.parseWidths(widthsText, flag: path))
+        do { try checkSize(flag: "widths") } catch { throw DAEError.checkpoint(path: path, problem: "its UNet \(error)") }
+    }
+
+    public var metadata: [String: String] { ["channels": String(channels), "widths": ModelSpec.widthsText(widths)] }
+    public var description: String { "\(Self.className) \(channels)->\(ModelSpec.widthsText(widths))" }
+    public func completed(channels: Int, imageSize: Int) -> UNetSpec { UNetSpec(channels: channels, widths: widths) }
+    /// One 2x2 pool per level below the first.
+    public var sideMultiple: Int { 1 << (widths.count - 1) }
+    public var receptiveRadius: Int { ReceptiveField.unet(levels: widths.count) }
+    public func check(height: Int, width: Int, source: String) throws(DAEError) {
+        try ModelSpec.checkSides(height: height, width: width, multiple: sideMultiple,
+                                 model: "the U-Net with \(widths.count) levels", source: source)
+    }
+    public func makeLayout() -> ParameterLayout { UNet.makeLayout(self) }
+    public func makeNetwork(height: Int, width: Int, capacity: Int, parameters: FloatBuffer) -> DenoisingNetwork {
+        UNet(self, height: height, width: width, capacity: capacity, sharedParameters: parameters)
+    }
+    /// The per-pixel receptive radius as the halo (safe: an aligned block needs no more than its
+    /// farthest pixel), tiles aligned to the deepest pooling.
+    public func tileGeometry() -> TileGeometry? {
+        let side = sideMultiple
+        let bytes = TileGeometry.arenaBytesPerPixel(side: side) { side in
+            let probe = UNet(self, height: side, width: side, capacity: 1)
+            return (probe.arena, probe.indexArena)
+        }
+        return TileGeometry(channels: channels, sideMultiple: side, halo: receptiveRadius, arenaBytesPerPixel: bytes)
+    }
+}

@@ -7,12 +7,15 @@ import Foundation
 public struct RunConfiguration: Codable, Sendable, Equatable {
     public var command: String
     public var model: String                 // its description, e.g. "StackedDenoiser 784-1000-1000 sigmoid"
-    public var modelKind: String             // "conv", "unet" or "stacked"
-    public var channels: Int?                // conv and unet: 1 (gray) or 3 (RGB)
-    public var widths: [Int]?                // conv and unet: layer widths
-    public var hidden: [Int]?                // stacked model only
-    public var activation: String?
-    public var tiedWeights: Bool?
+    public var modelKind: String             // the --model value: "conv", "unet", "stacked" (ModelSpec.registry)
+    /// The model's whole shape, as the registry encodes it ({"kind": "unet", "channels": 1, ...});
+    /// absent in config.json files of older dae-dist versions, which recorded the fields below.
+    public var modelSpec: ModelSpec?
+    public var channels: Int?                // an image model's channels: 1 (gray) or 3 (RGB)
+    public var widths: [Int]?                // older files: conv and unet layer widths
+    public var hidden: [Int]?                // older files: the stacked model's layers
+    public var activation: String?           // older files
+    public var tiedWeights: Bool?            // older files
     public var pretrainEpochs: Int?
     public var epochs: Int
     public var batchSize: Int
@@ -46,7 +49,7 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
     public var build: BuildInfo?
 
     enum CodingKeys: String, CodingKey {
-        case command, model, modelKind = "model_kind", channels, widths, hidden, activation, tiedWeights = "tied_weights"
+        case command, model, modelKind = "model_kind", modelSpec = "model_spec", channels, widths, hidden, activation, tiedWeights = "tied_weights"
         case pretrainEpochs = "pretrain_epochs", epochs, batchSize = "batch_size", lr, lrSchedule = "lr_schedule", noise, loss, seed, data, limit
         case patch, patchesPerEpoch = "patches_per_epoch", augment
         case valFraction = "val_fraction", trainSamples = "train_samples", height, width, worldSize = "world_size", threadsPerRank = "threads_per_rank"
@@ -60,16 +63,9 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
         let config = run.config, trainer = run.trainer, settings = run.settings
         self.command = command
         model = config.model.description
-        switch config.model {
-        case .conv(let spec):
-            modelKind = "conv"; channels = spec.channels; widths = spec.widths
-        case .unet(let spec):
-            modelKind = "unet"; channels = spec.channels; widths = spec.widths
-        case .stacked(let spec):
-            modelKind = "stacked"
-            hidden = spec.hidden; activation = spec.activation.rawValue; tiedWeights = spec.tied
-            pretrainEpochs = config.pretrainEpochs
-        }
+        modelKind = config.model.kind
+        modelSpec = config.model
+        if config.model.stackedSpec == nil { channels = config.model.channels } else { pretrainEpochs = config.pretrainEpochs }
         if let patches = config.patches {
             patch = patches.size; patchesPerEpoch = patches.perEpoch; augment = patches.flips ? "flips" : "none"
         }
@@ -109,6 +105,8 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
             case .keyNotFound(let key, _)?: problem = "has no '\(key.stringValue)'"
             case .typeMismatch(_, let context)?, .valueNotFound(_, let context)?:
                 problem = "has a value of the wrong type at '\(context.codingPath.map(\.stringValue).joined(separator: "."))'"
+            case .dataCorrupted(let context)? where !context.codingPath.isEmpty:
+                problem = "\(context.debugDescription) (at '\(context.codingPath.map(\.stringValue).joined(separator: "."))')"
             default: problem = data.isEmpty ? "is empty" : "is not valid JSON (truncated?)"
             }
             throw .data(path: path, problem: "\(problem): it is not a dae-dist run configuration; \(advice)")
@@ -118,18 +116,8 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
     /// The training settings it records (the model's input size is set when the data is loaded).
     public func trainConfig() throws(DAEError) -> TrainConfig {
         var config = TrainConfig()
-        switch modelKind {
-        case "stacked":
-            guard let hidden, let activation = StackedSpec.Activation(rawValue: activation ?? "") else {
-                throw .badFlag("--resume", "config.json of this run records a stacked model without its layers; pass --hidden and --activation")
-            }
-            config.model = .stacked(StackedSpec(inputSize: 0, hidden: hidden, activation: activation, tied: tiedWeights ?? false))
-            config.pretrainEpochs = pretrainEpochs ?? config.pretrainEpochs
-        case "unet":
-            config.model = .unet(UNetSpec(channels: channels ?? 1, widths: widths ?? UNetSpec.defaultWidths))
-        default:
-            config.model = .conv(ConvSpec(channels: channels ?? 1, widths: widths ?? ConvSpec().widths))
-        }
+        if let modelSpec { config.model = modelSpec } else { config.model = try olderModel() }
+        config.pretrainEpochs = pretrainEpochs ?? config.pretrainEpochs
         if let patch { config.patches = PatchSampling(size: patch, perEpoch: patchesPerEpoch, flips: augment == "flips") }
         config.epochs = epochs; config.batchSize = batchSize; config.adam.lr = lr
         guard let schedule = LRSchedule(rawValue: lrSchedule ?? "constant") else {
@@ -143,6 +131,24 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
         config.loss = lossKind; config.reduce = reduceMode
         config.seed = seed; config.limit = limit; config.microBatch = microBatch
         return config
+    }
+
+    /// The model of a config.json written before model_spec, from the fields it had then. A kind
+    /// this dae-dist does not know is refused, never taken for another model.
+    func olderModel() throws(DAEError) -> ModelSpec {
+        switch modelKind {
+        case "stacked":
+            guard let hidden, let activation = StackedSpec.Activation(rawValue: activation ?? "") else {
+                throw .badFlag("--resume", "config.json of this run records a stacked model without its layers; pass --hidden and --activation")
+            }
+            return .stacked(StackedSpec(inputSize: 0, hidden: hidden, activation: activation, tied: tiedWeights ?? false))
+        case "unet":
+            return .unet(UNetSpec(channels: channels ?? 1, widths: widths ?? UNetSpec.defaultWidths))
+        case "conv":
+            return .conv(ConvSpec(channels: channels ?? 1, widths: widths ?? ConvSpec().widths))
+        default:
+            throw .badFlag("--resume", "config.json of this run names model kind '\(modelKind)', which this dae-dist does not know (\(ModelSpec.kindsText)); resume it with the dae-dist that wrote it")
+        }
     }
 
     /// The run-driving settings it records, for `directory`.

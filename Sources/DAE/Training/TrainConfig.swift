@@ -38,7 +38,7 @@ public struct TrainConfig: Sendable, Equatable {
     /// at 100 / 25; docs/features.md).
     public init(model: ModelSpec) {
         self.model = model
-        if case .stacked = model {
+        if model.stackedSpec != nil {
             epochs = 0
             batchSize = 100
             noise = .mask(p: 0.25)
@@ -48,14 +48,14 @@ public struct TrainConfig: Sendable, Equatable {
 
     /// Rejects values no run could use; each error names its flag.
     public func validate() throws(DAEError) {
-        if case .stacked(let spec) = model, spec.activation == .relu, spec.hidden.count > 1 {
+        if let spec = model.stackedSpec, spec.activation == .relu, spec.hidden.count > 1 {
             switch noise {
             case .gaussian, .gaussianRange, .saltPepper:
                 throw .badFlag("--noise", "\(noise) works in [0,1], which the ReLU codes of layers 2 and up are not; use mask:P with --activation relu")
             default: break
             }
         }
-        if case .stacked = model {
+        if model.stackedSpec != nil {
             guard epochs >= 0 else { throw .badFlag("--epochs", "must be 0 or more (fine-tuning epochs), got \(epochs)") }
             guard pretrainEpochs >= 0 else { throw .badFlag("--pretrain-epochs", "must be 0 or more, got \(pretrainEpochs)") }
             guard epochs + pretrainEpochs > 0 else { throw .badFlag("--pretrain-epochs", "the stacked model needs --pretrain-epochs or --epochs (fine-tuning) above 0") }
@@ -68,7 +68,7 @@ public struct TrainConfig: Sendable, Equatable {
         guard microBatch >= 1 else { throw .badFlag("--micro-batch", "must be at least 1, got \(microBatch)") }
         if let limit { guard limit >= 1 else { throw .badFlag("--limit", "must be at least 1, got \(limit)") } }
         if let patches {
-            if case .stacked = model { throw .badFlag("--patch", "the stacked model takes whole images of its input size; use --model conv or unet with --patch") }
+            if model.stackedSpec != nil { throw .badFlag("--patch", "the stacked model takes whole images of its input size; use --model conv or unet with --patch") }
             try patches.validate(sideMultiple: model.sideMultiple)
         }
         // random streams are keyed by phase << 20 + epoch (see randomEpoch)
@@ -79,15 +79,13 @@ public struct TrainConfig: Sendable, Equatable {
     /// Epochs of each phase: [epochs] for the convolutional model; for a stacked model with L
     /// layers, pretrainEpochs for each of phases 0..<L, then `epochs` of fine-tuning (phase L).
     public var phaseEpochs: [Int] {
-        switch model {
-        case .conv, .unet: return [epochs]
-        case .stacked(let s): return Array(repeating: pretrainEpochs, count: s.hidden.count) + [epochs]
-        }
+        guard let s = model.stackedSpec else { return [epochs] }
+        return Array(repeating: pretrainEpochs, count: s.hidden.count) + [epochs]
     }
 
     /// How logs name a phase: "" for the one phase of the convolutional model, else "layer k " or "fine-tune ".
     public func phaseName(_ phase: Int) -> String {
-        guard case .stacked(let s) = model else { return "" }
+        guard let s = model.stackedSpec else { return "" }
         return phase < s.hidden.count ? "layer \(phase + 1) " : "fine-tune "
     }
 }

@@ -161,7 +161,7 @@ public final class Trainer: @unchecked Sendable {
         // the stacked model: a team of the rank's threads on one replica (fast mode; exact mode
         // unless its weights are tied: their micro-batches run one after another, a replica per thread)
         var untied = true
-        if case .stacked(let spec) = config.model { untied = !spec.tied }
+        if let spec = config.model.stackedSpec { untied = !spec.tied }
         let teamed = config.model.runsLayerByLayer && threadCount > 1 && (config.reduce == .fast || untied)
         switch config.reduce {
         case .exact:

@@ -72,7 +72,7 @@ extension Trainer {
         var metadata = config.model.metadata
         metadata["format"] = "dae-dist weights"
         metadata["epochs"] = String(config.epochs)
-        if case .stacked = config.model { metadata["pretrain_epochs"] = String(config.pretrainEpochs) }
+        if config.model.stackedSpec != nil { metadata["pretrain_epochs"] = String(config.pretrainEpochs) }
         metadata["seed"] = String(config.seed)
         metadata["noise"] = config.noise.description
         metadata["loss"] = config.loss.rawValue
