@@ -51,31 +51,6 @@ public protocol DenoisingNetwork: AnyObject {
     /// their allreduce can overlap it); nil when there is no such tail.
     var decoderStart: Int? { get }
 
-    /// `target`, `forward` and `backward` layer by layer, for the models whose
-    /// ModelSpec.runsLayerByLayer is true (StackedDenoiser.swift), in two ways:
-    /// - by a team of threads splitting features (fast mode; Team.swift): every thread of the
-    ///   team calls them with its part, after syncing on complete inputs (images, `input`,
-    ///   `gradOutput`); they return before a final sync. Alone (`TeamPart.alone`) they are the
-    ///   calls above.
-    /// - over groups (exact mode's micro-batches in lockstep): the n rows are consecutive groups
-    ///   of `groupSize` rows, every layer runs over the groups before the next, every value the
-    ///   bits a pass over its group alone would give, and the backward reports each range of
-    ///   the flat gradient buffer as soon as one group's gradient there is final (`weightsFinal`,
-    ///   before the next group overwrites it), or adds some of it to `fixedPoint` itself, when
-    ///   given (where only this thread adds to those values), and reports only the rest. The
-    ///   bits depend only on the groups, not on the team or on how many groups one call holds.
-    ///   Every thread of a team calls target and forward after syncing on complete inputs, and
-    ///   syncs before reading their outputs (target's are complete on return); the backward is
-    ///   called after a sync on complete `gradOutput` and returns before a final sync. Each
-    ///   thread writes its own groups' inputs and loss gradients: `TeamPart.share(n, inUnitsOf:
-    ///   groupSize)`.
-    func target(images: UnsafePointer<Float>, n: Int, team: TeamPart) -> UnsafePointer<Float>
-    func forward(n: Int, team: TeamPart)
-    func backward(n: Int, team: TeamPart)
-    func target(images: UnsafePointer<Float>, n: Int, groupSize: Int, team: TeamPart) -> UnsafePointer<Float>
-    func forward(n: Int, groupSize: Int, team: TeamPart)
-    func backward(n: Int, groupSize: Int, team: TeamPart, fixedPoint: FixedPointTarget?, weightsFinal: (Range<Int>) -> Void)
-
     /// The shape of one sample's feature vector (the encoder's output), e.g. [64, 7, 7].
     var codeShape: [Int] { get }
     /// Runs the whole encoder on clean images in `input` (after `setImageAutoencoder`).
@@ -91,32 +66,33 @@ extension DenoisingNetwork {
         afterLayer(true)
     }
     public var decoderStart: Int? { nil }
+}
 
-    public func target(images: UnsafePointer<Float>, n: Int, team: TeamPart) -> UnsafePointer<Float> {
-        precondition(team.count == 1, "\(Self.self) does not run as a team")
-        return target(images: images, n: n)
-    }
-    public func forward(n: Int, team: TeamPart) {
-        precondition(team.count == 1, "\(Self.self) does not run as a team")
-        forward(n: n)
-    }
-    public func backward(n: Int, team: TeamPart) {
-        precondition(team.count == 1, "\(Self.self) does not run as a team")
-        backward(n: n)
-    }
-    public func target(images: UnsafePointer<Float>, n: Int, groupSize: Int, team: TeamPart) -> UnsafePointer<Float> {
-        precondition(groupSize >= n && team.count == 1, "\(Self.self) does not run micro-batches in lockstep")
-        return target(images: images, n: n)
-    }
-    public func forward(n: Int, groupSize: Int, team: TeamPart) {
-        precondition(groupSize >= n && team.count == 1, "\(Self.self) does not run micro-batches in lockstep")
-        forward(n: n)
-    }
-    public func backward(n: Int, groupSize: Int, team: TeamPart, fixedPoint: FixedPointTarget?, weightsFinal: (Range<Int>) -> Void) {
-        precondition(groupSize >= n && team.count == 1, "\(Self.self) does not run micro-batches in lockstep")
-        backward(n: n)
-        weightsFinal(trainable)
-    }
+/// A network whose passes also run layer by layer (ModelSpec.runsLayerByLayer: the stacked
+/// model's fully connected layers; StackedDenoiser+LayerByLayer.swift), which the trainer calls
+/// instead of DenoisingNetwork's `target`, `forward` and `backward`, in two ways:
+/// - by a team of threads splitting features (fast mode; Team.swift): every thread of the team
+///   calls them with its part, after syncing on complete inputs (images, `input`, `gradOutput`);
+///   they return before a final sync. Alone (`TeamPart.alone`) they are the plain calls.
+/// - over groups (exact mode's micro-batches in lockstep): the n rows are consecutive groups of
+///   `groupSize` rows, every layer runs over the groups before the next, every value the bits a
+///   pass over its group alone would give, and the backward reports each range of the flat
+///   gradient buffer as soon as one group's gradient there is final (`weightsFinal`, before the
+///   next group overwrites it), or adds some of it to `fixedPoint` itself, when given (where only
+///   this thread adds to those values), and reports only the rest. The bits depend only on the
+///   groups, not on the team or on how many groups one call holds. Every thread of a team calls
+///   target and forward after syncing on complete inputs, and syncs before reading their outputs
+///   (target's are complete on return); the backward is called after a sync on complete
+///   `gradOutput` and returns before a final sync. Each thread writes its own groups' inputs and
+///   loss gradients: `TeamPart.share(n, inUnitsOf: groupSize)`.
+/// The other models have no such passes: the trainer runs a replica of them per thread.
+public protocol LayerByLayerNetwork: DenoisingNetwork {
+    func target(images: UnsafePointer<Float>, n: Int, team: TeamPart) -> UnsafePointer<Float>
+    func forward(n: Int, team: TeamPart)
+    func backward(n: Int, team: TeamPart)
+    func target(images: UnsafePointer<Float>, n: Int, groupSize: Int, team: TeamPart) -> UnsafePointer<Float>
+    func forward(n: Int, groupSize: Int, team: TeamPart)
+    func backward(n: Int, groupSize: Int, team: TeamPart, fixedPoint: FixedPointTarget?, weightsFinal: (Range<Int>) -> Void)
 }
 
 /// How far an output pixel sees. Every layer maps an interval of pixel positions (along one axis)

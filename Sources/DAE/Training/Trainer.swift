@@ -46,10 +46,15 @@ import Synchronization
 /// rank's integer accumulator.
 final class Worker: @unchecked Sendable {
     let model: DenoisingNetwork
+    /// The same network's layer-by-layer passes (a team, micro-batches in lockstep) for a model
+    /// that runs layer by layer (the stacked model); nil for the others.
+    let layered: LayerByLayerNetwork?
     let clean: FloatBuffer                          // [capacity, C, H, W] clean samples
 
     init(spec: ModelSpec, samples: TrainingSamples, capacity: Int, parameters: FloatBuffer) {
         model = spec.makeNetwork(height: samples.height, width: samples.width, capacity: capacity, parameters: parameters)
+        layered = model as? LayerByLayerNetwork
+        precondition(spec.runsLayerByLayer == (layered != nil), "\(spec.name): runsLayerByLayer and LayerByLayerNetwork disagree")
         clean = FloatBuffer(count: capacity * samples.sampleSize)
     }
 }
@@ -563,8 +568,12 @@ public final class Trainer: @unchecked Sendable {
             samples.fill(position: position, image: Int(order[position]), epoch: epoch, into: worker.clean.pointer + i * pixels)
         }
         team.sync()
-        let target = groupSize.map { model.target(images: worker.clean.pointer, n: n, groupSize: $0, team: team) }
-            ?? model.target(images: worker.clean.pointer, n: n, team: team)
+        // a team and groups only ever run a layer-by-layer model (see `team`, runLockstepWorker)
+        let layered = worker.layered
+        let target = layered.map { layered in
+            groupSize.map { layered.target(images: worker.clean.pointer, n: n, groupSize: $0, team: team) }
+                ?? layered.target(images: worker.clean.pointer, n: n, team: team)
+        } ?? model.target(images: worker.clean.pointer, n: n)
         let size = model.inputSize
         for i in rows {
             let position = positions.lowerBound + i
@@ -573,7 +582,11 @@ public final class Trainer: @unchecked Sendable {
         }
         team.sync()
         if let profile { profile.assembly += monotonicSeconds() - t }
-        if let groupSize { model.forward(n: n, groupSize: groupSize, team: team) } else { model.forward(n: n, team: team) }
+        if let layered {
+            if let groupSize { layered.forward(n: n, groupSize: groupSize, team: team) } else { layered.forward(n: n, team: team) }
+        } else {
+            model.forward(n: n)
+        }
         team.sync()
         if profile != nil { t = monotonicSeconds() }
         let loss = Self.loss(config.loss, for: model), first = rows.lowerBound * size
@@ -593,10 +606,10 @@ public final class Trainer: @unchecked Sendable {
                       count: rows.count * size, meanOver: meanOver, activation: model.outputActivation)
         team.sync()
         if let profile { profile.loss += monotonicSeconds() - t }
-        if let groupSize {
-            model.backward(n: n, groupSize: groupSize, team: team, fixedPoint: fixedPoint, weightsFinal: weightsFinal)
-        } else if team.count > 1 {
-            model.backward(n: n, team: team)     // a team's model has no decoder tail to hand over
+        if let layered, let groupSize {
+            layered.backward(n: n, groupSize: groupSize, team: team, fixedPoint: fixedPoint, weightsFinal: weightsFinal)
+        } else if let layered, team.count > 1 {
+            layered.backward(n: n, team: team)     // a team's model has no decoder tail to hand over
         } else {
             model.backward(n: n, afterLayer: afterLayer)
         }
