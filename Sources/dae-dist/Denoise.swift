@@ -37,8 +37,9 @@ struct Denoise: ParsableCommand {
         try runReportingErrors { _ in
             BLASThreads.set(threads.count(for: SingleProcess()))
             let checkpoint = try trained.file()
-            let (model, params, metadata) = try Weights.loadModel(path: checkpoint)
-            let denoiser = try ImageDenoiser(model: model, params: params, afterPhase: Weights.trainedPhase(metadata),
+            let trainedModel = try TrainedModel(path: checkpoint)
+            let model = trainedModel.spec
+            let denoiser = try ImageDenoiser(model: model, params: trainedModel.parameters, afterPhase: trainedModel.trainedPhase,
                                              geometry: TileGeometry(model: model), tile: tile)
             let channels = model.channels
             let files = try expandFolders(inputs)

@@ -28,15 +28,14 @@ struct Encode: ParsableCommand {
             let threadCount = threads.count(for: SingleProcess())
             let checkpoint = try trained.file()
             try OutputPaths.check(out, flag: "--out", reading: [("the --checkpoint file", checkpoint), ("the --data path", data.path)])
-            let (model, params, stored) = try Weights.loadModel(path: checkpoint)
-            var images = try Dataset.load(path: data.path, valFraction: data.fraction, split: split, channels: model.channels)
-            if let limit { images = images.prefix(limit) }
-            try requireOneSize(images, what: "encode writes one feature array for images", metadata: stored)
-            try model.check(height: images.height, width: images.width, channels: images.channels, source: images.source)
+            let trainedModel = try TrainedModel(path: checkpoint)
+            let model = trainedModel.spec, params = trainedModel.parameters
+            let images = try trainedModel.loadImages(data.path, valFraction: data.fraction, split: split, limit: limit,
+                                                     use: .oneSize(why: "encode writes one feature array for images"))
             BLASThreads.set(1)
             let start = Date()
             let extractor = FeatureExtractor(.encoder(model, params), height: images.height, width: images.width, threads: threadCount,
-                                             afterPhase: Weights.trainedPhase(stored))
+                                             afterPhase: trainedModel.trainedPhase)
             let features = FloatBuffer(count: images.count * extractor.featureSize)
             extractor.extract(images, range: 0..<images.count, into: features.pointer)
             var metadata = model.metadata

@@ -32,23 +32,17 @@ struct Eval: ParsableCommand {
             let threadCount = threads.count(for: communicator)
             let checkpoint = try trained.file()
             if let grid { try OutputPaths.check(grid, flag: "--grid", reading: [("the --checkpoint file", checkpoint), ("the --data path", data.path)]) }
-            let (model, params, metadata) = try Weights.loadModel(path: checkpoint)
-            let noiseKind = try noise ?? NoiseKind(parsing: metadata["noise"] ?? "gaussian:0.5")
-            let noiseSeed = seed ?? UInt64(metadata["seed"] ?? "") ?? 0
-            var test = try Dataset.load(path: data.path, valFraction: data.fraction, split: .test, channels: model.channels)
-            if let limit { test = test.prefix(limit) }
-            if let patch = metadata["patch"].flatMap({ Int($0) }) {
-                // a model trained on crops is scored as training scored it: fixed crops of that side
-                try TrainingSamples(data: test, patches: PatchSampling(size: patch), seed: 0).check()
-                test = test.fixedCrops(size: patch, count: max(test.count, TrainingRun.evalPatches))
-            } else {
-                try requireOneSize(test, what: "eval scores whole images", metadata: metadata)
-            }
-            try model.check(height: test.height, width: test.width, channels: test.channels, source: test.source)
+            let trainedModel = try TrainedModel(path: checkpoint)
+            let model = trainedModel.spec, params = trainedModel.parameters
+            let noiseKind = try noise ?? trainedModel.trainingNoise()
+            let noiseSeed = seed ?? trainedModel.trainingSeed
+            // a model trained on crops is scored as training scored it: fixed crops of that side
+            let test = try trainedModel.evaluationImages(
+                trainedModel.loadImages(data.path, valFraction: data.fraction, split: .test, limit: limit, use: .anySize))
             BLASThreads.set(1)
             let evaluator = Evaluator(model: model, data: test, noise: noiseKind, seed: noiseSeed, parameters: params, communicator: communicator,
                                       threads: threadCount)
-            evaluator.setPhase(Weights.trainedPhase(metadata))
+            evaluator.setPhase(trainedModel.trainedPhase)
             let start = Date()
             let metrics = evaluator.evaluate()
             if communicator.rank == 0 {

@@ -86,22 +86,7 @@ struct CheckpointOptions: ParsableArguments {
     /// The checkpoint, checked to be a file before anything reads it: the readers would call a
     /// folder unreadable ("permissions?"); a run directory gets the weights file in it named.
     func file() throws(DAEError) -> String {
-        var isDirectory: ObjCBool = false
-        if FileManager.default.fileExists(atPath: checkpoint, isDirectory: &isDirectory), isDirectory.boolValue {
-            let weights = (checkpoint as NSString).appendingPathComponent("model.safetensors")
-            let hint = FileManager.default.fileExists(atPath: weights) ? "; did you mean \(weights)?" : ""
-            throw DAEError.checkpoint(path: checkpoint, problem: "is a folder; pass --checkpoint a checkpoint file (<run-dir>/checkpoints/step-N.safetensors) or weights file (<run-dir>/model.safetensors)\(hint)")
-        }
-        guard FileManager.default.isReadableFile(atPath: checkpoint) else {
-            // A run still training (or stopped) has no model.safetensors yet, only checkpoints:
-            // name the newest of the run the path points into.
-            let folder = (checkpoint as NSString).deletingLastPathComponent
-            let newest = [folder, (folder as NSString).deletingLastPathComponent].lazy
-                .compactMap { Checkpoint.list(in: ($0 as NSString).appendingPathComponent("checkpoints")).first }.first
-            let advice = newest.map { "; the newest checkpoint of that run is \($0)" }
-                ?? "; pass a checkpoint (<run-dir>/checkpoints/step-N.safetensors) or a run's weights file (<run-dir>/model.safetensors, written when its training ends)"
-            throw DAEError.badFlag("--checkpoint", "\(checkpoint): \(unreadableReason(checkpoint))\(advice)")
-        }
+        try TrainedModel.checkFile(checkpoint)
         return checkpoint
     }
 }
@@ -173,16 +158,3 @@ extension NoiseKind: ExpressibleByArgument {
 
 // MARK: - Data for models that take whole images
 
-/// Refuses data of several image sizes for a command that runs a model on whole images of one
-/// size (eval, encode, sample), with advice that applies to that command: it has no --patch
-/// (train's crops), so the way out is images of one size, or `denoise`, which takes any size.
-/// `what` says why one size is needed ("eval scores whole images"); `metadata` is the model
-/// file's, whose image_size (a checkpoint's, as HxW) names the size it was trained on.
-func requireOneSize(_ data: Dataset, what: String, metadata: [String: String]) throws(DAEError) {
-    guard let shapes = data.shapes, let first = shapes.first,
-          let other = shapes.firstIndex(where: { $0.height != first.height || $0.width != first.width }) else { return }
-    func name(_ i: Int) -> String { data.names?[i] ?? "image \(i)" }
-    func size(_ s: ImageShape) -> String { "\(s.width)x\(s.height)" }
-    let trained = metadata["image_size"].map { $0.split(separator: "x") }.flatMap { $0.count == 2 ? " (the model was trained on \($0[1])x\($0[0]) images)" : nil } ?? ""
-    throw DAEError.data(path: data.source, problem: "the images differ in size: \(name(0)) is \(size(first)) but \(name(other)) is \(size(shapes[other])); \(what) of one size\(trained): resize them to one size, or use dae-dist denoise for images of other sizes (it takes any size; --reference scores one against its clean version)")
-}

@@ -39,18 +39,17 @@ struct Probe: ParsableCommand {
             communicatorSlot = communicator
             let threadCount = threads.count(for: communicator)
             let checkpoint = try trained.file()
-            let (model, params, metadata) = try Weights.loadModel(path: checkpoint)
-            let train = try Dataset.load(path: data.path, valFraction: data.fraction, split: .train, channels: model.channels,
-                                         communicator: communicator, threads: threadCount).prefix(limit ?? Int.max)
-            let test = try Dataset.load(path: data.path, valFraction: data.fraction, split: .test, channels: model.channels,
-                                        communicator: communicator, threads: threadCount).prefix(testLimit ?? Int.max)
-            try requireOneSize(train, what: "probe encodes whole images", metadata: metadata)
-            try requireOneSize(test, what: "probe encodes whole images", metadata: metadata)
-            try model.check(height: train.height, width: train.width, channels: train.channels, source: train.source)
+            let trainedModel = try TrainedModel(path: checkpoint)
+            let model = trainedModel.spec, params = trainedModel.parameters
+            let use = TrainedModel.ImageUse.oneSize(why: "probe encodes whole images")
+            let train = try trainedModel.loadImages(data.path, valFraction: data.fraction, split: .train, limit: limit, use: use,
+                                                    communicator: communicator, threads: threadCount)
+            let test = try trainedModel.loadImages(data.path, valFraction: data.fraction, split: .test, limit: testLimit, use: use,
+                                                   communicator: communicator, threads: threadCount)
             if test.height != train.height || test.width != train.width {
                 throw DAEError.data(path: test.source, problem: "test images are \(test.height)x\(test.width) but training images \(train.height)x\(train.width)")
             }
-            let phase = Weights.trainedPhase(metadata)
+            let phase = trainedModel.trainedPhase
             BLASThreads.set(1)
             var config = ProbeConfig()
             config.iterations = iterations

@@ -63,16 +63,16 @@ struct Sample: ParsableCommand {
             let threadCount = threads.count(for: communicator)
             let checkpoint = try trained.file()
             try checkOutputs(checkpoint: checkpoint)
-            let (model, params, metadata) = try Weights.loadModel(path: checkpoint)
-            config.noise = try noise ?? NoiseKind(parsing: metadata["noise"] ?? "gaussian:0.5")
+            let trainedModel = try TrainedModel(path: checkpoint)
+            let model = trainedModel.spec, params = trainedModel.parameters
+            config.noise = try noise ?? trainedModel.trainingNoise()
             let layout = model.makeLayout()
             // chains and the quality line's digit classifier work on gray images of one size
             guard model.channels == 1 else {
                 throw DAEError.checkpoint(path: checkpoint, problem: "sample runs chains of gray models; this \(model.description) model takes \(model.channels) channels")
             }
-            let test = try Dataset.load(path: data.path, valFraction: data.fraction, split: .test, channels: 1)
-            try requireOneSize(test, what: "sample runs its chains on images", metadata: metadata)
-            try model.check(height: test.height, width: test.width, channels: 1, source: test.source)
+            let test = try trainedModel.loadImages(data.path, valFraction: data.fraction, split: .test,
+                                                   use: .oneSize(why: "sample runs its chains on images"))
             // The quality line's classifier learns from the training images and then judges test
             // images and samples (test-sized), so all must be of one size. Rank 0 alone writes the
             // outputs; it loads and checks the training set before the chains run, not after.
@@ -87,7 +87,7 @@ struct Sample: ParsableCommand {
             BLASThreads.set(1)
 
             let started = Date()
-            let phase = Weights.trainedPhase(metadata)
+            let phase = trainedModel.trainedPhase
             let sampler = Sampler(config: config, model: model, parameters: params, height: test.height, width: test.width, test: test,
                                   communicator: communicator, threads: threadCount, afterPhase: phase)
             sampler.run()
