@@ -10,6 +10,7 @@
 #     -np 2 and in one process) ends bitwise equal to the straight run, with the same loss lines
 #   - SIGUSR1/SIGTERM: the job stops after a step, writes a checkpoint, exits 0, and resumes exactly
 #   - a crash in the middle of a checkpoint write leaves the previous one, which --resume auto takes
+#   - --clip-grad-norm with --weight-decay: bitwise equal on 1 and 3 ranks
 #   - the stacked model: bitwise equal on 1, 2, 3 ranks through every phase, and resumed exactly
 #     from a checkpoint inside a layer's pre-training and from one at a layer's end
 #   - a U-Net on random crops of a folder of mixed-size colour images: bitwise the same on 1, 2
@@ -95,6 +96,16 @@ elif grep -q "srun --mpi=pmix" "$work/slurm.log"; then
     pass "SLURM_NTASKS=4 without a launcher stops with an explanation"
 else
     fail "SLURM_NTASKS=4: unexpected message"; cat "$work/slurm.log"
+fi
+
+# ---- gradient clipping and AdamW: the norm of the exact sum, so the same on any world size ----
+clip=(train --epochs 1 --limit 300 --eval-every 0 --clip-grad-norm 0.05 --weight-decay 0.01)
+"$bin" "${clip[@]}" --run-dir "$work/clip1" > "$work/clip1.log" 2>&1
+"${mpi[@]}" -np 3 "$bin" "${clip[@]}" --run-dir "$work/clip3" > "$work/clip3.log" 2>&1
+if cmp -s "$work/clip1/model.safetensors" "$work/clip3/model.safetensors" && grep -q "gradient norm clipped to 0.05" "$work/clip3.log"; then
+    pass "--clip-grad-norm 0.05 --weight-decay 0.01, -np 3: weights bitwise equal to the single process"
+else
+    fail "--clip-grad-norm under -np 3 differs"; cat "$work/clip3.log"
 fi
 
 # ---- evaluation does not depend on the world size ----

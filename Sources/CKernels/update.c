@@ -21,19 +21,22 @@
 // ---------------------------------------------------------------------------------------------
 // Adam, per element (torch.optim.Adam's order of operations), the gradient g the sum of ng
 // buffers added in order (fast mode's worker gradients, summed here instead of in a pass of its own):
-//   g = ((g_0 + g_1) + ...) + g_{ng-1}
+//   g = (((g_0 + g_1) + ...) + g_{ng-1}) * grad_scale    (clip_grad_norm_'s coefficient)
+//   p = p * decay                                         (AdamW: 1 - lr * weight_decay)
 //   m = m + (1 - beta1) * (g - m);  v = v * beta2 + (1 - beta2) * g * g
 //   p = p + (-step_size * m) / (sqrt(v) / correction2 + eps)
+// Multiplying by 1 changes no bit, so without clipping and weight decay these are Adam's bits.
 // on elements begin ..< end of every buffer.
 
 static inline void adam_one(const DaeAdamStep *s, float *p, const float *const *g, int32_t ng, float *m, float *v, int64_t i) {
     float gi = g[0][i];
     for (int32_t k = 1; k < ng; k++) gi = gi + g[k][i];
+    gi = gi * s->grad_scale;
     float mi = m[i] + s->one_minus_beta1 * (gi - m[i]);
     float vi = v[i] * s->beta2 + s->one_minus_beta2 * gi * gi;
     float denom = sqrtf(vi) / s->correction2 + s->eps;
     m[i] = mi; v[i] = vi;
-    p[i] = p[i] + -s->step_size * mi / denom;
+    p[i] = p[i] * s->decay + -s->step_size * mi / denom;
 }
 
 #if defined(__x86_64__)
@@ -44,15 +47,17 @@ int dae_update_avx2_built(void) { return 1; }
 void dae_adam(const DaeAdamStep *s, float *p, const float *const *g, int32_t ng, float *m, float *v, int64_t begin, int64_t end) {
     const __m128 b1 = _mm_set1_ps(s->one_minus_beta1), b2 = _mm_set1_ps(s->beta2), ob2 = _mm_set1_ps(s->one_minus_beta2);
     const __m128 c2 = _mm_set1_ps(s->correction2), eps = _mm_set1_ps(s->eps), step = _mm_set1_ps(-s->step_size);
+    const __m128 scale = _mm_set1_ps(s->grad_scale), decay = _mm_set1_ps(s->decay);
     int64_t i = begin;
     for (; i + 4 <= end; i += 4) {
         __m128 gi = _mm_loadu_ps(g[0] + i), m0 = _mm_loadu_ps(m + i);
         for (int32_t k = 1; k < ng; k++) gi = _mm_add_ps(gi, _mm_loadu_ps(g[k] + i));
+        gi = _mm_mul_ps(gi, scale);
         __m128 mi = _mm_add_ps(m0, _mm_mul_ps(b1, _mm_sub_ps(gi, m0)));
         __m128 vi = _mm_add_ps(_mm_mul_ps(_mm_loadu_ps(v + i), b2), _mm_mul_ps(_mm_mul_ps(ob2, gi), gi));
         __m128 denom = _mm_add_ps(_mm_div_ps(_mm_sqrt_ps(vi), c2), eps);
         _mm_storeu_ps(m + i, mi); _mm_storeu_ps(v + i, vi);
-        _mm_storeu_ps(p + i, _mm_add_ps(_mm_loadu_ps(p + i), _mm_div_ps(_mm_mul_ps(step, mi), denom)));
+        _mm_storeu_ps(p + i, _mm_add_ps(_mm_mul_ps(_mm_loadu_ps(p + i), decay), _mm_div_ps(_mm_mul_ps(step, mi), denom)));
     }
     for (; i < end; i++) adam_one(s, p, g, ng, m, v, i);
 }
@@ -61,15 +66,17 @@ __attribute__((target("avx2")))
 void dae_adam_avx2(const DaeAdamStep *s, float *p, const float *const *g, int32_t ng, float *m, float *v, int64_t begin, int64_t end) {
     const __m256 b1 = _mm256_set1_ps(s->one_minus_beta1), b2 = _mm256_set1_ps(s->beta2), ob2 = _mm256_set1_ps(s->one_minus_beta2);
     const __m256 c2 = _mm256_set1_ps(s->correction2), eps = _mm256_set1_ps(s->eps), step = _mm256_set1_ps(-s->step_size);
+    const __m256 scale = _mm256_set1_ps(s->grad_scale), decay = _mm256_set1_ps(s->decay);
     int64_t i = begin;
     for (; i + 8 <= end; i += 8) {
         __m256 gi = _mm256_loadu_ps(g[0] + i), m0 = _mm256_loadu_ps(m + i);
         for (int32_t k = 1; k < ng; k++) gi = _mm256_add_ps(gi, _mm256_loadu_ps(g[k] + i));
+        gi = _mm256_mul_ps(gi, scale);
         __m256 mi = _mm256_add_ps(m0, _mm256_mul_ps(b1, _mm256_sub_ps(gi, m0)));
         __m256 vi = _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(v + i), b2), _mm256_mul_ps(_mm256_mul_ps(ob2, gi), gi));
         __m256 denom = _mm256_add_ps(_mm256_div_ps(_mm256_sqrt_ps(vi), c2), eps);
         _mm256_storeu_ps(m + i, mi); _mm256_storeu_ps(v + i, vi);
-        _mm256_storeu_ps(p + i, _mm256_add_ps(_mm256_loadu_ps(p + i), _mm256_div_ps(_mm256_mul_ps(step, mi), denom)));
+        _mm256_storeu_ps(p + i, _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(p + i), decay), _mm256_div_ps(_mm256_mul_ps(step, mi), denom)));
     }
     for (; i < end; i++) adam_one(s, p, g, ng, m, v, i);
 }

@@ -47,7 +47,9 @@ final class Progress: TrainingObserver {
         } else {
             schedule = "\(config.model.description), \(config.epochs) epochs"
         }
-        say("  \(schedule), batch \(config.batchSize), Adam lr \(config.adam.lr)\(config.lrSchedule == .constant ? "" : " (\(config.lrSchedule.rawValue) schedule)"), noise \(config.noise), loss \(config.loss.rawValue), seed \(config.seed)")
+        let optimizer = config.adam.weightDecay > 0 ? "AdamW lr \(config.adam.lr), weight decay \(config.adam.weightDecay)" : "Adam lr \(config.adam.lr)"
+        let clipping = config.clipGradNorm.map { ", gradient norm clipped to \($0)" } ?? ""
+        say("  \(schedule), batch \(config.batchSize), \(optimizer)\(config.lrSchedule == .constant ? "" : " (\(config.lrSchedule.rawValue) schedule)")\(clipping), noise \(config.noise), loss \(config.loss.rawValue), seed \(config.seed)")
         let share = config.reduce == .exact ? "its micro-batches and every weight gradient's chunks" : "every layer"
         let threading = (trainer.runsAsTeam ? "\(trainer.pool.count) threads on one replica (each a share of \(share))"
                                              : "\(trainer.workerCount) worker thread(s)")

@@ -30,6 +30,11 @@ struct Train: ParsableCommand {
     @Option(parsing: .unconditional, help: "Number of epochs (stacked model: end-to-end fine-tuning epochs after pre-training; default 20, stacked 0).") var epochs: Int?
     @Option(name: .customLong("batch-size"), parsing: .unconditional, help: "Samples per optimizer step, over all ranks (default 20; stacked 100).") var batchSize: Int?
     @Option(parsing: .unconditional, help: "Adam learning rate (default 1e-3).") var lr: Float?
+    @Option(name: .customLong("weight-decay"), parsing: .unconditional,
+            help: "Decoupled weight decay, as torch.optim.AdamW's weight_decay (default 0: plain Adam).") var weightDecay: Float?
+    @Option(name: .customLong("clip-grad-norm"), parsing: .unconditional,
+            help: "Clip the reduced gradient to this global L2 norm before each update, as torch.nn.utils.clip_grad_norm_ (default: no clipping).")
+    var clipGradNorm: Float?
     @Option(name: .customLong("lr-schedule"), help: "constant, or cosine: from --lr down to 0 over the run's steps along half a cosine (PyTorch's CosineAnnealingLR stepped every batch; default constant).")
     var lrSchedule: LRSchedule?
     @Option(help: "Input corruption: gaussian:F (clamp(x + F*N(0,1), 0, 1)), mask:P, saltpepper:P or none (default: gaussian:0.5; stacked mask:0.25).")

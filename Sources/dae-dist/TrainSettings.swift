@@ -44,6 +44,8 @@ extension Train {
         if let microBatch { config.microBatch = microBatch }
         if let lr { config.adam.lr = lr }
         if let lrSchedule { config.lrSchedule = lrSchedule }
+        if let weightDecay { config.adam.weightDecay = weightDecay }
+        if let clipGradNorm { config.clipGradNorm = clipGradNorm }
         if let loss { config.loss = loss }
         if let reduce { config.reduce = reduce }
         if let seed { config.seed = seed }

@@ -275,6 +275,25 @@ final class RunDirectoryTests: XCTestCase {
         XCTAssertEqual(errorLines(r), ["error: --resume: \(dir)/missing.safetensors: no such file; pass a checkpoint file (<run-dir>/checkpoints/step-N.safetensors), or --resume auto with the run's --run-dir"])
     }
 
+    func testClippingAndWeightDecayAreTheRunsOwnOnResume() throws {
+        let run = dir + "/run"
+        let flags = ["--limit", "60", "--clip-grad-norm", "0.1", "--weight-decay", "0.01", "--threads", "1", "--eval-every", "0"]
+        XCTAssertEqual(try DAEDist.run(["train", "--epochs", "1", "--run-dir", run, "--quiet"] + flags).status, 0)
+        let resumed = try DAEDist.run(["train", "--run-dir", run, "--resume", "auto", "--epochs", "2"])
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        XCTAssertTrue(resumed.stdout.contains("AdamW lr 0.001, weight decay 0.01, gradient norm clipped to 0.1"), resumed.stdout)
+        let other = try DAEDist.run(["train", "--run-dir", run, "--resume", "auto", "--epochs", "3", "--weight-decay", "0.02"])
+        XCTAssertEqual(other.status, 1)
+        XCTAssertTrue(other.stderr.contains("--weight-decay: the checkpoint"), other.stderr)
+        for bad in [["--clip-grad-norm", "0"], ["--weight-decay", "-1"]] {
+            let r = try DAEDist.run(short + ["--run-dir", dir + "/bad"] + bad)
+            XCTAssertNotEqual(r.status, 0)
+            XCTAssertTrue(r.stderr.contains(bad[0] + ": must be"), r.stderr)
+        }
+        // fast mode on one rank: the workers' gradients summed before the norm
+        XCTAssertEqual(try DAEDist.run(short + ["--run-dir", dir + "/fast", "--reduce", "fast", "--clip-grad-norm", "0.1", "--threads", "2"]).status, 0)
+    }
+
     func testEmptyRunDirIsRefused() throws {
         let r = try DAEDist.run(short + ["--run-dir", ""])
         XCTAssertNotEqual(r.status, 0)

@@ -31,6 +31,8 @@ typedef struct {
     float one_minus_beta1, beta2, one_minus_beta2, eps;
     float step_size;      // lr / (1 - beta1^t)
     float correction2;    // sqrt(1 - beta2^t)
+    float grad_scale;     // the gradient's factor: gradient clipping's coefficient, else 1
+    float decay;          // the parameters' factor before the update: AdamW's 1 - lr * weight_decay, else 1
 } DaeAdamStep;
 
 /// Adam's update of parameters p[begin ..< end] with moments m, v from the gradient

@@ -55,6 +55,8 @@ public enum Checkpoint {
          ("batch_size", "--batch-size", String(config.batchSize)),
          ("lr", "--lr", String(config.adam.lr)),
          ("lr_schedule", "--lr-schedule", config.lrSchedule.rawValue),
+         ("weight_decay", "--weight-decay", String(config.adam.weightDecay)),
+         ("clip_grad_norm", "--clip-grad-norm", config.clipGradNorm.map { String($0) } ?? "none"),
          ("beta1", "Adam beta1", String(config.adam.beta1)),
          ("beta2", "Adam beta2", String(config.adam.beta2)),
          ("eps", "Adam eps", String(config.adam.eps)),
@@ -243,7 +245,7 @@ public enum Checkpoint {
     /// Checks that the run's fixed settings agree with a checkpoint's metadata; the error names the flag.
     /// What a checkpoint written before a setting was recorded had: whole images, and the
     /// reference convolutional model (stacked checkpoints always recorded their shape).
-    static let valuesOfEarlierFiles = ["patch": "none", "patches_per_epoch": "none", "augment": "none", "lr_schedule": "constant",
+    static let valuesOfEarlierFiles = ["patch": "none", "patches_per_epoch": "none", "augment": "none", "lr_schedule": "constant", "weight_decay": "0.0", "clip_grad_norm": "none",
                                        "model_shape": ModelSpec.reference.description]
 
     public static func checkSettings(_ metadata: [String: String], path: String, config: TrainConfig,

@@ -1,6 +1,10 @@
 // Adam exactly as torch.optim.Adam (defaults: lr 1e-3, betas (0.9, 0.999), eps 1e-8, no weight
-// decay, not amsgrad), one pass over the flat parameter buffer. Per element, at step t >= 1:
+// decay, not amsgrad), or with a weight decay as torch.optim.AdamW (decoupled: the parameters
+// shrink by 1 - lr * weight_decay before the update), one pass over the flat parameter buffer.
+// Per element, at step t >= 1:
 //
+//   g = g * clip                               (gradient clipping's coefficient, 1 without it)
+//   p = p * (1 - lr * weight_decay)            (AdamW only; torch: param.mul_(1 - lr * weight_decay))
 //   m = m + (1 - beta1) * (g - m)              (torch: exp_avg.lerp_(grad, 1 - beta1))
 //   v = beta2 * v + (1 - beta2) * g * g        (torch: exp_avg_sq.mul_(beta2).addcmul_(grad, grad, 1 - beta2))
 //   denom = sqrt(v) / sqrt(1 - beta2^t) + eps  (eps added after the square root)
@@ -19,8 +23,10 @@ public struct AdamConfig: Sendable, Equatable {
     public var beta1: Float = 0.9
     public var beta2: Float = 0.999
     public var eps: Float = 1e-8
-    public init(lr: Float = 1e-3, beta1: Float = 0.9, beta2: Float = 0.999, eps: Float = 1e-8) {
-        self.lr = lr; self.beta1 = beta1; self.beta2 = beta2; self.eps = eps
+    /// Decoupled weight decay (torch.optim.AdamW's weight_decay); 0: plain Adam.
+    public var weightDecay: Float = 0
+    public init(lr: Float = 1e-3, beta1: Float = 0.9, beta2: Float = 0.999, eps: Float = 1e-8, weightDecay: Float = 0) {
+        self.lr = lr; self.beta1 = beta1; self.beta2 = beta2; self.eps = eps; self.weightDecay = weightDecay
     }
 }
 
@@ -45,6 +51,18 @@ public enum LRSchedule: String, Sendable, CaseIterable {
             let half = cos(Double.pi * Double(min(step - 1, total)) / Double(total) / 2)
             return half * half
         }
+    }
+}
+
+/// torch.nn.utils.clip_grad_norm_ (L2): the gradient is scaled by min(1, maxNorm / (norm + 1e-6)),
+/// norm the L2 norm over all the parameters' gradients. The norm's squares are summed in Double in
+/// index order (PyTorch sums per tensor in Float, then the tensors' norms): the coefficient agrees
+/// to Float rounding, and depends on nothing but the values.
+public enum GradientClipping {
+    public static func coefficient(_ g: UnsafePointer<Float>, count: Int, maxNorm: Float) -> Float {
+        var squares = 0.0
+        for i in 0..<count { let x = Double(g[i]); squares += x * x }
+        return Float(min(1, Double(maxNorm) / (squares.squareRoot() + 1e-6)))
     }
 }
 
@@ -93,6 +111,10 @@ public final class Adam {
     /// threads update side by side (`beginStep` once, then `apply` on each part).
     public struct StepConstants: Sendable {
         var stepSize: Float = 0, correction2: Float = 1
+        /// The parameters' factor before the update: AdamW's 1 - lr * weight_decay (1: none).
+        var decay: Float = 1
+        /// The gradient's factor: gradient clipping's coefficient, set once the norm is known (1: none).
+        public var gradScale: Float = 1
     }
 
     /// Counts the step and computes its bias corrections; the step runs at lr * `lrFactor`
@@ -104,7 +126,9 @@ public final class Adam {
         let biasCorrection2Sqrt = (1 - pow(Double(config.beta2), t)).squareRoot()
         // lrFactor 1 keeps the constant-lr bits: Double(lr) * 1 is exact
         let lr = Double(config.lr) * lrFactor
-        return StepConstants(stepSize: Float(lr / biasCorrection1), correction2: Float(biasCorrection2Sqrt))
+        // AdamW's factor with the step's lr, in Double as PyTorch computes it from Python floats
+        let decay = config.weightDecay == 0 ? 1 : Float(1 - lr * Double(config.weightDecay))
+        return StepConstants(stepSize: Float(lr / biasCorrection1), correction2: Float(biasCorrection2Sqrt), decay: decay)
     }
 
     /// The update of the elements in `range` for a step begun with `beginStep`.
@@ -119,7 +143,8 @@ public final class Adam {
                       range: Range<Int>) {
         precondition(params.count == m.count && range.upperBound <= m.count && count >= 1)
         var step = DaeAdamStep(one_minus_beta1: 1 - config.beta1, beta2: config.beta2, one_minus_beta2: 1 - config.beta2,
-                               eps: config.eps, step_size: constants.stepSize, correction2: constants.correction2)
+                               eps: config.eps, step_size: constants.stepSize, correction2: constants.correction2,
+                               grad_scale: constants.gradScale, decay: constants.decay)
         let begin = Int64(range.lowerBound), end = Int64(range.upperBound)
         // a C kernel (Sources/CKernels/update.c: twice the speed of the same loop in Swift SIMD
         // types), AVX2 where the CPU has it; every version does the operations above in the same

@@ -21,6 +21,8 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
     public var batchSize: Int
     public var lr: Float
     public var lrSchedule: String?           // "constant" or "cosine" (absent in older files: constant)
+    public var weightDecay: Float?           // AdamW's weight decay (absent in older files: 0)
+    public var clipGradNorm: Float?          // the gradient clipping's norm (absent: none)
     public var noise: String
     public var loss: String
     public var seed: UInt64
@@ -50,7 +52,7 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case command, model, modelKind = "model_kind", modelSpec = "model_spec", channels, widths, hidden, activation, tiedWeights = "tied_weights"
-        case pretrainEpochs = "pretrain_epochs", epochs, batchSize = "batch_size", lr, lrSchedule = "lr_schedule", noise, loss, seed, data, limit
+        case pretrainEpochs = "pretrain_epochs", epochs, batchSize = "batch_size", lr, lrSchedule = "lr_schedule", weightDecay = "weight_decay", clipGradNorm = "clip_grad_norm", noise, loss, seed, data, limit
         case patch, patchesPerEpoch = "patches_per_epoch", augment
         case valFraction = "val_fraction", trainSamples = "train_samples", height, width, worldSize = "world_size", threadsPerRank = "threads_per_rank"
         case reduce, microBatch = "micro_batch", evalEvery = "eval_every", evalLimit = "eval_limit", gridColumns = "grid_columns"
@@ -70,6 +72,7 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
             patch = patches.size; patchesPerEpoch = patches.perEpoch; augment = patches.flips ? "flips" : "none"
         }
         epochs = config.epochs; batchSize = config.batchSize; lr = config.adam.lr; lrSchedule = config.lrSchedule.rawValue
+        weightDecay = config.adam.weightDecay; clipGradNorm = config.clipGradNorm
         noise = config.noise.description; loss = config.loss.rawValue; seed = config.seed
         data = dataPath; limit = config.limit; self.valFraction = valFraction
         trainSamples = run.data.count; height = run.data.height; width = run.data.width
@@ -120,6 +123,7 @@ public struct RunConfiguration: Codable, Sendable, Equatable {
         config.pretrainEpochs = pretrainEpochs ?? config.pretrainEpochs
         if let patch { config.patches = PatchSampling(size: patch, perEpoch: patchesPerEpoch, flips: augment == "flips") }
         config.epochs = epochs; config.batchSize = batchSize; config.adam.lr = lr
+        config.adam.weightDecay = weightDecay ?? 0; config.clipGradNorm = clipGradNorm
         guard let schedule = LRSchedule(rawValue: lrSchedule ?? "constant") else {
             throw .badFlag("--resume", "config.json of this run names an unknown lr_schedule '\(lrSchedule ?? "")'; set it to constant or cosine there")
         }

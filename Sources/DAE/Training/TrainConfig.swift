@@ -19,6 +19,9 @@ public struct TrainConfig: Sendable, Equatable {
     public var pretrainEpochs = 10
     public var batchSize = 20
     public var adam = AdamConfig()
+    /// Clip the reduced gradient to this global L2 norm before the update, as
+    /// torch.nn.utils.clip_grad_norm_ (nil: no clipping).
+    public var clipGradNorm: Float? = nil
     /// The learning rate over each phase's steps (constant, or cosine down to 0).
     public var lrSchedule = LRSchedule.constant
     public var noise = NoiseKind.gaussian(factor: 0.5)
@@ -65,6 +68,10 @@ public struct TrainConfig: Sendable, Equatable {
         guard batchSize >= 1 else { throw .badFlag("--batch-size", "must be at least 1, got \(batchSize)") }
         guard batchSize <= 65_536 else { throw .badFlag("--batch-size", "\(batchSize) is larger than the 65536 supported") }
         guard adam.lr.isFinite, adam.lr > 0 else { throw .badFlag("--lr", "must be a positive number, got \(adam.lr)") }
+        guard adam.weightDecay.isFinite, adam.weightDecay >= 0 else { throw .badFlag("--weight-decay", "must be 0 or more, got \(adam.weightDecay)") }
+        if let clipGradNorm {
+            guard clipGradNorm.isFinite, clipGradNorm > 0 else { throw .badFlag("--clip-grad-norm", "must be a positive number, got \(clipGradNorm)") }
+        }
         guard microBatch >= 1 else { throw .badFlag("--micro-batch", "must be at least 1, got \(microBatch)") }
         if let limit { guard limit >= 1 else { throw .badFlag("--limit", "must be at least 1, got \(limit)") } }
         if let patches {

@@ -25,7 +25,8 @@
 //      let it progress, so it travels while the encoder's backward still computes (the overlap)
 //   8. Adam: the same update on every rank, one pass over the flat parameter buffer (the
 //      conversion back to Float and 8 split among the rank's threads by parts of the buffer,
-//      block by block)
+//      block by block). With --clip-grad-norm the conversion runs first over the whole buffer,
+//      then the global norm (clipCoefficient), then Adam with the gradient scaled by it
 // Only the phase's trainable slice of the parameters is accumulated, reduced and updated: all of
 // them for the convolutional model, one layer's during a stacked model's pre-training phase.
 // A stacked model's phases run one after another in TrainingRun's loop (`advancePhase`); each
@@ -106,6 +107,9 @@ public final class Trainer: @unchecked Sendable {
     /// update.
     var workerBody: (@Sendable (Int) -> Void)? = nil
     var updateBody: (@Sendable (Int) -> Void)? = nil
+    var drainBody: (@Sendable (Int) -> Void)? = nil        // with clipping: the conversion alone
+    var adamBody: (@Sendable (Int) -> Void)? = nil         // with clipping: Adam from `grads`
+    var gatherAllBody: (@Sendable (Int) -> Void)? = nil    // fast mode, one rank, with clipping
     var fastWorkerBody: (@Sendable (Int) -> Void)? = nil
     var fastGatherBody: (@Sendable (Int) -> Void)? = nil
     var fastUpdateBody: (@Sendable (Int) -> Void)? = nil
@@ -196,6 +200,11 @@ public final class Trainer: @unchecked Sendable {
         let lockstep = config.model.runsLayerByLayer
         workerBody = { [unowned self] w in if lockstep { self.runLockstepWorker(w) } else { self.runWorker(w) } }
         updateBody = { [unowned self] w in self.convertAndUpdate(part: w) }
+        drainBody = { [unowned self] w in self.convert(part: w) }
+        adamBody = { [unowned self] w in self.update(part: w) }
+        gatherAllBody = { [unowned self] w in
+            self.sumWorkerGradients(alignedShare(self.trainable.count, part: w, of: self.pool.count), into: self.grads.pointer + self.trainable.lowerBound)
+        }
         fastWorkerBody = { [unowned self] w in self.runFastWorker(w) }
         fastGatherBody = { [unowned self] w in self.gatherHead(part: w) }
         fastUpdateBody = { [unowned self] w in self.fastUpdate(part: w) }
@@ -314,7 +323,15 @@ public final class Trainer: @unchecked Sendable {
             // back to Float and 8: Adam, each thread a part of the parameters
             adamStep = optimizer.beginStep(lrFactor: lrFactorOfNextStep)
             let t = profile == nil ? 0 : monotonicSeconds()
-            pool.run(updateBody!)
+            if let maxNorm = config.clipGradNorm {
+                // the whole reduced gradient first, for its norm; then Adam (the fusion needs
+                // Adam to start before the gradient is whole)
+                pool.run(drainBody!)
+                adamStep.gradScale = clipCoefficient(maxNorm: maxNorm)
+                pool.run(adamBody!)
+            } else {
+                pool.run(updateBody!)
+            }
             if let profile { profile.update += monotonicSeconds() - t }
             loss = exactSum.sumOfExtras() / Double(pixelsPerBatch)
         case .fast:
@@ -350,6 +367,11 @@ public final class Trainer: @unchecked Sendable {
             loss = lossAndStop.0 / Double(pixelsPerBatch)
             // 8: the same update on every rank, each of the rank's threads a part of the parameters
             adamStep = optimizer.beginStep(lrFactor: lrFactorOfNextStep)
+            if let maxNorm = config.clipGradNorm {
+                // the workers' sum in `grads` (one rank: Adam would sum them as it reads), its norm
+                if communicator.size == 1 { pool.run(gatherAllBody!) }
+                adamStep.gradScale = clipCoefficient(maxNorm: maxNorm)
+            }
             let t = profile == nil ? 0 : monotonicSeconds()
             pool.run(fastUpdateBody!)
             if let profile { profile.update += monotonicSeconds() - t }
@@ -523,11 +545,31 @@ public final class Trainer: @unchecked Sendable {
     func fastUpdate(part w: Int) {
         let range = trainable, part = alignedShare(range.count, part: w, of: pool.count)
         let values = range.lowerBound + part.lowerBound ..< range.lowerBound + part.upperBound
-        if communicator.size > 1 {
+        if communicator.size > 1 || config.clipGradNorm != nil {
             optimizer.apply(adamStep, params: params, grads: grads, range: values)
         } else {
             optimizer.apply(adamStep, params: params, summing: busyGradients, count: busyWorkers, range: values)
         }
+    }
+
+    /// The clipping coefficient of the reduced gradient in `grads` (the trainable slice): it
+    /// depends on the gradient's values only, so in exact mode it is the same on any world size
+    /// and thread count.
+    func clipCoefficient(maxNorm: Float) -> Float {
+        GradientClipping.coefficient(UnsafePointer(grads.pointer + trainable.lowerBound), count: trainable.count, maxNorm: maxNorm)
+    }
+
+    /// Part w of the trainable values, the reduced integers back to Float gradients (with
+    /// clipping, before any of Adam runs).
+    func convert(part w: Int) {
+        let values = exactSum.part(w, of: pool.count)
+        exactSum.toFloat(values, into: grads.pointer + trainable.lowerBound)
+    }
+
+    /// Part w of the trainable values through Adam, from `grads`.
+    func update(part w: Int) {
+        let range = trainable, values = exactSum.part(w, of: pool.count)
+        optimizer.apply(adamStep, params: params, grads: grads, range: range.lowerBound + values.lowerBound ..< range.lowerBound + values.upperBound)
     }
 
     /// Part w of the trainable values: the reduced integers back to Float gradients, and Adam, a
