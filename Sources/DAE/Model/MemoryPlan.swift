@@ -100,8 +100,13 @@ struct MemoryPlan {
     /// Own slices (offsets assigned later), in-place views, and parts inside their concatenation.
     private mutating func placeValues(_ graph: NetworkGraph) {
         values = Array(repeating: .own(offset: 0), count: graph.parts.count)
+        // an in-place layer overwrites its input: nothing else may read it (and the network's
+        // input, which the DenoisingNetwork contract keeps, is never overwritten)
         for node in graph.nodes where graph.layers[node.layer].inPlace {
-            values[node.output] = .view(of: node.inputs[0], channel: 0)
+            let input = node.inputs[0]
+            let readers = graph.nodes.filter { $0.inputs.contains(input) }.count + graph.parts.filter { $0?.contains(input) == true }.count
+            precondition(input != 0 && readers == 1, "\(node.name) computes in place on a tensor something else reads")
+            values[node.output] = .view(of: input, channel: 0)
         }
         for (t, parts) in graph.parts.enumerated() {
             guard let parts else { continue }

@@ -33,9 +33,8 @@ public struct Conv2dLayer: Layer {
     }
 
     public func workspaceSize(_ input: TensorShape, n: Int) -> Int {
-        // the same formula as Conv2d.workspaceSize, which needs a bound kernel
-        winograd ? Winograd.Workspace.size(inChannels: inChannels, outChannels: outChannels, pixels: n * input.plane, width: input.width)
-                 : inChannels * kernel * kernel * n * input.plane
+        Conv2d.workspaceSize(inChannels: inChannels, outChannels: outChannels, kernel: kernel, winograd: winograd,
+                             n: n, h: input.height, w: input.width)
     }
 
     /// x [in, n, h, w] -> y [out, n, h, w]; workspace: col
