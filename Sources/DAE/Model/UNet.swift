@@ -79,8 +79,9 @@ public final class UNet: ImageNetwork {
         for k in 0..<levels {
             var t = g.input                                                  // x [C, n, H, W]
             if k > 0 {
-                // p_k [w_{k-1}, n, h, w] = MaxPool2d(2)(s_{k-1}); the trainer's reduction may advance
-                // after its backward (that of convA_k before it does not report)
+                // p_k [w_{k-1}, n, h, w] = MaxPool2d(2)(s_{k-1}). The backward reports progress twice
+                // a level: after convB_k, and after this pool rather than convA_k, whose backward
+                // this one's follows at once
                 t = g.add(ReLUMaxPool2dLayer(), to: s[k - 1], name: "pool.\(k)", reports: true)
             }
             // a_k [w_k, n, h, w] = ReLU(convA_k(t)); s_k [w_k, n, h, w] = ReLU(convB_k(a_k))
@@ -90,6 +91,8 @@ public final class UNet: ImageNetwork {
             s.append(g.add(ActivationLayer(.relu), to: t, name: "encoder.\(k).3"))
         }
         g.code = s[levels - 1]
+        // the decoder reports once a level, after up_k: the last report, true, comes when the
+        // decoder's gradients are final
         var d = s[levels - 1]                                                // d_{L-1} = s_{L-1}
         for k in (0..<levels - 1).reversed() {
             // u_k [w_k, n, h, w] = ReLU(up_k(d_{k+1} [w_{k+1}, n, h/2, w/2]))
