@@ -23,7 +23,8 @@ public class ImageNetwork: DenoisingNetwork {
     public let gradOutput: UnsafeMutablePointer<Float>
 
     let graph: NetworkGraph
-    var layers: [any Layer]
+    /// The graph's layers, bound to params and grads.
+    let layers: [any Layer]
     let plan: MemoryPlan
     let arena: Arena<Float>, indexArena: Arena<Int32>
     /// The tensors the DenoisingNetwork contract names.
@@ -48,8 +49,9 @@ public class ImageNetwork: DenoisingNetwork {
         let params = sharedParameters ?? FloatBuffer(count: layout.count), grads = FloatBuffer(count: layout.count)
         precondition(params.count == layout.count)
         self.params = params; self.grads = grads
-        layers = graph.layers
+        var layers = graph.layers
         for i in layers.indices { layers[i].bind(layout, params: params, grads: grads) }
+        self.layers = layers
 
         let plan = MemoryPlan(graph, height: height, width: width, capacity: capacity)
         self.plan = plan
