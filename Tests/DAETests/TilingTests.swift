@@ -45,6 +45,28 @@ final class TilingTests: XCTestCase {
         }
     }
 
+    /// The U-Net too, with tile batches that do not fill the network (its skips are read where a
+    /// batch smaller than the network's capacity puts them).
+    func testTiledUNetEqualsWholeImage() throws {
+        let model = ModelSpec.unet(UNetSpec(channels: 1, widths: [2, 3]))
+        let layout = model.makeLayout(), params = FloatBuffer(count: layout.count)
+        initializeParameters(params, layout: layout, seed: 2)
+        let (h, w) = (30, 41)
+        let images = randomArray(h * w, seed: 8).map { ($0 + 1) / 2 }
+        func run(tile: Int, batch: Int) throws -> [Float] {
+            let denoiser = try ImageDenoiser(model: model, params: params, geometry: TileGeometry(model: model), tile: tile)
+            var out = [Float](repeating: .nan, count: images.count)
+            denoiser.denoise(images, count: 1, height: h, width: w, into: &out, batch: batch)
+            return out
+        }
+        let reference = try run(tile: whole, batch: 1)
+        for tile in [20, 24] {
+            for batch in [3, 5] {
+                XCTAssertLessThanOrEqual(worstDifference(try run(tile: tile, batch: batch), reference), 1e-5, "tile \(tile), batch \(batch)")
+            }
+        }
+    }
+
     /// The margin matters: without the halo the tiled result differs from the whole image's.
     func testTooSmallAHaloGivesAnotherResult() throws {
         let params = convParameters()

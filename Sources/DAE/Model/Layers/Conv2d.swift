@@ -51,8 +51,13 @@ public struct Conv2d {
     /// The values of `col` (the workspace forward fills and backward reads) for n images of h x w:
     /// the im2col matrix, patch * n*h*w, or Winograd's.
     public func workspaceSize(n: Int, h: Int, w: Int) -> Int {
+        Self.workspaceSize(inChannels: inChannels, outChannels: outChannels, kernel: kernel, winograd: winograd, n: n, h: h, w: w)
+    }
+
+    /// workspaceSize(n:h:w:) of a layer of this shape, before it is bound to the buffers.
+    public static func workspaceSize(inChannels: Int, outChannels: Int, kernel: Int, winograd: Bool, n: Int, h: Int, w: Int) -> Int {
         winograd ? Winograd.Workspace.size(inChannels: inChannels, outChannels: outChannels, pixels: n * h * w, width: w)
-                 : patch * n * h * w
+                 : inChannels * kernel * kernel * n * h * w
     }
 
     /// x [in, n, h, w] -> y [out, n, h, w]; col is a workspace of workspaceSize(n:h:w:) floats.
