@@ -11,6 +11,7 @@
 #   - SIGUSR1/SIGTERM: the job stops after a step, writes a checkpoint, exits 0, and resumes exactly
 #   - a crash in the middle of a checkpoint write leaves the previous one, which --resume auto takes
 #   - --clip-grad-norm with --weight-decay: bitwise equal on 1 and 3 ranks
+#   - DnCNN on odd-sized crops: bitwise equal on 1 and 2 ranks
 #   - the stacked model: bitwise equal on 1, 2, 3 ranks through every phase, and resumed exactly
 #     from a checkpoint inside a layer's pre-training and from one at a layer's end
 #   - a U-Net on random crops of a folder of mixed-size colour images: bitwise the same on 1, 2
@@ -235,6 +236,17 @@ for np in 2 3; do
         fail "own images -np $np differs"; cat "$work/own$np.log"
     fi
 done
+
+# DnCNN (no pooling, a residual output) on odd-sized crops of the same images, 1 and 2 ranks
+dn=(train --data "$work/own" --model dncnn --depth 4 --widths 8 --patch 15 --patches-per-epoch 32 --epochs 1 --batch-size 8
+    --micro-batch 2 --eval-every 0 --val-fraction 0.01)
+"$bin" "${dn[@]}" --run-dir "$work/dn1" > "$work/dn1.log" 2>&1
+"${mpi[@]}" -np 2 "$bin" "${dn[@]}" --run-dir "$work/dn2" > "$work/dn2.log" 2>&1
+if cmp -s "$work/dn1/model.safetensors" "$work/dn2/model.safetensors" && grep -q "DnCNN 3->4x8" "$work/dn2.log"; then
+    pass "DnCNN on 15x15 crops, -np 2: weights bitwise equal to the single process"
+else
+    fail "DnCNN -np 2 differs from one process"; cat "$work/dn1.log" "$work/dn2.log"
+fi
 # cut at step 7 of 10 under -np 2 (checkpoints every 3 steps), resumed from step 6 in one process
 DAE_DIST_FAIL_AT=1:7 "${mpi[@]}" -np 2 -x DAE_DIST_FAIL_AT "$bin" "${own[@]}" --checkpoint-every 3 --run-dir "$work/owncut" > "$work/owncut.log" 2>&1
 "$bin" train --run-dir "$work/owncut" --resume auto > "$work/owncut-resume.log" 2>&1

@@ -19,6 +19,7 @@ struct Train: ParsableCommand {
     @Option(help: "Layer widths, comma-separated: conv two (default 32,64), unet one per level (default 32,64,128), stacked its hidden layers, input side first (default 1000,1000,1000).")
     var widths: String?
     @Option(help: "Stacked model: the same as --widths.") var hidden: String?
+    @Option(parsing: .unconditional, help: "DnCNN: its 3x3 convolutions (default 17; --widths is their one width, default 64).") var depth: Int?
     @Option(parsing: .unconditional, help: "Channels the model sees: 1 (gray) or 3 (RGB; gray images are repeated); default: what the data has.") var channels: Int?
     @Option(parsing: .unconditional, help: "Train on random N x N crops of the images (N a multiple of the model's pooling: 4 for conv); images may then differ in size.")
     var patch: Int?

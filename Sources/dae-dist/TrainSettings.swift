@@ -31,7 +31,7 @@ extension Train {
         var config: TrainConfig
         if let previous {
             config = try previous.trainConfig()
-            if model != nil || widths != nil || hidden != nil || channels != nil || activation != nil || tiedWeights || pretrainEpochs != nil {
+            if model != nil || widths != nil || hidden != nil || channels != nil || activation != nil || tiedWeights || depth != nil || pretrainEpochs != nil {
                 config.model = try modelSpec(base: config.model)
             }
         } else {
@@ -72,7 +72,7 @@ extension Train {
     func modelSpec(base: ModelSpec?) throws(DAEError) -> ModelSpec {
         var flags = ModelFlags()
         flags.widths = widths; flags.hidden = hidden; flags.channels = channels
-        flags.activation = activation?.rawValue; flags.tiedWeights = tiedWeights
+        flags.activation = activation?.rawValue; flags.tiedWeights = tiedWeights; flags.depth = depth
         let spec = try ModelSpec.fromFlags(kind: model?.kind, flags, base: base)
         if spec.stackedSpec == nil, pretrainEpochs != nil {
             throw .badFlag("--pretrain-epochs", "applies to the stacked model only; add --model stacked")

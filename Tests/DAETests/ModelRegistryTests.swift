@@ -9,13 +9,14 @@ import XCTest
 final class ModelRegistryTests: XCTestCase {
     static let models: [ModelSpec] = [.reference, .conv(ConvSpec(channels: 3, widths: [8, 16])),
                                       .unet(UNetSpec(channels: 1, widths: [4, 8, 16])),
-                                      .stacked(StackedSpec(inputSize: 784, hidden: [100, 50], activation: .relu, tied: true))]
+                                      .stacked(StackedSpec(inputSize: 784, hidden: [100, 50], activation: .relu, tied: true)),
+                                      ModelSpec(DnCNNSpec(channels: 3, depth: 5, width: 16))]
 
     func testEveryKindIsRegisteredOnceWithItsClass() {
         let kinds = ModelSpec.registry.map { $0.kind }, classes = ModelSpec.registry.map { $0.className }
-        XCTAssertEqual(kinds, ["conv", "unet", "stacked"])
-        XCTAssertEqual(classes, ["ConvDenoiser", "UNet", "StackedDenoiser"])
-        XCTAssertEqual(ModelSpec.kindsText, "conv, unet or stacked")
+        XCTAssertEqual(kinds, ["conv", "unet", "stacked", "dncnn"])
+        XCTAssertEqual(classes, ["ConvDenoiser", "UNet", "StackedDenoiser", "DnCNN"])
+        XCTAssertEqual(ModelSpec.kindsText, "conv, unet, stacked or dncnn")
         for model in Self.models {
             XCTAssertTrue(ModelSpec.architecture(kind: model.kind) == type(of: model.architecture), model.kind)
         }
@@ -34,11 +35,11 @@ final class ModelRegistryTests: XCTestCase {
     }
 
     func testUnknownKindsAreRefused() {
-        XCTAssertThrowsError(try JSONDecoder().decode(ModelSpec.self, from: Data(#"{"kind":"dncnn","depth":17}"#.utf8))) {
-            XCTAssertTrue("\($0)".contains("model kind 'dncnn' is not one this dae-dist knows (conv, unet or stacked)"), "\($0)")
+        XCTAssertThrowsError(try JSONDecoder().decode(ModelSpec.self, from: Data(#"{"kind":"restormer","depth":17}"#.utf8))) {
+            XCTAssertTrue("\($0)".contains("model kind 'restormer' is not one this dae-dist knows (conv, unet, stacked or dncnn)"), "\($0)")
         }
-        XCTAssertThrowsError(try ModelSpec(metadata: ["model": "DnCNN"], path: "d.safetensors")) {
-            XCTAssertEqual("\($0)", "d.safetensors: model 'DnCNN' is not one this dae-dist knows (ConvDenoiser, UNet, StackedDenoiser); use the dae-dist that wrote it")
+        XCTAssertThrowsError(try ModelSpec(metadata: ["model": "Restormer"], path: "d.safetensors")) {
+            XCTAssertEqual("\($0)", "d.safetensors: model 'Restormer' is not one this dae-dist knows (ConvDenoiser, UNet, StackedDenoiser, DnCNN); use the dae-dist that wrote it")
         }
     }
 
@@ -59,7 +60,7 @@ final class ModelRegistryTests: XCTestCase {
         flags = ModelFlags()
         flags.channels = 3
         XCTAssertThrowsError(try ModelSpec.fromFlags(kind: "stacked", flags, base: nil)) {
-            XCTAssertEqual("\($0)", "--channels: applies to the conv and unet models only, not --model stacked; add --model conv or --model unet")
+            XCTAssertEqual("\($0)", "--channels: applies to the conv, unet and dncnn models only, not --model stacked; add --model conv or --model unet or --model dncnn")
         }
     }
 
@@ -69,17 +70,17 @@ final class ModelRegistryTests: XCTestCase {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         var config = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(Self.configJSON.utf8)) as? [String: Any])
         // a file of an older dae-dist: model_kind only
-        config["model_kind"] = "dncnn"
+        config["model_kind"] = "restormer"
         try JSONSerialization.data(withJSONObject: config).write(to: URL(fileURLWithPath: dir + "/config.json"))
         let older = try XCTUnwrap(RunConfiguration.load(directory: dir))
         XCTAssertThrowsError(try older.trainConfig()) {
-            XCTAssertTrue("\($0)".contains("names model kind 'dncnn', which this dae-dist does not know (conv, unet or stacked)"), "\($0)")
+            XCTAssertTrue("\($0)".contains("names model kind 'restormer', which this dae-dist does not know (conv, unet, stacked or dncnn)"), "\($0)")
         }
         // a newer one: model_spec of a kind this dae-dist does not know
-        config["model_spec"] = ["kind": "dncnn", "depth": 17]
+        config["model_spec"] = ["kind": "restormer", "depth": 17]
         try JSONSerialization.data(withJSONObject: config).write(to: URL(fileURLWithPath: dir + "/config.json"))
         XCTAssertThrowsError(try RunConfiguration.load(directory: dir)) {
-            XCTAssertTrue("\($0)".contains("model kind 'dncnn' is not one this dae-dist knows"), "\($0)")
+            XCTAssertTrue("\($0)".contains("model kind 'restormer' is not one this dae-dist knows"), "\($0)")
         }
     }
 

@@ -11,7 +11,9 @@
 //        with each log clamped at -100, exactly as torch.nn.BCELoss (forward and backward).
 //
 // A stacked autoencoder's upper layers with ReLU units reconstruct through a ReLU instead
-// (`activation: .relu`, MSE only): dL/dz = 2 (y - t) / M * (y > 0).
+// (`activation: .relu`, MSE only): dL/dz = 2 (y - t) / M * (y > 0). A network with no output
+// activation (DnCNN's residual output, `activation: .identity`, MSE only: its outputs are not
+// confined to [0,1]): dL/dy = 2 (y - t) / M.
 
 #if canImport(Glibc)
 import Glibc
@@ -50,6 +52,11 @@ public enum LossKind: String, Sendable, CaseIterable {
         if activation == .relu {
             precondition(self == .mse, "a ReLU output is trained with MSE")
             for i in 0..<count { dz[i] = y[i] > 0 ? 2 * (y[i] - t[i]) * scale : 0 }
+            return
+        }
+        if activation == .identity {
+            precondition(self == .mse, "an output without activation is trained with MSE")
+            for i in 0..<count { dz[i] = 2 * (y[i] - t[i]) * scale }
             return
         }
         switch self {

@@ -68,10 +68,13 @@ public protocol ModelArchitecture: Sendable, Codable, Equatable {
     func tileGeometry() -> TileGeometry?
     /// Whether its passes run layer by layer (see ModelSpec.runsLayerByLayer).
     var runsLayerByLayer: Bool { get }
+    /// Whether its outputs are confined to [0,1] (a sigmoid's), which BCE needs.
+    var outputInUnitRange: Bool { get }
 }
 
 extension ModelArchitecture {
     public var runsLayerByLayer: Bool { false }
+    public var outputInUnitRange: Bool { true }
     func isEqual(to other: any ModelArchitecture) -> Bool { (other as? Self) == self }
 }
 
@@ -83,7 +86,7 @@ public struct ModelSpec: Sendable, Equatable, Codable, CustomStringConvertible {
     public init(_ architecture: any ModelArchitecture) { self.architecture = architecture }
 
     /// Every model dae-dist knows, in the order --help lists them.
-    public static let registry: [any ModelArchitecture.Type] = [ConvSpec.self, UNetSpec.self, StackedSpec.self]
+    public static let registry: [any ModelArchitecture.Type] = [ConvSpec.self, UNetSpec.self, StackedSpec.self, DnCNNSpec.self]
 
     /// The registered architecture of a --model value or config.json's model_kind.
     public static func architecture(kind: String) -> (any ModelArchitecture.Type)? {
@@ -120,6 +123,8 @@ public struct ModelSpec: Sendable, Equatable, Codable, CustomStringConvertible {
     /// its micro-batches in lockstep, layer by layer. The convolutional models run a replica per
     /// thread, a micro-batch at a time.
     public var runsLayerByLayer: Bool { architecture.runsLayerByLayer }
+    /// Whether the model's outputs are confined to [0,1] (BCE needs it).
+    public var outputInUnitRange: Bool { architecture.outputInUnitRange }
     /// The flags that set the model's shape (for a resume's mismatch message).
     public var shapeFlags: String { type(of: architecture).shapeFlags }
 

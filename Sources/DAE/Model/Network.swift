@@ -12,6 +12,8 @@
 public enum OutputActivation: Sendable, Equatable {
     case sigmoid
     case relu
+    /// None: the output is the last layer's own (a residual network's input minus its prediction).
+    case identity
 }
 
 public protocol DenoisingNetwork: AnyObject {

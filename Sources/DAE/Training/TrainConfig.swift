@@ -65,6 +65,9 @@ public struct TrainConfig: Sendable, Equatable {
         } else {
             guard epochs >= 1 else { throw .badFlag("--epochs", "must be at least 1, got \(epochs)") }
         }
+        if loss == .bce && !model.outputInUnitRange {
+            throw .badFlag("--loss", "bce needs outputs in [0,1], which \(model.name)'s are not (the input minus its predicted noise); use --loss mse")
+        }
         guard batchSize >= 1 else { throw .badFlag("--batch-size", "must be at least 1, got \(batchSize)") }
         guard batchSize <= 65_536 else { throw .badFlag("--batch-size", "\(batchSize) is larger than the 65536 supported") }
         guard adam.lr.isFinite, adam.lr > 0 else { throw .badFlag("--lr", "must be a positive number, got \(adam.lr)") }

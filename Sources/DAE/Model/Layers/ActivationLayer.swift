@@ -20,6 +20,7 @@ public struct ActivationLayer: Layer {
         switch kind {
         case .relu: ReLU.forward(io.y, count: io.input.count(io.n))
         case .sigmoid: Sigmoid.forward(io.y, count: io.input.count(io.n))
+        case .identity: break
         }
     }
 
