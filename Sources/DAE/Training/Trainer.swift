@@ -1,12 +1,14 @@
 // The steps of training, data-parallel (TrainingRun.swift drives them: epochs, phases, evaluation,
-// checkpoints). Follow one optimizer step through `step(...)`:
+// checkpoints). Follow one optimizer step through `step(...)`, in three stages: the step engine
+// (StepEngine.swift: 2-6), the gradient reduction (GradientReduction.swift: 6-7) and the update
+// (UpdateStage.swift: 8):
 //   1. its samples: positions first ..< first+n of the epoch's order keyed by (seed, epoch) (a
 //      permutation of the images, or with patches the images their crops come from: Patches.swift),
 //      cut into micro-batches that do not depend on the world size (StepPlan); this rank takes a
 //      contiguous run of them, and each of its worker threads takes the next one not yet taken
 //   2. per micro-batch, on a worker: assemble clean samples (whole images or crops, x/255) and
 //      their corrupted copies, the noise keyed by (seed, epoch, sample)
-//   3. forward: output = sigmoid(decoder(encoder(noisy)))
+//   3. forward: output = the model's reconstruction of the noisy samples
 //   4. loss against the clean images, and dL/dz of the *global* batch mean
 //   5. backward: the micro-batch's gradient in the worker's flat gradient buffer
 //   6. exact mode: rounded to 64-bit fixed point and added to the rank's integer accumulator
@@ -37,28 +39,12 @@
 // kernel sums them as it reads them. The stacked model runs instead as a team: the rank's threads
 // share one replica, each computing its part of every layer's features (Team.swift, runFastWorker).
 // Workers, their threads (WorkerPool), buffers and the optimizer are built once; the loop itself
-// allocates nothing.
+// allocates nothing. The reduced gradient is whole before the update stage runs Adam (exact mode
+// fuses the conversion from fixed point into Adam's pass only when nothing needs the whole
+// gradient first: with --clip-grad-norm it does not).
 
 import Foundation
 import Synchronization
-
-/// One thread's replica: reads the shared parameters, owns its activations and gradients. Workers
-/// only write their own memory, their micro-batches' loss slots and (under its block locks) the
-/// rank's integer accumulator.
-final class Worker: @unchecked Sendable {
-    let model: DenoisingNetwork
-    /// The same network's layer-by-layer passes (a team, micro-batches in lockstep) for a model
-    /// that runs layer by layer (the stacked model); nil for the others.
-    let layered: LayerByLayerNetwork?
-    let clean: FloatBuffer                          // [capacity, C, H, W] clean samples
-
-    init(spec: ModelSpec, samples: TrainingSamples, capacity: Int, parameters: FloatBuffer) {
-        model = spec.makeNetwork(height: samples.height, width: samples.width, capacity: capacity, parameters: parameters)
-        layered = model as? LayerByLayerNetwork
-        precondition(spec.runsLayerByLayer == (layered != nil), "\(spec.name): runsLayerByLayer and LayerByLayerNetwork disagree")
-        clean = FloatBuffer(count: capacity * samples.sampleSize)
-    }
-}
 
 public final class Trainer: @unchecked Sendable {
     public let config: TrainConfig
@@ -289,378 +275,21 @@ public final class Trainer: @unchecked Sendable {
         return result
     }
 
-    /// One optimizer step over the global batch `plan`; returns the batch loss (a per-value mean).
-    /// `epoch` is the random key of the phase's epoch (see `randomEpoch`).
+    /// One optimizer step over the global batch `plan`: forward and backward of this rank's share
+    /// on its threads (StepEngine.swift), the gradient reduced over the ranks
+    /// (GradientReduction.swift), the update (UpdateStage.swift). Returns the batch loss (a
+    /// per-value mean). `epoch` is the random key of the phase's epoch (see `randomEpoch`).
     func step(_ plan: StepPlan, epoch: Int, reduceSeconds: inout Double) throws(DAEError) -> Double {
-        let pixelsPerBatch = plan.count * workers[0].model.inputSize
-        let range = trainable, count = range.count
-        let loss: Double
         switch config.reduce {
         case .exact:
-            let mine = plan.microBatches(rank: communicator.rank, size: communicator.size)
-            let m = plan.microBatches
-            let limit = FixedPoint.limit(terms: m)
-            // 2-6: the workers take this rank's micro-batches one at a time, whichever is free next
-            // (see runWorker: the integer sums do not depend on who took which)
-            task = WorkerTask(plan: plan, epoch: epoch, microBatches: mine, meanOver: pixelsPerBatch, limit: limit)
-            nextMicroBatch.store(0, ordering: .relaxed)
-            // micro-batches of other ranks contribute 0 to their loss slots (begin zeroes them)
-            exactSum.begin(count: count, extras: m)
-            split = overlapSplit(range)
-            decoderFinal.store(0, ordering: .relaxed)
-            tailStarted.store(false, ordering: .relaxed)
-            pool.run(workerBody!)
-            // 7: the rank's integer sum over the ranks; the loss slots, the overflow count and the
-            // stop requests ride along (with the overlap, this is the head: the decoder's tail is
-            // already on its way)
-            let reduceStart = Date()
-            exactSum.allreduce(over: communicator, stop: stopRequested(), headValues: split)
-            reduceSeconds += Date().timeIntervalSince(reduceStart)
-            stopAgreed = exactSum.stopRequested
-            if exactSum.overflows != 0 {
-                throw .numeric("a gradient exceeded the exact reduction's range (|g| <= \(limit)) at epoch \(epoch): training has diverged; lower --lr, or use --reduce fast")
-            }
-            // back to Float and 8: Adam, each thread a part of the parameters
-            adamStep = optimizer.beginStep(lrFactor: lrFactorOfNextStep)
-            let t = profile == nil ? 0 : monotonicSeconds()
-            if let maxNorm = config.clipGradNorm {
-                // the whole reduced gradient first, for its norm; then Adam (the fusion needs
-                // Adam to start before the gradient is whole)
-                pool.run(drainBody!)
-                adamStep.gradScale = clipCoefficient(maxNorm: maxNorm)
-                pool.run(adamBody!)
-            } else {
-                pool.run(updateBody!)
-            }
-            if let profile { profile.update += monotonicSeconds() - t }
-            loss = exactSum.sumOfExtras() / Double(pixelsPerBatch)
+            let loss = try exactGradient(plan, epoch: epoch, reduceSeconds: &reduceSeconds)   // 2-7
+            exactUpdate()                                                                      // 8
+            return loss
         case .fast:
-            // the workers' forward/backward, each over its part of this rank's share; with the
-            // overlap, the last of them past the decoder sums the decoder's tail and starts its
-            // float allreduce while the encoder's backward runs (runFastWorker)
-            let positions = plan.positions(rank: communicator.rank, size: communicator.size)
-            task = WorkerTask(plan: plan, epoch: epoch, meanOver: pixelsPerBatch, positions: positions)
-            busyWorkers = 0
-            for w in workers.indices where !fastPositions(worker: w).isEmpty {
-                busyGradients[busyWorkers] = UnsafePointer(workers[w].model.grads.pointer)
-                busyWorkers += 1
-            }
-            split = overlapSplit(range)
-            decoderFinal.store(0, ordering: .relaxed)
-            tailStarted.store(false, ordering: .relaxed)
-            pool.run(fastWorkerBody!)
-            var sum = 0.0
-            for w in 0..<pool.count { sum += workerLoss[w] }
-            var lossAndStop = (sum, stopRequested() ? 1.0 : 0.0)
-            let reduceStart = Date()
-            if communicator.size > 1 {
-                // the head (all of it without the overlap): the workers' sum, then over the ranks
-                pool.run(fastGatherBody!)
-                communicator.allreduceSum(grads.pointer + range.lowerBound, count: split ?? count)
-            }
-            withUnsafeMutablePointer(to: &lossAndStop) {
-                $0.withMemoryRebound(to: Double.self, capacity: 2) { communicator.allreduceSum($0, count: 2) }
-            }
-            communicator.finishPending()
-            reduceSeconds += Date().timeIntervalSince(reduceStart)
-            stopAgreed = lossAndStop.1 != 0
-            loss = lossAndStop.0 / Double(pixelsPerBatch)
-            // 8: the same update on every rank, each of the rank's threads a part of the parameters
-            adamStep = optimizer.beginStep(lrFactor: lrFactorOfNextStep)
-            if let maxNorm = config.clipGradNorm {
-                // the workers' sum in `grads` (one rank: Adam would sum them as it reads), its norm
-                if communicator.size == 1 { pool.run(gatherAllBody!) }
-                adamStep.gradScale = clipCoefficient(maxNorm: maxNorm)
-            }
-            let t = profile == nil ? 0 : monotonicSeconds()
-            pool.run(fastUpdateBody!)
-            if let profile { profile.update += monotonicSeconds() - t }
-        }
-        return loss
-    }
-
-    /// The learning-rate schedule's factor for the optimizer's next step: the schedule spans the
-    /// current phase's steps (a stacked model's phases each start a fresh Adam and schedule).
-    var lrFactorOfNextStep: Double {
-        config.lrSchedule.factor(step: optimizer.step + 1, of: phaseEpochs * stepsPerEpoch)
-    }
-
-    /// One worker's share of the current step: the next micro-batch of this rank's run not yet
-    /// taken, until none is left. A worker slowed down (by the machine's other load, say) takes
-    /// fewer; the bits do not change, since every micro-batch goes into an integer sum.
-    func runWorker(_ w: Int) {
-        let worker = workers[w], task = task
-        let range = worker.model.trainable, split = split
-        let grads = worker.model.grads.pointer + range.lowerBound
-        var decoderMarked = false
-        while true {
-            let j = task.microBatches.lowerBound + nextMicroBatch.add(1, ordering: .relaxed).oldValue
-            if j >= task.microBatches.upperBound { break }
-            var tailAdded = false
-            let sum = forwardBackward(worker, positions: task.plan.positions(ofMicroBatch: j),
-                                      epoch: task.epoch, meanOver: task.meanOver) { decoderDone in
-                guard let split, decoderDone else { return }
-                if tailAdded { progressTail(); return }
-                // this micro-batch's decoder gradients into the accumulator now; if no micro-batch
-                // is left to take, they were this worker's last
-                tailAdded = true
-                exactSum.add(worker: w, values: grads + split, count: range.count - split, limit: task.limit, at: split)
-                if nextMicroBatch.load(ordering: .relaxed) >= task.microBatches.count {
-                    decoderMarked = true
-                    markDecoderFinal(split)
-                }
-            }
-            exactSum.setExtra(j, sum)                     // this micro-batch's loss slot
-            let t = profile == nil ? 0 : monotonicSeconds()
-            exactSum.add(worker: w, values: grads, count: split ?? range.count, limit: task.limit)
-            if let profile { profile.fixedPoint += monotonicSeconds() - t }
-        }
-        if let split, !decoderMarked { markDecoderFinal(split) }
-    }
-
-    /// Exact mode with a model that runs layer by layer (the stacked model): the rank's
-    /// micro-batches (without a team, worker w's contiguous part of them) in one pass, in
-    /// lockstep (each layer over all of them before the next; the same products, so the same
-    /// bits, as a pass per micro-batch). Each layer's gradient of a micro-batch goes into the accumulator a chunk at a
-    /// time as soon as it is final, read from cache, and the chunk's part of the accumulator
-    /// stays in cache over the micro-batches: the fixed-point pass over the whole gradient per
-    /// micro-batch, from memory, cost a third of the stacked model's step (docs/benchmarks.md).
-    /// With a team (untied weights), thread w of it on the one replica over all of the rank's
-    /// micro-batches: its share of them through the forward and the input gradients, and its
-    /// share of every layer's chunks over all of them, so that each chunk of the accumulator is
-    /// read and written by one thread once per step, without locks.
-    func runLockstepWorker(_ w: Int) {
-        let task = task
-        var micro = task.microBatches, part = TeamPart.alone
-        if let team {
-            part = TeamPart(index: w, of: team)
-        } else {
-            let mine = evenShare(micro.count, part: w, of: workers.count)
-            micro = micro.lowerBound + mine.lowerBound ..< micro.lowerBound + mine.upperBound
-        }
-        guard !micro.isEmpty else { return }
-        let worker = workers[team == nil ? w : 0], trainable = worker.model.trainable, first = micro.lowerBound
-        let positions = task.plan.positions(ofMicroBatch: first).lowerBound ..< task.plan.positions(ofMicroBatch: micro.upperBound - 1).upperBound
-        let grads = UnsafePointer(worker.model.grads.pointer), exclusive = team != nil || pool.count == 1
-        // where this thread alone adds (a team's chunks, or the only worker), the model may add
-        // its weight gradients to the accumulator itself, as they are computed
-        let direct = exclusive ? exactSum.directTarget(worker: w, limit: task.limit, first: trainable.lowerBound) : nil
-        _ = forwardBackward(worker, positions: positions, epoch: task.epoch, meanOver: task.meanOver, team: part,
-                            groupSize: task.plan.microBatch,
-                            groupLoss: { g, sum in exactSum.setExtra(first + g, sum) }, fixedPoint: direct,
-                            weightsFinal: { r in
-                                let t = profile == nil ? 0 : monotonicSeconds()
-                                exactSum.add(worker: w, values: grads + r.lowerBound, count: r.count, limit: task.limit,
-                                             at: r.lowerBound - trainable.lowerBound, exclusive: exclusive)
-                                if let profile { profile.fixedPoint += monotonicSeconds() - t }
-                            })
-    }
-
-    /// The step's bucket split (relative to `range`), or nil for one bucket: with the overlap on,
-    /// several ranks, a communicator that can overlap and a model whose decoder is the tail (not
-    /// a team: the stacked model has no decoder tail, and runFastWorker's team path hands none over).
-    func overlapSplit(_ range: Range<Int>) -> Int? {
-        guard overlapReduction, communicator.size > 1, communicator.overlapsReductions, team == nil,
-              let start = workers[0].model.decoderStart, range.contains(start), start > range.lowerBound else { return nil }
-        return start - range.lowerBound
-    }
-
-    /// A worker's contributions to the decoder's gradients are final (exact mode: in the
-    /// accumulator); the last of the workers to say so starts their allreduce (fast mode: of the
-    /// workers' tails summed into `grads`). No other worker can be in MPI then: progressTail calls
-    /// MPI only once `tailStarted` is set, which happens after the start.
-    func markDecoderFinal(_ split: Int) {
-        guard decoderFinal.add(1, ordering: .acquiringAndReleasing).newValue == workers.count else { return }
-        switch config.reduce {
-        case .exact:
-            exactSum.startTail(from: split, over: communicator)
-        case .fast:
-            let range = trainable
-            sumWorkerGradients(split ..< range.count, into: grads.pointer + range.lowerBound)
-            communicator.startAllreduceSum(grads.pointer + range.lowerBound + split, count: range.count - split)
-        }
-        tailStarted.store(true, ordering: .releasing)
-    }
-
-    /// Lets the decoder's allreduce progress (MPI moves it only inside MPI calls), unless another
-    /// worker is doing so.
-    func progressTail() {
-        guard tailStarted.load(ordering: .acquiring),
-              inMPI.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else { return }
-        communicator.progressPending()
-        inMPI.store(false, ordering: .releasing)
-    }
-
-    /// Fast mode, worker w: forward and backward over its part of the rank's share (none when the
-    /// share has fewer samples than there are workers: its loss is 0 and its gradient not summed).
-    /// With a team, thread w's part of every layer of the one replica, over the whole share.
-    func runFastWorker(_ w: Int) {
-        if let team {
-            // thread w of the team on the one replica (no decoder tail: see overlapSplit)
-            workerLoss[w] = task.positions.isEmpty ? 0
-                : forwardBackward(workers[0], positions: task.positions, epoch: task.epoch, meanOver: task.meanOver,
-                                  team: TeamPart(index: w, of: team))
-            return
-        }
-        let task = task, positions = fastPositions(worker: w), split = split
-        var marked = false
-        workerLoss[w] = 0
-        if !positions.isEmpty {
-            workerLoss[w] = forwardBackward(workers[w], positions: positions, epoch: task.epoch, meanOver: task.meanOver) { decoderDone in
-                guard let split, decoderDone else { return }
-                if marked { progressTail(); return }
-                marked = true
-                markDecoderFinal(split)
-            }
-        }
-        if let split, !marked { markDecoderFinal(split) }
-    }
-
-    /// Fast mode: worker w's positions, its near-equal contiguous part of the rank's share.
-    func fastPositions(worker w: Int) -> Range<Int> {
-        let share = task.positions, mine = evenShare(share.count, part: w, of: workers.count)
-        return share.lowerBound + mine.lowerBound ..< share.lowerBound + mine.upperBound
-    }
-
-    /// `values` (relative to the trainable slice) of the gradients of the workers that had
-    /// samples, summed in Float in worker order (as Adam sums them on one rank), into `out`
-    /// (indexed as the slice); zeros if none had.
-    func sumWorkerGradients(_ values: Range<Int>, into out: UnsafeMutablePointer<Float>) {
-        let first = trainable.lowerBound + values.lowerBound, n = values.count
-        let target = out + values.lowerBound
-        guard busyWorkers > 0 else { target.update(repeating: 0, count: n); return }
-        target.update(from: busyGradients[0] + first, count: n)
-        for k in 1..<busyWorkers { addFloats(busyGradients[k] + first, into: target, count: n) }
-    }
-
-    /// Fast mode with several ranks, part w of the head of the trainable values (all of them
-    /// without the overlap): the workers' gradients summed into `grads` for the allreduce.
-    func gatherHead(part w: Int) {
-        let head = split ?? trainable.count, part = alignedShare(head, part: w, of: pool.count)
-        sumWorkerGradients(part, into: grads.pointer + trainable.lowerBound)
-    }
-
-    /// Fast mode's Adam, part w of the trainable values: from the reduced `grads` (several
-    /// ranks), or from the workers' gradients, summed as it reads them (one rank: no pass of its own).
-    func fastUpdate(part w: Int) {
-        let range = trainable, part = alignedShare(range.count, part: w, of: pool.count)
-        let values = range.lowerBound + part.lowerBound ..< range.lowerBound + part.upperBound
-        if communicator.size > 1 || config.clipGradNorm != nil {
-            optimizer.apply(adamStep, params: params, grads: grads, range: values)
-        } else {
-            optimizer.apply(adamStep, params: params, summing: busyGradients, count: busyWorkers, range: values)
+            let loss = fastGradient(plan, epoch: epoch, reduceSeconds: &reduceSeconds)
+            fastUpdate()
+            return loss
         }
     }
 
-    /// The clipping coefficient of the reduced gradient in `grads` (the trainable slice): it
-    /// depends on the gradient's values only, so in exact mode it is the same on any world size
-    /// and thread count.
-    func clipCoefficient(maxNorm: Float) -> Float {
-        GradientClipping.coefficient(UnsafePointer(grads.pointer + trainable.lowerBound), count: trainable.count, maxNorm: maxNorm)
-    }
-
-    /// Part w of the trainable values, the reduced integers back to Float gradients (with
-    /// clipping, before any of Adam runs).
-    func convert(part w: Int) {
-        let values = exactSum.part(w, of: pool.count)
-        exactSum.toFloat(values, into: grads.pointer + trainable.lowerBound)
-    }
-
-    /// Part w of the trainable values through Adam, from `grads`.
-    func update(part w: Int) {
-        let range = trainable, values = exactSum.part(w, of: pool.count)
-        optimizer.apply(adamStep, params: params, grads: grads, range: range.lowerBound + values.lowerBound ..< range.lowerBound + values.upperBound)
-    }
-
-    /// Part w of the trainable values: the reduced integers back to Float gradients, and Adam, a
-    /// block at a time so that Adam reads each block's gradients from cache, not memory.
-    func convertAndUpdate(part w: Int) {
-        let range = trainable, values = exactSum.part(w, of: pool.count)
-        var start = values.lowerBound
-        while start < values.upperBound {
-            let block = start ..< min(start + 4096, values.upperBound)
-            exactSum.toFloat(block, into: grads.pointer + range.lowerBound)
-            optimizer.apply(adamStep, params: params, grads: grads,
-                            range: range.lowerBound + block.lowerBound ..< range.lowerBound + block.upperBound)
-            start = block.upperBound
-        }
-    }
-
-    /// Forward and backward of the samples at `positions` of the epoch order on `worker`: leaves
-    /// their gradient (of a loss averaged over `meanOver` values) in the worker's gradient buffer
-    /// and returns their summed loss. With a team (the stacked model), every thread of it calls
-    /// this with its part: it assembles and corrupts its share of the samples (in exact mode, of
-    /// the micro-batches), computes its share of every layer, and returns the loss of its share.
-    /// With `groupSize` (exact mode, a model that runs layer by layer), the samples are
-    /// consecutive micro-batches of that many run in lockstep: `groupLoss(g, sum)` gets micro-batch
-    /// g's summed loss, and `weightsFinal` the gradient ranges as they become final, those the
-    /// model does not add to `fixedPoint` itself (DenoisingNetwork's groups). `afterLayer`:
-    /// called between the backward's layers (see DenoisingNetwork.backward(n:afterLayer:)).
-    func forwardBackward(_ worker: Worker, positions: Range<Int>, epoch: Int, meanOver: Int, team: TeamPart = .alone,
-                         afterLayer: (_ decoderDone: Bool) -> Void = { _ in },
-                         groupSize: Int? = nil, groupLoss: (Int, Double) -> Void = { _, _ in },
-                         fixedPoint: FixedPointTarget? = nil, weightsFinal: (Range<Int>) -> Void = { _ in }) -> Double {
-        let model = worker.model, pixels = samples.sampleSize, n = positions.count
-        let rows = groupSize.map { team.share(n, inUnitsOf: $0) } ?? team.share(n)
-        var t = profile == nil ? 0 : monotonicSeconds()
-        // clean samples (images or crops); the phase's clean target (the samples, or a stacked
-        // model's codes of them from the frozen layers below); its corrupted copy as the input
-        for i in rows {
-            let position = positions.lowerBound + i
-            samples.fill(position: position, image: Int(order[position]), epoch: epoch, into: worker.clean.pointer + i * pixels)
-        }
-        team.sync()
-        // a team and groups only ever run a layer-by-layer model (see `team`, runLockstepWorker)
-        let layered = worker.layered
-        let target = layered.map { layered in
-            groupSize.map { layered.target(images: worker.clean.pointer, n: n, groupSize: $0, team: team) }
-                ?? layered.target(images: worker.clean.pointer, n: n, team: team)
-        } ?? model.target(images: worker.clean.pointer, n: n)
-        let size = model.inputSize
-        for i in rows {
-            let position = positions.lowerBound + i
-            config.noise.corrupt(target + i * size, into: model.input + i * size, count: size, seed: config.seed, epoch: epoch,
-                                 sampleIndex: samples.noiseKey(position: position, image: Int(order[position])))
-        }
-        team.sync()
-        if let profile { profile.assembly += monotonicSeconds() - t }
-        if let layered {
-            if let groupSize { layered.forward(n: n, groupSize: groupSize, team: team) } else { layered.forward(n: n, team: team) }
-        } else {
-            model.forward(n: n)
-        }
-        team.sync()
-        if profile != nil { t = monotonicSeconds() }
-        let loss = Self.loss(config.loss, for: model), first = rows.lowerBound * size
-        var sum = 0.0
-        if let groupSize {
-            // one sum per micro-batch, each over its values in order (as a pass per micro-batch sums)
-            for start in stride(from: rows.lowerBound, to: rows.upperBound, by: groupSize) {
-                let values = (min(start + groupSize, n) - start) * size
-                let groupSum = loss.sum(output: model.output + start * size, target: target + start * size, count: values)
-                groupLoss(start / groupSize, groupSum)
-                sum += groupSum
-            }
-        } else {
-            sum = loss.sum(output: model.output + first, target: target + first, count: rows.count * size)
-        }
-        loss.backward(output: model.output + first, target: target + first, gradient: model.gradOutput + first,
-                      count: rows.count * size, meanOver: meanOver, activation: model.outputActivation)
-        team.sync()
-        if let profile { profile.loss += monotonicSeconds() - t }
-        if let layered, let groupSize {
-            layered.backward(n: n, groupSize: groupSize, team: team, fixedPoint: fixedPoint, weightsFinal: weightsFinal)
-        } else if let layered, team.count > 1 {
-            layered.backward(n: n, team: team)     // a team's model has no decoder tail to hand over
-        } else {
-            model.backward(n: n, afterLayer: afterLayer)
-        }
-        return sum
-    }
-
-    /// The loss of the current phase: the configured one, except that a ReLU output (a stacked
-    /// model's upper layer with ReLU units) is trained with MSE.
-    static func loss(_ configured: LossKind, for model: DenoisingNetwork) -> LossKind {
-        model.outputActivation == .relu ? .mse : configured
-    }
 }
