@@ -62,4 +62,26 @@ final class TrainedModelTests: XCTestCase {
         XCTAssertEqual([crops.height, crops.width], [4, 4])
         XCTAssertEqual(crops.count, TrainingRun.evalPatches)
     }
+
+    func testADenoiseJobPlansEverythingThenWrites() throws {
+        let model = try TrainedModel(path: try weights(.unet(UNetSpec(channels: 1, widths: [4, 4]))))
+        let folder = dir + "/in"
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        for (name, w, h) in [("a.png", 10, 6), ("b.png", 7, 9)] {
+            FileManager.default.createFile(atPath: folder + "/" + name,
+                                           contents: Data(PNG.encode(GrayImage(width: w, height: h, pixels: [UInt8](repeating: 99, count: w * h)))))
+        }
+        let job = try DenoiseJob(model: model, inputs: [folder], out: dir + "/out", addNoise: .gaussian(factor: 0.1))
+        XCTAssertEqual(job.plans.map { $0.outputs.map(\.target) }, [[dir + "/out/a.png"], [dir + "/out/b.png"]])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/out"), "planning wrote something")
+        var lines: [String] = []
+        try job.run { lines.append($0) }
+        XCTAssertEqual(lines.count, 2)
+        XCTAssertTrue(lines[1].hasPrefix("wrote \(dir)/out/b.png (7x9) and \(dir)/out/b.noisy.png: MSE to the original"), lines[1])
+        XCTAssertEqual(try ImageFile.decode(path: dir + "/out/b.png", channels: 1).first?.width, 7)
+        // an output onto an input is refused before anything is written
+        XCTAssertThrowsError(try DenoiseJob(model: model, inputs: [folder], out: folder)) {
+            XCTAssertTrue("\($0)".contains("which this command reads"), "\($0)")
+        }
+    }
 }
