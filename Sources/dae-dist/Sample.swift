@@ -122,28 +122,17 @@ struct Sample: ParsableCommand {
                                             every: config.every, noise: config.noise.description, start: config.start.rawValue,
                                             binarize: config.binarize, seed: config.seed, worldSize: communicator.size)
                 if let train {
-                    let classifier = DigitClassifier(inputs: train.imageSize, seed: seed)
-                    try classifier.train(on: train, epochs: classifierEpochs, seed: seed)
-                    let accuracy = try classifier.accuracy(on: test)
-                    let samples = sampler.statesAfterBurnIn
-                    let quality = SampleQuality.measure(samples, classifier: classifier, training: train)
-                    let real = SampleQuality.measure((0..<config.chains).map { i in
-                        var image = [Float](repeating: 0, count: test.imageSize)
-                        image.withUnsafeMutableBufferPointer { test.image(i % test.count, into: $0.baseAddress!) }
-                        return image
-                    }, classifier: classifier, training: train)
-                    summary.classifier = .init(kind: classifier.architecture, epochs: classifierEpochs, testAccuracy: accuracy)
-                    summary.samples = quality
-                    summary.samplesMeasured = samples.count
-                    summary.testImages = real
-                    say(String(format: "classifier: %@ on pixels, %d epochs, test accuracy %.2f%%", classifier.architecture, classifierEpochs, 100 * accuracy))
-                    say("samples:         " + quality.summary + "  (\(samples.count) states at steps >= \(max(config.burnIn, 1)))")
-                    say("test images:     " + real.summary)
-                    if let untrained {
-                        let baseline = SampleQuality.measure(untrained.statesAfterBurnIn, classifier: classifier, training: train)
-                        summary.untrainedModelSamples = baseline
-                        say("untrained model: " + baseline.summary)
-                    }
+                    let q = try SampleQualityLine.measure(sampler: sampler, untrained: untrained, chains: config.chains, train: train,
+                                                          test: test, epochs: classifierEpochs, seed: seed)
+                    summary.classifier = .init(kind: q.classifierKind, epochs: q.classifierEpochs, testAccuracy: q.classifierTestAccuracy)
+                    summary.samples = q.samples
+                    summary.samplesMeasured = q.samplesMeasured
+                    summary.testImages = q.testImages
+                    summary.untrainedModelSamples = q.untrainedModelSamples
+                    say(String(format: "classifier: %@ on pixels, %d epochs, test accuracy %.2f%%", q.classifierKind, q.classifierEpochs, 100 * q.classifierTestAccuracy))
+                    say("samples:         " + q.samples.summary + "  (\(q.samplesMeasured) states at steps >= \(max(config.burnIn, 1)))")
+                    say("test images:     " + q.testImages.summary)
+                    if let baseline = q.untrainedModelSamples { say("untrained model: " + baseline.summary) }
                 }
                 try writeFileAtomically(Array((jsonLine(summary) + "\n").utf8), to: out + "/summary.json")
                 say("wrote \(out)/samples.png, chains.png, samples.idx, summary.json")
