@@ -40,6 +40,16 @@ public struct TileGeometry: Sendable, Equatable {
     /// conv2's transformed weights and their gradient (32 x 32 x 64 floats, 256 KB), is left out.
     public static let conv = TileGeometry(model: .reference)
 
+    /// The geometry of an image network: `halo` pixels of context, tiles aligned to `sideMultiple`,
+    /// bytes per pixel measured from the arenas of `network(side)` for sides `probeSide` and twice it.
+    static func measured(channels: Int, sideMultiple: Int, halo: Int, probeSide: Int, network: (Int) -> ImageNetwork) -> TileGeometry {
+        let bytes = arenaBytesPerPixel(side: probeSide) { side in
+            let probe = network(side)
+            return (probe.arena, probe.indexArena)
+        }
+        return TileGeometry(channels: channels, sideMultiple: sideMultiple, halo: halo, arenaBytesPerPixel: bytes)
+    }
+
     /// Arena bytes per pixel of `network(side)`, a model for one image of side x side: the growth
     /// from side s to 2s over the 3 s^2 pixels added (the fixed part cancels).
     static func arenaBytesPerPixel(side s: Int, _ network: (Int) -> (Arena<Float>, Arena<Int32>)) -> Int {

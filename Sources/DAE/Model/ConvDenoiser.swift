@@ -157,10 +157,8 @@ extension ConvSpec: ModelArchitecture {
     }
     /// The reference analysis (TileGeometry.conv): a halo of 3 on tiles aligned to 4.
     public func tileGeometry() -> TileGeometry? {
-        let bytes = TileGeometry.arenaBytesPerPixel(side: 4) { side in
-            let probe = ConvDenoiser(self, height: side, width: side, capacity: 1)
-            return (probe.arena, probe.indexArena)
+        TileGeometry.measured(channels: channels, sideMultiple: 4, halo: 3, probeSide: 4) { side in
+            ConvDenoiser(self, height: side, width: side, capacity: 1)
         }
-        return TileGeometry(channels: channels, sideMultiple: 4, halo: 3, arenaBytesPerPixel: bytes)
     }
 }

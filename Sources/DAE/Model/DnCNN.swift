@@ -115,10 +115,8 @@ extension DnCNNSpec: ModelArchitecture {
     }
     /// A halo of its receptive radius, tiles of any side.
     public func tileGeometry() -> TileGeometry? {
-        let bytes = TileGeometry.arenaBytesPerPixel(side: 4) { side in
-            let probe = DnCNN(self, height: side, width: side, capacity: 1)
-            return (probe.arena, probe.indexArena)
+        TileGeometry.measured(channels: channels, sideMultiple: 1, halo: depth, probeSide: 4) { side in
+            DnCNN(self, height: side, width: side, capacity: 1)
         }
-        return TileGeometry(channels: channels, sideMultiple: 1, halo: depth, arenaBytesPerPixel: bytes)
     }
 }

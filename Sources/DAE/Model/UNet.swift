@@ -168,11 +168,8 @@ extension UNetSpec: ModelArchitecture {
     /// The per-pixel receptive radius as the halo (safe: an aligned block needs no more than its
     /// farthest pixel), tiles aligned to the deepest pooling.
     public func tileGeometry() -> TileGeometry? {
-        let side = sideMultiple
-        let bytes = TileGeometry.arenaBytesPerPixel(side: side) { side in
-            let probe = UNet(self, height: side, width: side, capacity: 1)
-            return (probe.arena, probe.indexArena)
+        TileGeometry.measured(channels: channels, sideMultiple: sideMultiple, halo: receptiveRadius, probeSide: sideMultiple) { side in
+            UNet(self, height: side, width: side, capacity: 1)
         }
-        return TileGeometry(channels: channels, sideMultiple: side, halo: receptiveRadius, arenaBytesPerPixel: bytes)
     }
 }
