@@ -58,12 +58,7 @@ final class DnCNNTests: XCTestCase {
         let data = try Dataset.load(directory: repositoryRoot + "/data/mnist", split: .train).prefix(40)
         var config = TrainConfig(model: ModelSpec(DnCNNSpec(channels: 1, depth: 3, width: 4)))
         config.epochs = 1
-        var weights: [[Float]] = []
-        for threads in [1, 2] {
-            let trainer = try Trainer(config: config, data: data, threads: threads)
-            _ = try trainer.trainEpoch()
-            weights.append(trainer.params.array)
-        }
+        let weights = try [1, 2].map { threads in try weightsAfterOneEpoch(config, data: data, threads: threads) }
         XCTAssertEqual(weights[0], weights[1])
         config.loss = .bce
         XCTAssertThrowsError(try config.validate()) { XCTAssertTrue("\($0)".hasPrefix("--loss: bce needs outputs in [0,1]"), "\($0)") }

@@ -103,3 +103,10 @@ final class FakeWorld: Communicator {
     func abort(code: Int32) -> Never { fatalError() }
     func finalize() {}
 }
+
+/// The parameters after one epoch of `config` on `data` with `threads` worker threads.
+func weightsAfterOneEpoch(_ config: TrainConfig, data: Dataset, threads: Int) throws -> [Float] {
+    let trainer = try Trainer(config: config, data: data, threads: threads)
+    _ = try trainer.trainEpoch()
+    return trainer.params.array
+}

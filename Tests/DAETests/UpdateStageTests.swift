@@ -44,21 +44,22 @@ final class UpdateStageTests: XCTestCase {
         XCTAssertLessThan(relativeError(unclipped.array, Self.fixture["noclip.param3"]!), 1e-5)
     }
 
-    func testWithoutClippingOrDecayTheUpdateIsAdamsBitForBit() {
-        // a scale and a decay of 1 multiply nothing: the same bits as before they existed
-        let params = FloatBuffer(Reference.values("adam.param0"))
-        let adam = Adam(parameterCount: params.count, config: AdamConfig(lr: 1e-3, weightDecay: 0))
-        for step in 1...3 {
-            var constants = adam.beginStep()
-            constants.gradScale = 1
-            adam.apply(constants, params: params, grads: FloatBuffer(Reference.values("adam.grad\(step)")), range: 0 ..< params.count)
+    func testTheScaleActsOnTheGradientBeforeTheMoments() {
+        // half of twice the gradient is the gradient exactly (powers of 2): the same bits, moments
+        // included, only if the scale is applied to g before m and v see it
+        func run(scale: Float, gradientFactor: Float) -> [Float] {
+            let params = FloatBuffer(Reference.values("adam.param0"))
+            let adam = Adam(parameterCount: params.count, config: AdamConfig(lr: 1e-3, weightDecay: 0.1))
+            for step in 1...3 {
+                var constants = adam.beginStep()
+                constants.gradScale = scale
+                adam.apply(constants, params: params, grads: FloatBuffer(Reference.values("adam.grad\(step)").map { $0 * gradientFactor }),
+                           range: 0 ..< params.count)
+            }
+            return params.array + adam.m.array + adam.v.array
         }
-        XCTAssertEqual(params.array, {
-            let again = FloatBuffer(Reference.values("adam.param0"))
-            let plain = Adam(parameterCount: again.count, config: AdamConfig(lr: 1e-3))
-            for step in 1...3 { plain.update(params: again, grads: FloatBuffer(Reference.values("adam.grad\(step)"))) }
-            return again.array
-        }())
+        XCTAssertEqual(run(scale: 0.5, gradientFactor: 2), run(scale: 1, gradientFactor: 1))
+        XCTAssertNotEqual(run(scale: 0.5, gradientFactor: 1), run(scale: 1, gradientFactor: 1))
     }
 
     func testClippedTrainingIsTheSameOnAnyThreadCountAndRecorded() throws {
@@ -67,12 +68,7 @@ final class UpdateStageTests: XCTestCase {
         config.epochs = 1
         config.clipGradNorm = 0.05
         config.adam.weightDecay = 0.01
-        var weights: [[Float]] = []
-        for threads in [1, 2] {
-            let trainer = try Trainer(config: config, data: data, threads: threads)
-            _ = try trainer.trainEpoch()
-            weights.append(trainer.params.array)
-        }
+        let weights = try [1, 2].map { threads in try weightsAfterOneEpoch(config, data: data, threads: threads) }
         XCTAssertEqual(weights[0], weights[1])
         // and it changed something: not the unclipped run's weights
         var plain = config
